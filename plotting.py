@@ -1,0 +1,122 @@
+"""Charts of a run, drawn from OUTPUT_DIR/metrics.jsonl alone (this file never imports ppo.py).
+
+    python plotting.py runs/ppo        # redraws runs/ppo/ppo_metrics.png and runs/ppo/training_metrics.png
+
+ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy); training_metrics.png shows every logged metric.
+Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
+"""
+
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+MAIN_METRICS = ["reward", "kl", "policy_loss", "value_loss", "advantage", "entropy"]  # the five, plus KL
+NOT_PLOTTED = {"step"}  # the x axis
+TITLES = {  # what each panel means, in a few words; metrics without an entry are titled by their key
+    "policy_loss": "policy loss (clipped surrogate)",
+    "value_loss": "value loss (clipped)",
+    "reward": "reward (score of the response)",
+    "reward_std": "reward std across the batch",
+    "advantage": "advantage (GAE, before whitening)",
+    "entropy": "entropy of the policy (nats/token)",
+    "kl": "KL to the reference (nats/sequence)",
+    "kl_coef": "KL coefficient",
+    "non_score_reward": "KL penalty summed over the response",
+    "rlhf_reward": "reward + KL penalty",
+    "clipfrac": "fraction of tokens clipped (policy)",
+    "value_clipfrac": "fraction of tokens clipped (value)",
+    "approx_kl": "approx KL(old || new) per update",
+    "explained_variance": "critic explained variance",
+    "response_length": "response length (tokens)",
+    "eos_fraction": "fraction of responses that ended (EOS)",
+    "ratio": "mean probability ratio new/old",
+    "grad_norm": "policy gradient norm (before clipping)",
+    "critic_grad_norm": "critic gradient norm (before clipping)",
+    "update_entropy": "entropy during the update",
+    "value": "value prediction",
+    "return": "return (value target)",
+    "prompts_truncated": "prompts truncated in the batch",
+    "lr": "policy learning rate",
+    "tokens_per_sec": "generated tokens / second",
+    "time_generate": "seconds: generation",
+    "time_score": "seconds: reward, reference, critic",
+    "time_update": "seconds: PPO update",
+    "step_time": "seconds per step",
+    "elapsed": "seconds since start",
+}
+
+
+def read_metrics(path):
+    """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write) is skipped."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def smooth(values, window):
+    """Centred moving average (the window shrinks at the ends), so the curve does not lag the raw values."""
+    half = window // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
+
+
+def _panel(ax, steps, values, key):
+    finite = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
+    if not finite:
+        ax.set_title(TITLES.get(key, key) + " (no finite values)", fontsize=10)
+        return
+    xs, ys = zip(*finite)
+    ax.plot(xs, ys, color="tab:blue", alpha=0.3, linewidth=1)
+    ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color="tab:blue", linewidth=2)  # ~10% of the run
+    ax.set_title(TITLES.get(key, key), fontsize=10)
+    ax.set_xlabel("step", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_metrics(rows, keys, path, title, ncols):
+    steps = [r.get("step", i) for i, r in enumerate(rows)]
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        _panel(ax, steps, [r.get(key) for r in rows], key)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # leave room for the title
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)  # a reader never sees a half-written PNG
+
+
+def plot_run(out_dir):
+    """Draws ppo_metrics.png and training_metrics.png in out_dir from its metrics.jsonl; returns their paths."""
+    rows = read_metrics(os.path.join(out_dir, "metrics.jsonl"))
+    if not rows:
+        raise ValueError(f"{out_dir}/metrics.jsonl has no rows to plot")
+    numeric = [k for k in rows[-1] if k not in NOT_PLOTTED and isinstance(rows[-1][k], (int, float))]
+    name = os.path.basename(os.path.normpath(out_dir))
+    main_keys = [k for k in MAIN_METRICS if k in numeric]
+    paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
+    plot_metrics(rows, main_keys, paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
+    plot_metrics(rows, numeric, paths[1], f"{name}: all metrics ({len(rows)} steps)", ncols=5)
+    return paths
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)")
+    for p in plot_run(sys.argv[1]):
+        print(p)

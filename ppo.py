@@ -1,0 +1,863 @@
+"""PPO for causal language models (RLHF): generate -> score -> per-token KL rewards -> GAE -> clipped updates.
+
+    python ppo.py                                   # the embedded default: a tiny Qwen3 learns to write positive text
+    python ppo.py --ACTOR_MODEL=Qwen/Qwen3-0.6B --CRITIC_MODEL=Qwen/Qwen3-0.6B \
+        --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
+
+Settings live in config.py; any of them can be overridden as --NAME=value.
+
+Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone
+with a scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
+
+Follows the PPO-for-LMs recipe of Ziegler et al. 2019 (arXiv:1909.08593) and Ouyang et al. 2022, with the
+implementation details catalogued by Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO"
+(arXiv:2403.17031), cited below as "N+ detail k". Deliberate departures:
+  * The reward model reads decoded text re-tokenised with its own tokenizer, so the policy and reward model need
+    not share a vocabulary (TRL's PPOTrainer requires one).
+  * Sampling is our own KV-cached loop rather than `generate()`, so that no processor from a checkpoint's
+    generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the distribution the log-probs assume.
+  * Trained models keep float32 weights and run under bf16 autocast on GPU; frozen models are stored in bf16.
+    The reference therefore differs from the step-0 policy by bf16 rounding (a KL of ~1e-3 nats at step 0).
+
+Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr, V vocab.
+"""
+
+import ast
+import difflib
+import importlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class ConfigError(Exception):
+    """Bad settings or inputs, found before any expensive work: the message says what to change."""
+
+
+# =============================================================================================================
+# Settings
+# =============================================================================================================
+def parse_overrides(argv, defaults):
+    """`--NAME=value` pairs -> dict. Values are Python literals if they parse as one, else strings."""
+    overrides = {}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16")
+        name, value = arg[2:].split("=", 1)
+        if name not in defaults:
+            close = difflib.get_close_matches(name.upper(), list(defaults), n=1)
+            hint = f" Did you mean --{close[0]}?" if close else " See config.py for the settings."
+            raise ConfigError(f"unknown setting --{name}.{hint}")
+        try:
+            overrides[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[name] = value
+    return overrides
+
+
+def load_config(argv=()):
+    """The UPPER_CASE constants of config.py with command-line overrides applied, as a read-only namespace."""
+    import config as config_module
+    defaults = {k: v for k, v in vars(config_module).items() if k.isupper() and not k.startswith("_")}
+    settings = {**defaults, **parse_overrides(argv, defaults)}
+    return SimpleNamespace(**settings)
+
+
+def check_settings(cfg):
+    """Checks of the settings alone (no file is read): sizes that must divide, values out of range."""
+    def need(ok, message):
+        if not ok:
+            raise ConfigError(message)
+
+    for name in ("BATCH_SIZE", "MINI_BATCH_SIZE", "MICRO_BATCH_SIZE", "PPO_EPOCHS", "MAX_NEW_TOKENS",
+                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY"):
+        need(isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1,
+             f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    need(cfg.MAX_STEPS is None or (isinstance(cfg.MAX_STEPS, int) and cfg.MAX_STEPS >= 1),
+         f"MAX_STEPS must be a positive integer or None, got {cfg.MAX_STEPS!r}")
+    need(cfg.BATCH_SIZE % cfg.MINI_BATCH_SIZE == 0,
+         f"BATCH_SIZE ({cfg.BATCH_SIZE}) must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})")
+    need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
+         f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
+    need(cfg.TEMPERATURE > 0, f"TEMPERATURE must be > 0, got {cfg.TEMPERATURE}")
+    need(cfg.CLIP_RANGE > 0, f"CLIP_RANGE must be > 0, got {cfg.CLIP_RANGE}")
+    need(cfg.VALUE_CLIP_RANGE is None or cfg.VALUE_CLIP_RANGE > 0,
+         f"VALUE_CLIP_RANGE must be > 0 or None, got {cfg.VALUE_CLIP_RANGE}")
+    need(0 <= cfg.GAMMA <= 1 and 0 <= cfg.LAM <= 1, f"GAMMA ({cfg.GAMMA}) and LAM ({cfg.LAM}) must lie in [0, 1]")
+    need(cfg.KL_COEF >= 0, f"KL_COEF must be >= 0, got {cfg.KL_COEF}")
+    need(cfg.KL_ESTIMATOR in ("k1", "k3"), f"KL_ESTIMATOR must be 'k1' or 'k3', got {cfg.KL_ESTIMATOR!r}")
+    need(cfg.KL_TARGET is None or cfg.KL_TARGET > 0, f"KL_TARGET must be > 0 or None, got {cfg.KL_TARGET}")
+    need(cfg.LR_SCHEDULE in ("linear", "constant"),
+         f"LR_SCHEDULE must be 'linear' or 'constant', got {cfg.LR_SCHEDULE!r}")
+    need(cfg.DTYPE in ("auto", "float32", "bfloat16", "float16"),
+         f"DTYPE must be 'auto', 'float32', 'bfloat16' or 'float16', got {cfg.DTYPE!r}")
+    need(cfg.CHAT_TEMPLATE in ("auto", True, False),
+         f"CHAT_TEMPLATE must be 'auto', True or False, got {cfg.CHAT_TEMPLATE!r}")
+
+
+# =============================================================================================================
+# The equations: small pure functions, each unit-tested against a brute-force reference in tests/
+# =============================================================================================================
+def masked_mean(x, mask, dim=None):
+    """Mean of x over the positions where mask is 1."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x, mask, unbiased=True):
+    """Variance of x over the positions where mask is 1 (Bessel-corrected like lm-human-preferences/TRL)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1)
+    return var
+
+
+def masked_whiten(x, mask, shift_mean=True, eps=1e-8):
+    """(x - mean) / std over valid positions only (N+ detail 19: padding must not enter the statistics)."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+def response_mask(response_ids, eos_ids):
+    """1 for response tokens up to and including the first EOS, 0 after it. (B, Tr) -> mask (B, Tr), ended (B,)."""
+    is_eos = torch.isin(response_ids, eos_ids)  # (B, Tr)
+    eos_before = is_eos.long().cumsum(1) - is_eos.long()  # EOS tokens strictly before each position
+    return (eos_before == 0).long(), is_eos.any(1)
+
+
+def position_ids_from_mask(attention_mask):
+    """Positions that skip left padding, as generation uses them: [0 0 1 1 1] -> [0 0 0 1 2]."""
+    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def logprobs_from_logits(logits, tokens):
+    """log softmax(logits)[token] per position. (B, Tr, V), (B, Tr) -> (B, Tr)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits):
+    """Entropy of softmax(logits) per position: logsumexp(z) - sum softmax(z) z. (B, Tr, V) -> (B, Tr)."""
+    logits = logits.float()
+    return torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
+
+
+def kl_penalty(logp, ref_logp, estimator="k1"):
+    """Per-token estimate of KL(pi || pi_ref) from samples of pi (Schulman, joschu.net/blog/kl-approx.html).
+    k1 = log pi - log pi_ref: unbiased, can be negative (Ziegler et al. 2019 use this one).
+    k3 = (r - 1) - log r with r = pi_ref / pi: unbiased, always >= 0, lower variance."""
+    log_ratio = logp - ref_logp
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}")
+
+
+def per_token_rewards(scores, kl, mask, kl_coef):
+    """r_t = -kl_coef * kl_t on every response token, plus the sequence score on its last valid token
+    (Ziegler et al. 2019 eq. 2; N+ detail 13). (B,), (B, Tr), (B, Tr) -> (B, Tr)."""
+    rewards = -kl_coef * kl * mask
+    last = mask.sum(1).long() - 1  # index of the last valid token (the EOS when there is one)
+    rewards[torch.arange(len(scores), device=rewards.device), last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def gae(rewards, values, mask, gamma, lam):
+    """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438) over valid tokens.
+    Valid tokens form a prefix of each row; the value after the last valid token is 0 (the episode ended).
+    Returns (advantages, returns), both (B, Tr); returns = advantages + values are the critic's targets."""
+    values, rewards = values * mask, rewards * mask
+    Tr = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(Tr)):
+        next_value = values[:, t + 1] if t + 1 < Tr else torch.zeros_like(values[:, 0])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last_gae = (delta + gamma * lam * last_gae) * mask[:, t]
+        advantages[:, t] = last_gae
+    return advantages, advantages + values
+
+
+def policy_loss(logp, old_logp, advantages, clip_range):
+    """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise. All (B, Tr).
+    Returns (loss, clipped, ratio): clipped is 1 where the clipped branch was the active one."""
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    loss_unclipped = -advantages * ratio
+    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
+
+
+def value_loss(values, old_values, returns, clip_range):
+    """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip kept within clip_range of
+    the rollout values (N+ detail 22; lm-human-preferences train_policy.py). clip_range None: plain 0.5 (V - R)^2.
+    Returns (loss, clipped)."""
+    loss_unclipped = (values - returns) ** 2
+    if clip_range is None:
+        return 0.5 * loss_unclipped, torch.zeros_like(values)
+    values_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    loss_clipped = (values_clipped - returns) ** 2
+    return 0.5 * torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float()
+
+
+def explained_variance(values, returns, mask):
+    """1 - Var(R - V) / Var(R) over valid tokens: 1 is a perfect critic, <= 0 one no better than a constant."""
+    var_returns = masked_var(returns, mask)
+    return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019, sec. 2.2: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)."""
+
+    def __init__(self, init_kl_coef, target, horizon):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current_kl, n_steps):
+        if self.target is not None:
+            error = float(np.clip(current_kl / self.target - 1, -0.2, 0.2))
+            self.value *= 1 + error * n_steps / self.horizon
+
+
+# =============================================================================================================
+# Devices, models and data
+# =============================================================================================================
+def resolve_devices(cfg, n_gpus):
+    """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic and reward
+    on cuda:1; with one GPU all on cuda:0; without, all on cpu."""
+    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else ("cuda:0" if n_gpus else "cpu")
+    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else ("cuda:1" if n_gpus >= 2 else policy)
+    devices = {"policy": policy, "ref": cfg.DEVICE_REF if cfg.DEVICE_REF != "auto" else policy, "critic": critic,
+               "reward": cfg.DEVICE_REWARD if cfg.DEVICE_REWARD != "auto" else critic}
+    for role, name in devices.items():
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"DEVICE_{role.upper()}={name!r} is not a device name: use 'cpu', 'cuda:0', ... "
+                              f"or 'auto'") from None
+        if device.type == "cuda" and (device.index or 0) >= n_gpus:
+            raise ConfigError(f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
+                              f"set it to 'auto', 'cpu' or an existing cuda:N")
+        devices[role] = device
+    return devices
+
+
+def resolve_dtype(name, device):
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def autocast(device, dtype):
+    """Mixed precision for the float32 trained models when DTYPE is 16-bit; a no-op in float32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+
+def _looks_like_path(name):
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) or \
+        name.count("/") != 1
+
+
+def load_model_config(setting, name):
+    """AutoConfig of a local folder or hub id, with a message that says which setting is wrong."""
+    from transformers import AutoConfig
+    if not os.path.exists(name) and _looks_like_path(name):
+        raise ConfigError(f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained "
+                          f"or a hub id such as Qwen/Qwen3-0.6B.")
+    if os.path.isdir(name) and not os.path.exists(os.path.join(name, "config.json")):
+        raise ConfigError(f"{setting}={name!r} is a folder without config.json: give a folder written by "
+                          f"save_pretrained.")
+    try:
+        return AutoConfig.from_pretrained(name)
+    except Exception as e:  # hub unreachable, unknown model_type, malformed config.json, ...
+        raise ConfigError(f"{setting}={name!r} could not be read as a transformers model: "
+                          f"{str(e).splitlines()[0]}") from None
+
+
+def check_models(cfg, prompts):
+    """Reads only config.json files (and calls a reward function once): each model is of the right kind."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    actor = load_model_config("ACTOR_MODEL", cfg.ACTOR_MODEL)
+    archs = actor.architectures or []
+    if type(actor) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
+            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
+        raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r} is a {', '.join(archs) or actor.model_type}, not a "
+                          f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
+    critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
+    if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
+                          f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
+                          f"ACTOR_MODEL folder itself, or a reward model trained from it).")
+    if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
+        raise ConfigError(f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
+                          f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share the "
+                          f"policy's tokenizer.")
+    if is_reward_function(cfg.REWARD_MODEL):
+        fn = load_reward_function(cfg.REWARD_MODEL)
+        try:  # one cheap call now, so a broken function fails before any model loads
+            call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
+        except RuntimeError as e:
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} failed on a test call: {e}") from None
+    else:
+        reward = load_model_config("REWARD_MODEL", cfg.REWARD_MODEL)
+        archs = reward.architectures or []
+        if type(reward) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or \
+                (archs and not any(a.endswith("ForSequenceClassification") for a in archs)):
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} is a {', '.join(archs) or reward.model_type}, not "
+                              f"a sequence classifier: give a reward-model folder (config.json architectures "
+                              f"*ForSequenceClassification) or a Python function as module:function.")
+
+
+def is_reward_function(name):
+    return ":" in name and not os.path.exists(name)
+
+
+def load_reward_function(name):
+    module_name, _, function_name = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {function_name} from {module_name} ({e}). "
+                          f"A reward function is given as module:function, the module importable from here.")
+    if not callable(fn):
+        raise ConfigError(f"REWARD_MODEL={name!r} is not callable: it must be a function(prompts, responses).")
+    return fn
+
+
+def load_prompts(cfg):
+    """The PROMPT_KEY column of DATASET, through the datasets library, as a list of non-empty strings."""
+    import datasets
+    path, split, key = cfg.DATASET, cfg.DATASET_SPLIT, cfg.PROMPT_KEY
+    builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+    ext = os.path.splitext(path)[1].lower()
+    if not os.path.exists(path) and (ext in builders or _looks_like_path(path)):
+        raise ConfigError(f"DATASET={path!r}: no such file or folder.")
+    try:
+        if os.path.isfile(path):
+            if ext not in builders:
+                raise ConfigError(f"DATASET={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or .parquet.")
+            ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
+        elif os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json")):
+            ds = datasets.load_from_disk(path)
+            ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+        else:
+            ds = datasets.load_dataset(path, split=split)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"DATASET={path!r} could not be read: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                          f". Expected one {key!r} field per row (e.g. a .jsonl file of {{\"{key}\": \"...\"}}).") from None
+    if len(ds) == 0:
+        raise ConfigError(f"DATASET={path!r} has no rows: it needs at least BATCH_SIZE ({cfg.BATCH_SIZE}) prompts.")
+    if key not in ds.column_names:
+        raise ConfigError(f"DATASET={path!r} has no column PROMPT_KEY={key!r}; its columns are {ds.column_names}. "
+                          f"Set --PROMPT_KEY to the one holding the prompts.")
+    prompts = ds[key]
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise ConfigError(f"DATASET={path!r}: {len(bad)} row(s) have an empty or non-text {key!r} "
+                          f"(first at row {bad[0]}: {prompts[bad[0]]!r}).")
+    if len(prompts) < cfg.BATCH_SIZE:
+        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({cfg.BATCH_SIZE}): "
+                          f"lower BATCH_SIZE or add prompts.")
+    return prompts
+
+
+def load_tokenizer(name, setting, log=print):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(name)
+    if tok.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
+                          f"set tokenizer.eos_token and save it again.")
+    if tok.pad_token_id is None:
+        log(f"notice: the tokenizer of {setting} has no pad token; using its EOS token {tok.eos_token!r} for padding")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _no_dropout(name, **kwargs):
+    """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6: dropout makes the
+    log-probs of the rollout and of the update disagree)."""
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(name, **kwargs)
+    for key, value in vars(config).items():
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, 0.0)
+    return {"config": config}
+
+
+def load_causal_lm(name, device, dtype):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **_no_dropout(name))
+    return model.to(device).eval()
+
+
+class ValueModel(nn.Module):
+    """Critic: a transformer backbone with a scalar head read at every position, one value per token.
+    Loaded as AutoModelForSequenceClassification(num_labels=1), which works both for a causal-LM folder (the head
+    starts fresh) and a reward-model folder (the head starts from the reward head, N+ detail 8). Its own
+    forward would pool the last token; we apply the head to every hidden state instead."""
+
+    def __init__(self, name, device):
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            name, dtype=torch.float32, **_no_dropout(name, num_labels=1)).to(device).eval()
+        self.head = getattr(self.model, "score", None)
+        if not isinstance(self.head, nn.Linear):
+            raise ConfigError(f"CRITIC_MODEL={name!r} ({type(self.model).__name__}) has no linear `score` head "
+                              f"to read per-token values from: use a decoder such as the ACTOR_MODEL folder.")
+
+    def forward(self, input_ids, attention_mask, position_ids):  # (B, T) x3 -> (B, T)
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                       position_ids=position_ids).last_hidden_state  # (B, T, H)
+        return self.head(hidden).squeeze(-1).float()
+
+
+class RewardModel:
+    """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair for encoders
+    such as DeBERTa (the OpenAssistant reward models' format), the chat template where the tokenizer has one."""
+
+    def __init__(self, name, device, dtype, max_length=1024):
+        from transformers import AutoModelForSequenceClassification
+        self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            name, dtype=dtype, **_no_dropout(name)).to(device).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.device, self.max_length = device, max_length
+
+    @torch.inference_mode()
+    def __call__(self, prompts, responses):
+        tok = self.tokenizer
+        if tok.chat_template:
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                             tokenize=False) for p, r in zip(prompts, responses)]
+            batch = tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                        add_special_tokens=False)
+        else:
+            batch = tok(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
+                        return_tensors="pt")
+        logits = self.model(**batch.to(self.device)).logits  # (B, num_labels)
+        return logits[:, 0].float()
+
+
+def call_reward_function(fn, prompts, responses):
+    """Calls a user reward function and checks what it returns: one finite float per response."""
+    name = getattr(fn, "__name__", repr(fn))
+    try:
+        scores = fn(prompts, responses)
+    except Exception as e:
+        raise RuntimeError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
+                           f"{prompts[0]!r})") from e
+    try:
+        scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise RuntimeError(f"reward function {name} returned {type(scores).__name__}, not a list of floats") from None
+    if len(scores) != len(responses):
+        raise RuntimeError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses")
+    if not torch.isfinite(scores).all():
+        i = int((~torch.isfinite(scores)).nonzero()[0])
+        raise RuntimeError(f"reward function {name} returned {scores[i].item()} for prompt {prompts[i]!r}, "
+                           f"response {responses[i]!r}")
+    return scores
+
+
+# =============================================================================================================
+# Sampling
+# =============================================================================================================
+@torch.inference_mode()
+def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id):
+    """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
+    Stops early once every row has produced an EOS; rows that ended are filled with pad_id.
+    (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
+    them in one batched forward, N+ detail 4)."""
+    B = input_ids.shape[0]
+    positions = position_ids_from_mask(attention_mask)  # (B, Tp)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    next_position = positions[:, -1:] + 1  # (B, 1)
+    finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+    tokens, logps = [], []
+    for t in range(max_new_tokens):
+        logp_all = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
+        token = torch.multinomial(logp_all.exp(), 1).squeeze(1)  # (B,)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        tokens.append(token)
+        logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
+        finished |= torch.isin(token, eos_ids)
+        if t == max_new_tokens - 1 or bool(finished.all()):
+            break
+        # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
+                    cache=out.cache, use_cache=True)
+        next_position = next_position + 1
+    return torch.stack(tokens, 1), torch.stack(logps, 1)
+
+
+def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32):
+    """Log-probs of the response tokens and the entropy at each response position, in one forward.
+    (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the distribution
+    the tokens were drawn from (N+ detail 5)."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    Tr = input_ids.shape[1] - Tp
+    with autocast(device, dtype):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids_from_mask(attention_mask), logits_to_keep=Tr + 1).logits
+    # Off-by-one: the logit at position i predicts token i+1, so of the Tr+1 kept positions Tp-1 .. T-1 we drop
+    # the last and keep those predicting the response tokens Tp .. T-1.
+    logits = logits[:, :-1].float() / temperature  # (B, Tr, V)
+    return logprobs_from_logits(logits, input_ids[:, Tp:]), entropy_from_logits(logits)
+
+
+def left_pad(sequences, pad_id):
+    """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at column Tp-1."""
+    Tp = max(map(len, sequences))
+    ids = torch.tensor([[pad_id] * (Tp - len(s)) + s for s in sequences])  # (B, Tp)
+    mask = torch.tensor([[0] * (Tp - len(s)) + [1] * len(s) for s in sequences])  # (B, Tp)
+    return ids, mask
+
+
+# =============================================================================================================
+# The trainer
+# =============================================================================================================
+class PPOTrainer:
+    def __init__(self, cfg, log=print):
+        self.cfg, self.log = cfg, log
+        check_settings(cfg)
+        # Cheap checks first: every file is read and every model folder inspected before any weight loads.
+        self.prompts = load_prompts(cfg)
+        check_models(cfg, self.prompts)
+        self.devices = resolve_devices(cfg, torch.cuda.device_count())
+        self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
+
+        random.seed(cfg.SEED)
+        np.random.seed(cfg.SEED)
+        torch.manual_seed(cfg.SEED)
+
+        self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
+        self.eos_ids = torch.tensor(sorted(self._eos_token_ids()), device=self.devices["policy"])
+        self.prompt_ids, self.prompts_truncated = self._tokenize_prompts(self.prompts)
+
+        dev = self.devices
+        self.policy = load_causal_lm(cfg.ACTOR_MODEL, dev["policy"], torch.float32)
+        self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], self.dtype).requires_grad_(False)
+        self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"])
+        if is_reward_function(cfg.REWARD_MODEL):
+            self.reward_fn = load_reward_function(cfg.REWARD_MODEL)
+            self.reward_model = None
+        else:
+            self.reward_fn = None
+            self.reward_model = RewardModel(cfg.REWARD_MODEL, dev["reward"], self.dtype)
+
+        steps_per_epoch = len(self.prompts) // cfg.BATCH_SIZE
+        self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * steps_per_epoch
+        # Separate optimisers: the two models may sit on different devices (N+ detail 9 uses one Adam per model).
+        self.policy_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.LEARNING_RATE, eps=1e-5)
+        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.CRITIC_LEARNING_RATE or cfg.LEARNING_RATE,
+                                            eps=1e-5)
+        # Adam eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's ppo.py).
+        decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
+        self.policy_sched = torch.optim.lr_scheduler.LambdaLR(self.policy_opt, decay)
+        self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
+        self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
+        self.step_count = 0
+
+    # ---- set-up helpers --------------------------------------------------------------------------------------
+    def _eos_token_ids(self):
+        """The tokenizer's EOS plus any EOS the checkpoint's generation_config lists (Qwen3 instruct: <|im_end|>
+        and <|endoftext|>)."""
+        ids = {self.tokenizer.eos_token_id}
+        try:
+            from transformers import GenerationConfig
+            extra = GenerationConfig.from_pretrained(self.cfg.ACTOR_MODEL).eos_token_id
+            ids |= set(extra if isinstance(extra, list) else [extra] if extra is not None else [])
+        except OSError:
+            pass  # no generation_config.json
+        return ids
+
+    def _use_chat_template(self):
+        has = bool(self.tokenizer.chat_template)
+        if self.cfg.CHAT_TEMPLATE is True and not has:
+            raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
+                              "set CHAT_TEMPLATE to 'auto' or False.")
+        return has if self.cfg.CHAT_TEMPLATE == "auto" else self.cfg.CHAT_TEMPLATE
+
+    def _tokenize_prompts(self, prompts):
+        """Tokenise every prompt once. Over-long prompts keep their last MAX_PROMPT_LENGTH tokens (the end of a
+        prompt is what the response continues). Returns (token lists, truncated flags)."""
+        tok = self.tokenizer
+        if self._use_chat_template():
+            # enable_thinking=False: Qwen3's template then adds an empty think block; other templates ignore it.
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                             tokenize=False, enable_thinking=False) for p in prompts]
+            ids = tok(texts, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(list(prompts))["input_ids"]
+        limit = self.cfg.MAX_PROMPT_LENGTH
+        return [x[-limit:] for x in ids], [len(x) > limit for x in ids]
+
+    def batch_indices(self, step):
+        """Prompt indices for a step: a fresh permutation of the dataset each pass, seeded by (SEED, pass)."""
+        B, per_pass = self.cfg.BATCH_SIZE, len(self.prompts) // self.cfg.BATCH_SIZE
+        epoch, offset = divmod(step, per_pass)
+        g = torch.Generator().manual_seed(self.cfg.SEED * 100003 + epoch)
+        return torch.randperm(len(self.prompts), generator=g)[offset * B:(offset + 1) * B].tolist()
+
+    # ---- forwards ------------------------------------------------------------------------------------------------
+    def critic_forward(self, input_ids, attention_mask, Tp):
+        """Per-token values V(s_t) for the response tokens: the value at position Tp-1+t sees the prompt and the
+        first t response tokens, i.e. the state in which token t is chosen. (B, T) -> (B, Tr)."""
+        device = self.devices["critic"]
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        with autocast(device, self.dtype):
+            values = self.critic(input_ids, attention_mask, position_ids_from_mask(attention_mask))  # (B, T)
+        return values[:, Tp - 1:-1]
+
+    def score(self, prompts, responses):
+        """One scalar per (prompt, response) text from the reward model or function, on the policy's device."""
+        if self.reward_model is not None:
+            scores = self.reward_model(prompts, responses)
+            if not torch.isfinite(scores).all():
+                i = int((~torch.isfinite(scores)).nonzero()[0])
+                raise RuntimeError(f"REWARD_MODEL gave {scores[i].item()} for prompt {prompts[i]!r}, response "
+                                   f"{responses[i]!r}: check its DTYPE (float16 overflows) and its inputs")
+        else:
+            scores = call_reward_function(self.reward_fn, prompts, responses)
+        return scores.to(self.devices["policy"])
+
+    # ---- one PPO step ----------------------------------------------------------------------------------------
+    def step(self, prompt_indices):
+        cfg, dev, tok = self.cfg, self.devices, self.tokenizer
+        t_start = time.time()
+
+        # 1. Rollout: sample responses from the current policy, keeping the sampled token ids.
+        prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in prompt_indices], tok.pad_token_id)
+        prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
+        Tp = prompt_ids.shape[1]
+        with autocast(dev["policy"], self.dtype):
+            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
+                                     self.eos_ids, tok.pad_token_id)  # (B, Tr)
+        mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
+        input_ids = torch.cat([prompt_ids, response_ids], 1)  # (B, T)
+        attention_mask = torch.cat([prompt_mask, mask], 1)  # (B, T)
+        t_generate = time.time()
+
+        # 2. Score the decoded text (the reward model has its own tokenizer), and evaluate the rollout under the
+        #    policy, the reference and the critic.
+        prompts = [self.prompts[i] for i in prompt_indices]
+        responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
+        scores = self.score(prompts, responses)  # (B,)
+        raw_scores = scores.clone()
+        if cfg.MISSING_EOS_PENALTY is not None:  # N+ detail 23: penalise responses that never ended
+            scores = torch.where(ended, scores, scores - cfg.MISSING_EOS_PENALTY)
+        with torch.inference_mode():
+            logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                              self.dtype)  # (B, Tr) x2
+            ref_logp, _ = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                            self.dtype)
+            ref_logp = ref_logp.to(dev["policy"])
+            values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])  # (B, Tr)
+        t_score = time.time()
+
+        # 3. Per-token rewards: KL penalty on every token, the score on the last one.
+        logp, ref_logp, values = logp.clone(), ref_logp.clone(), values.clone()  # leave inference mode
+        maskf = mask.float()
+        kl = kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * maskf  # (B, Tr)
+        rewards = per_token_rewards(scores, kl, maskf, self.kl_ctl.value)  # (B, Tr)
+
+        # 4. Advantages with GAE; whiten them over the valid tokens of the batch (N+ detail 19). Returns come from
+        #    the unwhitened advantages.
+        advantages, returns = gae(rewards, values, maskf, cfg.GAMMA, cfg.LAM)  # (B, Tr) x2
+        raw_advantages = advantages
+        advantages = masked_whiten(advantages, maskf)
+
+        # 5. PPO_EPOCHS passes of clipped updates over shuffled minibatches.
+        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": maskf, "logp": logp,
+                   "values": values, "advantages": advantages, "returns": returns}
+        update_stats = self.update(rollout, Tp)
+        lr = self.policy_sched.get_last_lr()[0]
+        self.policy_sched.step()
+        self.critic_sched.step()
+        t_end = time.time()
+
+        # 6. Statistics (one host sync, here at the end). kl is the k1 sum over the response, whatever estimator
+        #    the reward used, so runs with different estimators stay comparable.
+        seq_kl = ((logp - ref_logp) * maskf).sum(1)  # (B,)
+        kl_coef = self.kl_ctl.value
+        self.kl_ctl.update(seq_kl.mean().item(), len(prompt_indices))
+        n_generated = mask.sum()
+        out = {
+            "step": self.step_count,
+            "reward": raw_scores.mean(), "reward_std": raw_scores.std(),
+            "non_score_reward": (-kl_coef * kl).sum(1).mean(),
+            "rlhf_reward": rewards.sum(1).mean(),
+            "kl": seq_kl.mean(), "kl_coef": kl_coef,
+            "entropy": masked_mean(entropy, maskf),
+            "advantage": masked_mean(raw_advantages, maskf),
+            "value": masked_mean(values, maskf), "return": masked_mean(returns, maskf),
+            "explained_variance": explained_variance(values, returns, maskf),
+            **update_stats,
+            "response_length": mask.sum(1).float().mean(),
+            "eos_fraction": ended.float().mean(),
+            "prompts_truncated": sum(self.prompts_truncated[i] for i in prompt_indices),
+            "lr": lr,
+            "tokens_per_sec": n_generated / (t_end - t_start),
+            "time_generate": t_generate - t_start, "time_score": t_score - t_generate, "time_update": t_end - t_score,
+            "step_time": t_end - t_start,
+        }
+        out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
+        self.step_count += 1
+        samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}
+                   for p, r, s in zip(prompts, responses, raw_scores.tolist())]
+        return out, samples
+
+    def update(self, rollout, Tp):
+        """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences; each minibatch is
+        one optimizer step for the policy and one for the critic. Returns the mean statistics of the minibatches."""
+        cfg, stats = self.cfg, {}
+        B = rollout["mask"].shape[0]
+        for _ in range(cfg.PPO_EPOCHS):
+            for mb in torch.randperm(B).split(cfg.MINI_BATCH_SIZE):
+                n_tokens = rollout["mask"][mb].sum()
+                mb_stats = {}
+                for micro in mb.split(cfg.MICRO_BATCH_SIZE):
+                    for k, v in self.accumulate_gradients(rollout, micro, Tp, n_tokens).items():
+                        mb_stats[k] = mb_stats.get(k, 0.0) + v
+                mb_stats["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.MAX_GRAD_NORM)
+                mb_stats["critic_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.MAX_GRAD_NORM)
+                for opt in (self.policy_opt, self.critic_opt):
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                for k, v in mb_stats.items():
+                    stats.setdefault(k, []).append(v.detach().float().cpu())
+        return {k: torch.stack(v).mean() for k, v in stats.items()}
+
+    def accumulate_gradients(self, rollout, idx, Tp, n_tokens):
+        """Forward and backward of one micro-batch (rows idx of the rollout). Each per-token loss is summed and
+        divided by the token count of the whole minibatch (n_tokens), so the accumulated gradient is exactly that
+        of the minibatch's token-level mean, however it is split. Returns this micro-batch's share of each stat."""
+        cfg = self.cfg
+        Tr = int(rollout["mask"][idx].sum(1).max())  # columns after the longest response here are all masked
+        ids, attn = rollout["input_ids"][idx, :Tp + Tr], rollout["attention_mask"][idx, :Tp + Tr]
+        mask = rollout["mask"][idx, :Tr]
+        old = {k: rollout[k][idx, :Tr] for k in ("logp", "values", "advantages", "returns")}  # (b, Tr) each
+
+        def share(x):  # this micro-batch's contribution to a token mean over the minibatch, on x's device
+            return (x * mask.to(x.device)).sum() / n_tokens.to(x.device)
+
+        logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype)  # (b, Tr)
+        pg, pg_clipped, ratio = policy_loss(logp, old["logp"], old["advantages"], cfg.CLIP_RANGE)
+        pg_loss, entropy_mean = share(pg), share(entropy)
+        (pg_loss - cfg.ENTROPY_COEF * entropy_mean).backward()
+
+        critic_dev = self.devices["critic"]
+        values = self.critic_forward(ids, attn, Tp)  # (b, Tr) on the critic's device
+        vf, vf_clipped = value_loss(values, old["values"].to(critic_dev), old["returns"].to(critic_dev),
+                                    cfg.VALUE_CLIP_RANGE)
+        vf_loss = share(vf)
+        vf_loss.backward()
+
+        with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
+            return {"policy_loss": pg_loss, "value_loss": vf_loss, "update_entropy": entropy_mean,
+                    "clipfrac": share(pg_clipped), "value_clipfrac": share(vf_clipped), "ratio": share(ratio),
+                    "approx_kl": share(kl_penalty(old["logp"], logp, "k3"))}
+
+    # ---- the run -------------------------------------------------------------------------------------------------
+    def train(self):
+        import plotting
+        from tqdm import tqdm
+        cfg, out_dir = self.cfg, self.cfg.OUTPUT_DIR
+        metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
+        for path in (metrics_path, samples_path):
+            open(path, "w").close()
+        t0, plotter = time.time(), None
+        bar = tqdm(range(self.total_steps), desc="ppo", dynamic_ncols=True)
+        for step in bar:
+            metrics, samples = self.step(self.batch_indices(step))
+            metrics["elapsed"] = time.time() - t0
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.3f}",
+                            vf_loss=f"{metrics['value_loss']:.3f}", len=f"{metrics['response_length']:.1f}")
+            last = step == self.total_steps - 1
+            if step % cfg.SAMPLE_EVERY == 0 or last:
+                with open(samples_path, "a") as f:
+                    for s in samples[:cfg.NUM_SAMPLES]:
+                        f.write(json.dumps(s) + "\n")
+                bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
+            if (step + 1) % cfg.PLOT_EVERY == 0 and not last and (plotter is None or plotter.poll() is not None):
+                # Redraw in a separate process (plotting reads only metrics.jsonl): ~4 s of matplotlib per redraw
+                # would otherwise stall training. One redraw at a time; a step that finds one running skips it.
+                plotter = subprocess.Popen([sys.executable, plotting.__file__, out_dir], stdout=subprocess.DEVNULL)
+        bar.close()
+        if plotter is not None:
+            plotter.wait()
+        plotting.plot_run(out_dir)
+        self.save()
+        self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ "
+                 f"(ppo_metrics.png, training_metrics.png, metrics.jsonl, samples.jsonl, policy/, critic/)")
+
+    def save(self):
+        out_dir = self.cfg.OUTPUT_DIR
+        self.policy.save_pretrained(os.path.join(out_dir, "policy"))
+        self.tokenizer.save_pretrained(os.path.join(out_dir, "policy"))
+        self.critic.model.save_pretrained(os.path.join(out_dir, "critic"))
+        self.tokenizer.save_pretrained(os.path.join(out_dir, "critic"))
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in ("ppo.py", "config.py"):  # the code that produced these weights, beside them
+            shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+
+
+def format_samples(samples, step):
+    lines = [f"--- samples at step {step} ---"]
+    for s in samples:
+        lines.append(f"[{s['reward']:+.3f}] {s['prompt']!r} -> {s['response']!r}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    import datasets
+    import transformers
+    transformers.utils.logging.disable_progress_bar()  # the per-file "Loading weights" bars drown the output
+    datasets.disable_progress_bars()
+    try:
+        cfg = load_config(argv)
+        check_settings(cfg)
+        import default_task
+        if default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
+            default_task.build()  # the embedded default policy, built once and cached
+        print("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
+        trainer = PPOTrainer(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.json"), "w") as f:
+        json.dump(vars(cfg), f, indent=2)
+    print(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
+          f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps")
+    trainer.train()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

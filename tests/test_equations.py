@@ -1,0 +1,219 @@
+"""Each equation of ppo.py against a slow, obvious reference written with Python loops or NumPy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ppo
+
+
+def random_mask(B, T, gen, min_len=1):
+    """Valid tokens form a prefix of each row (as in a response): lengths drawn in [min_len, T]."""
+    lengths = torch.randint(min_len, T + 1, (B,), generator=gen)
+    return (torch.arange(T)[None] < lengths[:, None]).float(), lengths
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+def test_masked_mean_var_whiten_match_numpy_on_valid_entries(gen):
+    x = torch.randn(5, 7, generator=gen, dtype=torch.float64)
+    mask, _ = random_mask(5, 7, gen)
+    valid = x[mask.bool()].numpy()
+    assert ppo.masked_mean(x, mask).item() == pytest.approx(valid.mean())
+    assert ppo.masked_var(x, mask).item() == pytest.approx(valid.var(ddof=1))
+    assert ppo.masked_var(x, mask, unbiased=False).item() == pytest.approx(valid.var())
+    w = ppo.masked_whiten(x, mask)
+    expected = (valid - valid.mean()) / math.sqrt(valid.var(ddof=1) + 1e-8)
+    np.testing.assert_allclose(w[mask.bool()].numpy(), expected, rtol=1e-10)
+    assert (w[~mask.bool()] == 0).all()
+    # Padding values must not leak into the statistics.
+    x2 = x.masked_fill(~mask.bool(), 1e6)
+    torch.testing.assert_close(ppo.masked_whiten(x2, mask), w)
+    w_unshifted = ppo.masked_whiten(x, mask, shift_mean=False)
+    np.testing.assert_allclose(w_unshifted[mask.bool()].numpy(), expected + valid.mean(), rtol=1e-10)
+
+
+def test_masked_mean_per_row(gen):
+    x = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    mask, lengths = random_mask(4, 6, gen)
+    expected = [x[i, :lengths[i]].mean().item() for i in range(4)]
+    np.testing.assert_allclose(ppo.masked_mean(x, mask, dim=1).numpy(), expected)
+
+
+def response_mask_reference(ids, eos_ids):
+    mask, ended = [], []
+    for row in ids.tolist():
+        m, done = [], False
+        for t in row:
+            m.append(0 if done else 1)
+            done = done or t in eos_ids
+        mask.append(m)
+        ended.append(done)
+    return torch.tensor(mask), torch.tensor(ended)
+
+
+def test_response_mask_stops_after_first_eos(gen):
+    eos = [3, 7]
+    ids = torch.randint(0, 10, (50, 9), generator=gen)
+    ids[0] = torch.tensor([3, 1, 1, 1, 1, 1, 1, 1, 1])  # EOS first: one valid token
+    ids[1] = torch.tensor([1, 1, 1, 1, 1, 1, 1, 1, 1])  # no EOS: all valid, not ended
+    ids[2] = torch.tensor([1, 7, 3, 7, 1, 1, 1, 1, 1])  # several EOS: the first one counts
+    mask, ended = ppo.response_mask(ids, torch.tensor(eos))
+    ref_mask, ref_ended = response_mask_reference(ids, eos)
+    assert torch.equal(mask, ref_mask) and torch.equal(ended, ref_ended)
+    assert mask[0].tolist() == [1] + [0] * 8 and not ended[1] and mask[1].sum() == 9
+    assert mask[2].tolist() == [1, 1] + [0] * 7
+
+
+def test_position_ids_skip_left_padding():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    expected = []
+    for row in mask.tolist():
+        pos, p = [], 0
+        for m in row:
+            pos.append(p if m else 0)
+            p += m
+        expected.append(pos)
+    assert ppo.position_ids_from_mask(mask).tolist() == expected
+
+
+def test_left_pad():
+    ids, mask = ppo.left_pad([[5, 6], [7], [1, 2, 3]], pad_id=0)
+    assert ids.tolist() == [[0, 5, 6], [0, 0, 7], [1, 2, 3]]
+    assert mask.tolist() == [[0, 1, 1], [0, 0, 1], [1, 1, 1]]
+
+
+def test_logprobs_and_entropy_match_torch_distributions(gen):
+    logits = torch.randn(3, 5, 11, generator=gen) * 3
+    tokens = torch.randint(0, 11, (3, 5), generator=gen)
+    dist = torch.distributions.Categorical(logits=logits)
+    torch.testing.assert_close(ppo.logprobs_from_logits(logits, tokens), dist.log_prob(tokens))
+    torch.testing.assert_close(ppo.entropy_from_logits(logits), dist.entropy())
+    # bf16 logits are promoted to float32 before the softmax.
+    assert ppo.entropy_from_logits(logits.bfloat16()).dtype == torch.float32
+
+
+def test_kl_estimators_pointwise_and_unbiased(gen):
+    logp = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    ref = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(ppo.kl_penalty(logp, ref, "k1"), logp - ref)
+    r = torch.exp(ref - logp)
+    torch.testing.assert_close(ppo.kl_penalty(logp, ref, "k3"), r - 1 - torch.log(r))
+    assert (ppo.kl_penalty(logp, ref, "k3") >= 0).all()
+    with pytest.raises(ValueError):
+        ppo.kl_penalty(logp, ref, "k2x")
+    # Both are unbiased estimators of KL(p || q) under samples from p.
+    p_logits, q_logits = torch.tensor([2.0, 0.5, -1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, -0.5])
+    p, q = torch.distributions.Categorical(logits=p_logits), torch.distributions.Categorical(logits=q_logits)
+    true_kl = torch.distributions.kl_divergence(p, q).item()
+    x = torch.multinomial(p.probs, 400_000, replacement=True, generator=gen)
+    for est in ("k1", "k3"):
+        assert ppo.kl_penalty(p.log_prob(x), q.log_prob(x), est).mean().item() == pytest.approx(true_kl, abs=5e-3)
+
+
+def test_per_token_rewards_put_score_on_last_valid_token(gen):
+    mask, lengths = random_mask(6, 5, gen)
+    kl = torch.randn(6, 5, generator=gen)
+    scores = torch.randn(6, generator=gen)
+    rewards = ppo.per_token_rewards(scores, kl, mask, kl_coef=0.1)
+    for i in range(6):
+        for t in range(5):
+            expected = -0.1 * kl[i, t].item() if t < lengths[i] else 0.0
+            if t == lengths[i] - 1:
+                expected += scores[i].item()
+            assert rewards[i, t].item() == pytest.approx(expected, abs=1e-6)
+
+
+def gae_reference(rewards, values, lengths, gamma, lam):
+    """Textbook GAE, one sequence at a time, over its valid tokens only."""
+    adv = torch.zeros_like(rewards)
+    for i, n in enumerate(lengths.tolist()):
+        for t in range(n):
+            total = 0.0
+            for k in range(t, n):
+                next_v = values[i, k + 1].item() if k + 1 < n else 0.0
+                delta = rewards[i, k].item() + gamma * next_v - values[i, k].item()
+                total += (gamma * lam) ** (k - t) * delta
+            adv[i, t] = total
+    return adv
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.9, 0.8), (1.0, 1.0), (0.99, 0.0)])
+def test_gae_matches_textbook_sum(gen, gamma, lam):
+    mask, lengths = random_mask(7, 9, gen)
+    rewards = torch.randn(7, 9, generator=gen, dtype=torch.float64)
+    values = torch.randn(7, 9, generator=gen, dtype=torch.float64)  # garbage beyond the end must not matter
+    adv, ret = ppo.gae(rewards, values, mask, gamma, lam)
+    expected = gae_reference(rewards, values, lengths, gamma, lam)
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, (expected + values) * mask)
+    if lam == 1.0 and gamma == 1.0:  # lambda=1, gamma=1: advantage = reward-to-go - value
+        togo = torch.flip(torch.cumsum(torch.flip(rewards * mask, [1]), 1), [1])
+        torch.testing.assert_close(adv, (togo - values) * mask)
+
+
+def test_policy_loss_matches_branchwise_reference(gen):
+    logp = torch.randn(5, 6, generator=gen, dtype=torch.float64) * 0.3
+    old = torch.randn(5, 6, generator=gen, dtype=torch.float64) * 0.3
+    adv = torch.randn(5, 6, generator=gen, dtype=torch.float64)
+    eps = 0.2
+    loss, clipped, ratio = ppo.policy_loss(logp, old, adv, eps)
+    for i in range(5):
+        for t in range(6):
+            r, a = math.exp(logp[i, t] - old[i, t]), adv[i, t].item()
+            r_clip = min(max(r, 1 - eps), 1 + eps)
+            assert ratio[i, t].item() == pytest.approx(r)
+            assert loss[i, t].item() == pytest.approx(-min(r * a, r_clip * a))
+            # The clipped branch is active when the ratio left the trust region in the direction the advantage
+            # pushes it: above 1+eps with a > 0, below 1-eps with a < 0.
+            assert clipped[i, t].item() == float((a > 0 and r > 1 + eps) or (a < 0 and r < 1 - eps))
+
+
+def test_policy_loss_gradient_is_zero_when_clipped():
+    logp = torch.tensor([0.5, -0.5, 0.5, -0.5], requires_grad=True)  # ratios e^0.5 ~ 1.65 and e^-0.5 ~ 0.61
+    adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    loss, _, _ = ppo.policy_loss(logp, torch.zeros(4), adv, 0.2)
+    loss.sum().backward()
+    assert logp.grad[0] == 0 and logp.grad[1] == 0  # clipped: no push further out
+    assert logp.grad[2] != 0 and logp.grad[3] != 0  # moving back towards the region still gets gradient
+
+
+def test_value_loss_matches_reference(gen):
+    v = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    old = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    ret = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    loss, clipped = ppo.value_loss(v, old, ret, 0.2)
+    for i in range(4):
+        for t in range(5):
+            vc = old[i, t].item() + min(max(v[i, t].item() - old[i, t].item(), -0.2), 0.2)
+            a, b = (v[i, t].item() - ret[i, t].item()) ** 2, (vc - ret[i, t].item()) ** 2
+            assert loss[i, t].item() == pytest.approx(0.5 * max(a, b))
+            assert clipped[i, t].item() == float(b > a)
+    plain, none_clipped = ppo.value_loss(v, old, ret, None)
+    torch.testing.assert_close(plain, 0.5 * (v - ret) ** 2)
+    assert none_clipped.sum() == 0
+
+
+def test_explained_variance(gen):
+    mask, _ = random_mask(3, 4, gen)
+    ret = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    val = ret + 0.1 * torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    r, v = ret[mask.bool()].numpy(), val[mask.bool()].numpy()
+    assert ppo.explained_variance(val, ret, mask).item() == pytest.approx(1 - np.var(r - v, ddof=1) / np.var(r, ddof=1))
+    assert ppo.explained_variance(ret, ret, mask).item() == pytest.approx(1.0)
+
+
+def test_adaptive_kl_controller_follows_ziegler_update():
+    ctl = ppo.AdaptiveKLController(0.1, target=6.0, horizon=10000)
+    ctl.update(current_kl=9.0, n_steps=100)  # error clipped to +0.2
+    assert ctl.value == pytest.approx(0.1 * (1 + 0.2 * 100 / 10000))
+    ctl2 = ppo.AdaptiveKLController(0.1, target=6.0, horizon=10000)
+    ctl2.update(current_kl=5.4, n_steps=50)  # error -0.1, inside the clip
+    assert ctl2.value == pytest.approx(0.1 * (1 - 0.1 * 50 / 10000))
+    fixed = ppo.AdaptiveKLController(0.1, target=None, horizon=10000)
+    fixed.update(100.0, 1000)
+    assert fixed.value == 0.1
