@@ -348,6 +348,8 @@ def load_prompts(cfg):
     ext = os.path.splitext(path)[1].lower()
     if not os.path.exists(path) and (ext in builders or _looks_like_path(path)):
         raise ConfigError(f"DATASET={path!r}: no such file or folder.")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ConfigError(f"DATASET={path!r} is an empty file: it needs at least BATCH_SIZE ({cfg.BATCH_SIZE}) prompts.")
     try:
         if os.path.isfile(path):
             if ext not in builders:
@@ -361,8 +363,11 @@ def load_prompts(cfg):
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(f"DATASET={path!r} could not be read: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                          f". Expected one {key!r} field per row (e.g. a .jsonl file of {{\"{key}\": \"...\"}}).") from None
+        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error names the real problem
+            e = e.__cause__ or e.__context__
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"DATASET={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
+                          f"e.g. a .jsonl file of lines like {{\"{key}\": \"...\"}}.") from None
     if len(ds) == 0:
         raise ConfigError(f"DATASET={path!r} has no rows: it needs at least BATCH_SIZE ({cfg.BATCH_SIZE}) prompts.")
     if key not in ds.column_names:

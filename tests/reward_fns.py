@@ -1,0 +1,24 @@
+"""Reward functions for the tests, given to ppo.py as REWARD_MODEL=reward_fns:NAME."""
+import math
+
+import default_task
+
+
+def word_count(prompts, responses):
+    return [float(len(r.split())) for r in responses]
+
+
+def nan_after_probe(prompts, responses):
+    """Fine on ppo.py's start-up probe (one " a test response."), NaN on real responses."""
+    return [0.0 if r == " a test response." else math.nan for r in responses]
+
+
+def raises(prompts, responses):
+    raise KeyError("no such sentiment")
+
+
+def wrong_count(prompts, responses):
+    return [1.0]
+
+
+sentiment = default_task.sentiment_reward
