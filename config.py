@@ -59,6 +59,7 @@ NUM_EPOCHS = 1  # passes over the prompt dataset, used when MAX_STEPS is None
 MAX_STEPS = 100  # run length in PPO steps, reshuffling the prompts each pass (None: NUM_EPOCHS full passes)
 
 # ---- logging ------------------------------------------------------------------------------------------------
-PLOT_EVERY = 10  # redraw the PNGs every this many steps (and at the end)
+PLOT_EVERY = 25  # redraw the PNGs every this many steps (and at the end); each redraw takes ~2 s on a CPU
 SAMPLE_EVERY = 20  # log samples to samples.jsonl and the console every this many steps (and at the first and last)
 NUM_SAMPLES = 4  # (prompt, response, reward) rows per sample log
+EVAL_SAMPLES = 8  # evaluate.py: responses sampled per prompt

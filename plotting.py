@@ -65,10 +65,13 @@ def read_metrics(path):
 
 
 def smooth(values, window):
-    """Centred moving average (the window shrinks at the ends), so the curve does not lag the raw values."""
-    half = window // 2
-    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
-            for i in range(len(values))]
+    """Centred moving average, so the curve does not lag the raw values. Near the ends the window shrinks on both
+    sides alike, so the first and last points are the raw values rather than a one-sided (biased) average."""
+    out = []
+    for i in range(len(values)):
+        h = min(window // 2, i, len(values) - 1 - i)
+        out.append(sum(values[i - h:i + h + 1]) / (2 * h + 1))
+    return out
 
 
 def _panel(ax, steps, values, key):
@@ -93,8 +96,10 @@ def plot_metrics(rows, keys, path, title, ncols):
         _panel(ax, steps, [r.get(key) for r in rows], key)
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
-    fig.suptitle(title, fontsize=13)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))  # leave room for the title
+    # Fixed margins in inches: tight_layout would double the drawing time (~2 s on 2 cores for 35 panels).
+    w, h = fig.get_size_inches()
+    fig.suptitle(title, fontsize=13, y=1 - 0.2 / h)
+    fig.subplots_adjust(left=0.5 / w, right=1 - 0.2 / w, bottom=0.45 / h, top=1 - 0.85 / h, wspace=0.25, hspace=0.5)
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
     plt.close(fig)

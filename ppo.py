@@ -29,7 +29,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -340,7 +339,7 @@ def load_reward_function(name):
     return fn
 
 
-def load_prompts(cfg):
+def load_prompts(cfg, min_prompts=1):
     """The PROMPT_KEY column of DATASET, through the datasets library, as a list of non-empty strings."""
     import datasets
     path, split, key = cfg.DATASET, cfg.DATASET_SPLIT, cfg.PROMPT_KEY
@@ -349,7 +348,7 @@ def load_prompts(cfg):
     if not os.path.exists(path) and (ext in builders or _looks_like_path(path)):
         raise ConfigError(f"DATASET={path!r}: no such file or folder.")
     if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise ConfigError(f"DATASET={path!r} is an empty file: it needs at least BATCH_SIZE ({cfg.BATCH_SIZE}) prompts.")
+        raise ConfigError(f"DATASET={path!r} is an empty file: write one {{\"{key}\": \"...\"}} line per prompt.")
     try:
         if os.path.isfile(path):
             if ext not in builders:
@@ -369,7 +368,7 @@ def load_prompts(cfg):
         raise ConfigError(f"DATASET={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
                           f"e.g. a .jsonl file of lines like {{\"{key}\": \"...\"}}.") from None
     if len(ds) == 0:
-        raise ConfigError(f"DATASET={path!r} has no rows: it needs at least BATCH_SIZE ({cfg.BATCH_SIZE}) prompts.")
+        raise ConfigError(f"DATASET={path!r} has no rows: write one {{\"{key}\": \"...\"}} line per prompt.")
     if key not in ds.column_names:
         raise ConfigError(f"DATASET={path!r} has no column PROMPT_KEY={key!r}; its columns are {ds.column_names}. "
                           f"Set --PROMPT_KEY to the one holding the prompts.")
@@ -378,8 +377,8 @@ def load_prompts(cfg):
     if bad:
         raise ConfigError(f"DATASET={path!r}: {len(bad)} row(s) have an empty or non-text {key!r} "
                           f"(first at row {bad[0]}: {prompts[bad[0]]!r}).")
-    if len(prompts) < cfg.BATCH_SIZE:
-        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({cfg.BATCH_SIZE}): "
+    if len(prompts) < min_prompts:
+        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({min_prompts}): "
                           f"lower BATCH_SIZE or add prompts.")
     return prompts
 
@@ -459,8 +458,12 @@ class RewardModel:
         else:
             batch = tok(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
                         return_tensors="pt")
-        logits = self.model(**batch.to(self.device)).logits  # (B, num_labels)
-        return logits[:, 0].float()
+        scores = self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
+        if not torch.isfinite(scores).all():
+            i = int((~torch.isfinite(scores)).nonzero()[0])
+            raise RuntimeError(f"REWARD_MODEL gave {scores[i].item()} for prompt {prompts[i]!r}, response "
+                               f"{responses[i]!r}: check its DTYPE (float16 overflows) and its inputs")
+        return scores
 
 
 def call_reward_function(fn, prompts, responses):
@@ -482,6 +485,15 @@ def call_reward_function(fn, prompts, responses):
         raise RuntimeError(f"reward function {name} returned {scores[i].item()} for prompt {prompts[i]!r}, "
                            f"response {responses[i]!r}")
     return scores
+
+
+def load_scorer(name, device, dtype):
+    """REWARD_MODEL -> a callable(prompts, responses) -> (B,) finite float scores: a sequence classifier or a
+    user function given as module:function."""
+    if is_reward_function(name):
+        fn = load_reward_function(name)
+        return lambda prompts, responses: call_reward_function(fn, prompts, responses)
+    return RewardModel(name, device, dtype)
 
 
 # =============================================================================================================
@@ -533,6 +545,37 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
     return logprobs_from_logits(logits, input_ids[:, Tp:]), entropy_from_logits(logits)
 
 
+def eos_token_ids(tokenizer, model_name):
+    """The tokenizer's EOS plus any the checkpoint's generation_config lists (Qwen3 chat models end a turn with
+    <|im_end|> and also stop at <|endoftext|>), as a tensor for torch.isin."""
+    from transformers import GenerationConfig
+    ids = {tokenizer.eos_token_id}
+    try:
+        extra = GenerationConfig.from_pretrained(model_name).eos_token_id
+    except OSError:  # no generation_config.json
+        extra = None
+    ids |= set(extra if isinstance(extra, list) else [] if extra is None else [extra])
+    return torch.tensor(sorted(ids))
+
+
+def tokenize_prompts(tokenizer, prompts, chat_template, max_length):
+    """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True, or is "auto"
+    and the tokenizer has one. Over-long prompts keep their last max_length tokens (the end of a prompt is what
+    the response continues). Returns (token-id lists, truncated flags)."""
+    has_template = bool(tokenizer.chat_template)
+    if chat_template is True and not has_template:
+        raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
+                          "set CHAT_TEMPLATE to 'auto' or False.")
+    if has_template and chat_template in (True, "auto"):
+        # enable_thinking=False: Qwen3's template then adds an empty think block; other templates ignore it.
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                               tokenize=False, enable_thinking=False) for p in prompts]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(list(prompts))["input_ids"]
+    return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
+
+
 def left_pad(sequences, pad_id):
     """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at column Tp-1."""
     Tp = max(map(len, sequences))
@@ -549,7 +592,7 @@ class PPOTrainer:
         self.cfg, self.log = cfg, log
         check_settings(cfg)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
-        self.prompts = load_prompts(cfg)
+        self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         check_models(cfg, self.prompts)
         self.devices = resolve_devices(cfg, torch.cuda.device_count())
         self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
@@ -559,19 +602,15 @@ class PPOTrainer:
         torch.manual_seed(cfg.SEED)
 
         self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
-        self.eos_ids = torch.tensor(sorted(self._eos_token_ids()), device=self.devices["policy"])
-        self.prompt_ids, self.prompts_truncated = self._tokenize_prompts(self.prompts)
+        self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
+        self.prompt_ids, self.prompts_truncated = tokenize_prompts(self.tokenizer, self.prompts, cfg.CHAT_TEMPLATE,
+                                                                   cfg.MAX_PROMPT_LENGTH)
 
         dev = self.devices
         self.policy = load_causal_lm(cfg.ACTOR_MODEL, dev["policy"], torch.float32)
         self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], self.dtype).requires_grad_(False)
         self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"])
-        if is_reward_function(cfg.REWARD_MODEL):
-            self.reward_fn = load_reward_function(cfg.REWARD_MODEL)
-            self.reward_model = None
-        else:
-            self.reward_fn = None
-            self.reward_model = RewardModel(cfg.REWARD_MODEL, dev["reward"], self.dtype)
+        self.scorer = load_scorer(cfg.REWARD_MODEL, dev["reward"], self.dtype)
 
         steps_per_epoch = len(self.prompts) // cfg.BATCH_SIZE
         self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * steps_per_epoch
@@ -587,39 +626,6 @@ class PPOTrainer:
         self.step_count = 0
 
     # ---- set-up helpers --------------------------------------------------------------------------------------
-    def _eos_token_ids(self):
-        """The tokenizer's EOS plus any EOS the checkpoint's generation_config lists (Qwen3 instruct: <|im_end|>
-        and <|endoftext|>)."""
-        ids = {self.tokenizer.eos_token_id}
-        try:
-            from transformers import GenerationConfig
-            extra = GenerationConfig.from_pretrained(self.cfg.ACTOR_MODEL).eos_token_id
-            ids |= set(extra if isinstance(extra, list) else [extra] if extra is not None else [])
-        except OSError:
-            pass  # no generation_config.json
-        return ids
-
-    def _use_chat_template(self):
-        has = bool(self.tokenizer.chat_template)
-        if self.cfg.CHAT_TEMPLATE is True and not has:
-            raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
-                              "set CHAT_TEMPLATE to 'auto' or False.")
-        return has if self.cfg.CHAT_TEMPLATE == "auto" else self.cfg.CHAT_TEMPLATE
-
-    def _tokenize_prompts(self, prompts):
-        """Tokenise every prompt once. Over-long prompts keep their last MAX_PROMPT_LENGTH tokens (the end of a
-        prompt is what the response continues). Returns (token lists, truncated flags)."""
-        tok = self.tokenizer
-        if self._use_chat_template():
-            # enable_thinking=False: Qwen3's template then adds an empty think block; other templates ignore it.
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                             tokenize=False, enable_thinking=False) for p in prompts]
-            ids = tok(texts, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tok(list(prompts))["input_ids"]
-        limit = self.cfg.MAX_PROMPT_LENGTH
-        return [x[-limit:] for x in ids], [len(x) > limit for x in ids]
-
     def batch_indices(self, step):
         """Prompt indices for a step: a fresh permutation of the dataset each pass, seeded by (SEED, pass)."""
         B, per_pass = self.cfg.BATCH_SIZE, len(self.prompts) // self.cfg.BATCH_SIZE
@@ -636,18 +642,6 @@ class PPOTrainer:
         with autocast(device, self.dtype):
             values = self.critic(input_ids, attention_mask, position_ids_from_mask(attention_mask))  # (B, T)
         return values[:, Tp - 1:-1]
-
-    def score(self, prompts, responses):
-        """One scalar per (prompt, response) text from the reward model or function, on the policy's device."""
-        if self.reward_model is not None:
-            scores = self.reward_model(prompts, responses)
-            if not torch.isfinite(scores).all():
-                i = int((~torch.isfinite(scores)).nonzero()[0])
-                raise RuntimeError(f"REWARD_MODEL gave {scores[i].item()} for prompt {prompts[i]!r}, response "
-                                   f"{responses[i]!r}: check its DTYPE (float16 overflows) and its inputs")
-        else:
-            scores = call_reward_function(self.reward_fn, prompts, responses)
-        return scores.to(self.devices["policy"])
 
     # ---- one PPO step ----------------------------------------------------------------------------------------
     def step(self, prompt_indices):
@@ -670,7 +664,7 @@ class PPOTrainer:
         #    policy, the reference and the critic.
         prompts = [self.prompts[i] for i in prompt_indices]
         responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
-        scores = self.score(prompts, responses)  # (B,)
+        scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
         raw_scores = scores.clone()
         if cfg.MISSING_EOS_PENALTY is not None:  # N+ detail 23: penalise responses that never ended
             scores = torch.where(ended, scores, scores - cfg.MISSING_EOS_PENALTY)
@@ -794,7 +788,7 @@ class PPOTrainer:
         metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
         for path in (metrics_path, samples_path):
             open(path, "w").close()
-        t0, plotter = time.time(), None
+        t0 = time.time()
         bar = tqdm(range(self.total_steps), desc="ppo", dynamic_ncols=True)
         for step in bar:
             metrics, samples = self.step(self.batch_indices(step))
@@ -809,14 +803,9 @@ class PPOTrainer:
                     for s in samples[:cfg.NUM_SAMPLES]:
                         f.write(json.dumps(s) + "\n")
                 bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
-            if (step + 1) % cfg.PLOT_EVERY == 0 and not last and (plotter is None or plotter.poll() is not None):
-                # Redraw in a separate process (plotting reads only metrics.jsonl): ~4 s of matplotlib per redraw
-                # would otherwise stall training. One redraw at a time; a step that finds one running skips it.
-                plotter = subprocess.Popen([sys.executable, plotting.__file__, out_dir], stdout=subprocess.DEVNULL)
+            if (step + 1) % cfg.PLOT_EVERY == 0 or last:
+                plotting.plot_run(out_dir)  # ~2 s on 2 CPU cores for ~35 panels, hence PLOT_EVERY
         bar.close()
-        if plotter is not None:
-            plotter.wait()
-        plotting.plot_run(out_dir)
         self.save()
         self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ "
                  f"(ppo_metrics.png, training_metrics.png, metrics.jsonl, samples.jsonl, policy/, critic/)")
@@ -839,11 +828,16 @@ def format_samples(samples, step):
     return "\n".join(lines)
 
 
-def main(argv):
+def quiet_progress_bars():
+    """The per-file "Loading weights" and "Generating split" bars of transformers and datasets drown the output."""
     import datasets
     import transformers
-    transformers.utils.logging.disable_progress_bar()  # the per-file "Loading weights" bars drown the output
+    transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+
+def main(argv):
+    quiet_progress_bars()
     try:
         cfg = load_config(argv)
         check_settings(cfg)

@@ -34,5 +34,6 @@ def test_plotting_command_line(tmp_path):
 
 def test_smooth_is_a_centred_moving_average():
     assert plotting.smooth([0, 0, 3, 0, 0], 3) == [0, 1, 1, 1, 0]
+    assert plotting.smooth([0, 6, 0, 0, 3], 5) == [0, 2, 1.8, 1, 3]  # the window shrinks symmetrically at the ends
     assert plotting.smooth([1.0, 2.0], 1) == [1.0, 2.0]
     assert all(math.isfinite(v) for v in plotting.smooth([1.0] * 7, 4))
