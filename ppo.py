@@ -691,15 +691,16 @@ class PPOTrainer:
 
         # 5. PPO_EPOCHS passes of clipped updates over shuffled minibatches.
         rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": maskf, "logp": logp,
-                   "values": values, "advantages": advantages, "returns": returns}
+                   "values": values, "advantages": advantages, "returns": returns,
+                   "lengths": mask.sum(1).cpu()}  # on the host, so trimming micro-batches needs no device sync
         update_stats = self.update(rollout, Tp)
         lr = self.policy_sched.get_last_lr()[0]
         self.policy_sched.step()
         self.critic_sched.step()
         t_end = time.time()
 
-        # 6. Statistics (one host sync, here at the end). kl is the k1 sum over the response, whatever estimator
-        #    the reward used, so runs with different estimators stay comparable.
+        # 6. Statistics, read back to the host only here at the end. kl is the k1 sum over the response, whatever
+        #    estimator the reward used, so runs with different estimators stay comparable.
         seq_kl = ((logp - ref_logp) * maskf).sum(1)  # (B,)
         kl_coef = self.kl_ctl.value
         self.kl_ctl.update(seq_kl.mean().item(), len(prompt_indices))
@@ -746,8 +747,8 @@ class PPOTrainer:
                 for opt in (self.policy_opt, self.critic_opt):
                     opt.step()
                     opt.zero_grad(set_to_none=True)
-                for k, v in mb_stats.items():
-                    stats.setdefault(k, []).append(v.detach().float().cpu())
+                for k, v in mb_stats.items():  # gathered on the policy's device: no host sync inside the loop
+                    stats.setdefault(k, []).append(v.detach().to(self.devices["policy"], torch.float32))
         return {k: torch.stack(v).mean() for k, v in stats.items()}
 
     def accumulate_gradients(self, rollout, idx, Tp, n_tokens):
@@ -755,7 +756,7 @@ class PPOTrainer:
         divided by the token count of the whole minibatch (n_tokens), so the accumulated gradient is exactly that
         of the minibatch's token-level mean, however it is split. Returns this micro-batch's share of each stat."""
         cfg = self.cfg
-        Tr = int(rollout["mask"][idx].sum(1).max())  # columns after the longest response here are all masked
+        Tr = int(rollout["lengths"][idx].max())  # columns after the longest response here are all masked
         ids, attn = rollout["input_ids"][idx, :Tp + Tr], rollout["attention_mask"][idx, :Tp + Tr]
         mask = rollout["mask"][idx, :Tr]
         old = {k: rollout[k][idx, :Tr] for k in ("logp", "values", "advantages", "returns")}  # (b, Tr) each

@@ -111,12 +111,28 @@ def test_reward_function_and_missing_pad_token(tiny, tmp_path, capsys):
     assert AutoTokenizer.from_pretrained(nopad).pad_token is None
     out = tmp_path / "fn"
     assert ppo.main(tiny_args(tiny, out, ACTOR_MODEL=str(nopad), CRITIC_MODEL=str(nopad),
-                              REWARD_MODEL="reward_fns:word_count", MAX_STEPS=2, MISSING_EOS_PENALTY=1.0)) == 0
+                              REWARD_MODEL="reward_fns:word_count", MAX_STEPS=2, MISSING_EOS_PENALTY=1.0,
+                              KL_ESTIMATOR="k3", KL_TARGET=0.01, KL_HORIZON=100)) == 0
     assert "has no pad token; using its EOS token" in capsys.readouterr().out
     rows = read_jsonl(out / "metrics.jsonl")
     samples = read_jsonl(out / "samples.jsonl")
     assert samples[0]["reward"] == len(samples[0]["response"].split())  # the function's own score is logged
     assert len(rows) == 2
+    assert rows[1]["kl_coef"] != rows[0]["kl_coef"]  # the adaptive controller moved beta
+    # MISSING_EOS_PENALTY lowers what PPO maximises, not the logged score.
+    assert rows[0]["rlhf_reward"] - rows[0]["non_score_reward"] == pytest.approx(
+        rows[0]["reward"] - (1 - rows[0]["eos_fraction"]) * 1.0, abs=1e-4)
+
+
+def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
+    """DTYPE=bfloat16 is what a GPU run uses (autocast for the trained models, bf16 frozen models); it runs on a
+    CPU too, so this path is exercised without a GPU."""
+    cfg = ppo.load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
+    trainer = ppo.PPOTrainer(cfg)
+    assert trainer.ref_policy.dtype == torch.bfloat16 and trainer.policy.dtype == torch.float32
+    metrics, _ = trainer.step(trainer.batch_indices(0))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # float32 master weights
 
 
 def test_prompts_longer_than_the_limit_keep_their_end(tiny, tmp_path):
