@@ -7,6 +7,10 @@ import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
+# ---- algorithm (settings left at None take the algorithm's published default, see ALGORITHMS in ppo.py) -----
+ALGORITHM = "ppo"  # "ppo" (critic + GAE), "grpo" (group-normalised), "dapo" (GRPO + clip-higher etc.), "reinforce"
+GROUP_SIZE = 1  # responses sampled per prompt; grpo and dapo need at least 2
+
 # ---- models (local folders or hub ids, all loaded with from_pretrained) ------------------------------------
 ACTOR_MODEL = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # policy (causal LM); also the frozen reference
 CRITIC_MODEL = ACTOR_MODEL  # value model backbone: a causal-LM or reward-model folder sharing the policy's tokenizer
@@ -35,20 +39,29 @@ BATCH_SIZE = 32  # prompts per PPO step
 MAX_NEW_TOKENS = 16  # response length limit; a response with no EOS by then is truncated
 TEMPERATURE = 1.0  # sampling temperature; log-probs use the same temperature (top-k and top-p are off)
 MISSING_EOS_PENALTY = None  # subtracted from the score of responses that hit MAX_NEW_TOKENS without EOS (None: off)
+OVERLONG_BUFFER = None  # DAPO's soft length penalty over the last this-many tokens before MAX_NEW_TOKENS (0: off)
+OVERLONG_PENALTY = 1.0  # the soft length penalty at MAX_NEW_TOKENS (it grows linearly across the buffer)
+DYNAMIC_SAMPLING = None  # drop groups whose rewards are all equal and sample more prompts (DAPO); True/False
+MAX_SAMPLING_ROUNDS = 4  # dynamic sampling: extra generation rounds per step before training on a short batch
+MAX_RESPONSES = None  # stop once this many responses have been generated, dropped ones included (None: no limit)
 
 # ---- PPO ----------------------------------------------------------------------------------------------------
 LEARNING_RATE = 3e-4  # policy AdamW learning rate (3e-6 is a typical start for Qwen3-0.6B)
 CRITIC_LEARNING_RATE = 1e-3  # critic AdamW learning rate (None: LEARNING_RATE)
 LR_SCHEDULE = "linear"  # "linear": decay to 0 over the run (Huang et al. 2024, detail 10); "constant"
-MINI_BATCH_SIZE = 8  # sequences per optimizer step; BATCH_SIZE must divide by it
+MINI_BATCH_SIZE = 8  # sequences per optimizer step; BATCH_SIZE * GROUP_SIZE must divide by it
 MICRO_BATCH_SIZE = 8  # sequences per forward/backward (gradient accumulation); MINI_BATCH_SIZE must divide by it
-PPO_EPOCHS = 4  # passes over each batch of rollouts
+PPO_EPOCHS = 4  # passes over each batch of rollouts (reinforce: always 1 pass, one minibatch)
 CLIP_RANGE = 0.2  # policy ratio clip epsilon (Schulman et al. 2017)
+CLIP_RANGE_LOW = None  # lower clip epsilon: the ratio is kept above 1 - CLIP_RANGE_LOW (None: CLIP_RANGE)
+CLIP_RANGE_HIGH = None  # upper clip epsilon: the ratio is kept below 1 + CLIP_RANGE_HIGH (None: CLIP_RANGE; dapo 0.28)
+LOSS_AGG = None  # "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum" (None: the algorithm's own)
 VALUE_CLIP_RANGE = 0.2  # value prediction clip around the rollout values (None: unclipped value loss)
 MAX_GRAD_NORM = 1.0  # gradient-norm clip, for policy and critic separately
 ENTROPY_COEF = 0.0  # entropy bonus weight in the policy loss
-KL_COEF = 0.05  # beta, weight of the per-token KL penalty in the reward (initial value when adaptive)
-KL_ESTIMATOR = "k1"  # "k1": log p - log q (unbiased); "k3": (q/p - 1) - log(q/p) (>= 0, lower variance)
+KL_COEF = None  # beta, the KL weight, in the reward (ppo, reinforce) or loss (grpo); None: 0.05, grpo 0.04, dapo 0
+KL_ESTIMATOR = None  # "k1": log p - log q (unbiased); "k3": (q/p - 1) - log(q/p) (>= 0). None: k1, grpo k3
+ALWAYS_LOAD_REFERENCE = False  # load the reference even when KL_COEF is 0, so that kl is still logged
 KL_TARGET = None  # adaptive KL controller target, in nats per sequence (Ziegler et al. 2019); None: fixed KL_COEF
 KL_HORIZON = 10000  # adaptive controller horizon, in sequences
 GAMMA = 1.0  # discount

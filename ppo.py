@@ -64,11 +64,41 @@ def parse_overrides(argv, defaults):
     return overrides
 
 
+# Each algorithm's published defaults, used for the settings config.py leaves at None.
+ALGORITHMS = {
+    # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL and OpenRLHF.
+    "ppo": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
+                DYNAMIC_SAMPLING=False),
+    # Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) eq. 3: beta = 0.04 on a k3 KL in the loss, each sequence's
+    # token mean averaged over the group.
+    "grpo": dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
+                 OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False),
+    # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss (eq. 8), dynamic
+    # sampling, overlong shaping over the last 4096 of 20480 tokens (1/5 of the limit).
+    "dapo": dict(KL_COEF=0.0, KL_ESTIMATOR="k3", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28,
+                 OVERLONG_BUFFER=lambda s: s["MAX_NEW_TOKENS"] // 5, DYNAMIC_SAMPLING=True),
+    # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO, arXiv:2402.14740), whose
+    # sequence-level loss sums log-probs over the response; KL in the reward.
+    "reinforce": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None,
+                      OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False),
+}
+LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+
+
 def load_config(argv=()):
-    """The UPPER_CASE constants of config.py with command-line overrides applied, as a read-only namespace."""
+    """The UPPER_CASE constants of config.py with command-line overrides applied and each None that stands for
+    "the algorithm's default" resolved, as a namespace (printed at start and saved as config.json)."""
     import config as config_module
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper() and not k.startswith("_")}
     settings = {**defaults, **parse_overrides(argv, defaults)}
+    if settings["ALGORITHM"] not in ALGORITHMS:
+        raise ConfigError(f"ALGORITHM must be one of {', '.join(map(repr, ALGORITHMS))}, got {settings['ALGORITHM']!r}")
+    for name, value in ALGORITHMS[settings["ALGORITHM"]].items():
+        if settings[name] is None:
+            settings[name] = value(settings) if callable(value) else value
+    for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
+        if settings[name] is None:
+            settings[name] = settings["CLIP_RANGE"]
     return SimpleNamespace(**settings)
 
 
@@ -79,13 +109,29 @@ def check_settings(cfg):
             raise ConfigError(message)
 
     for name in ("BATCH_SIZE", "MINI_BATCH_SIZE", "MICRO_BATCH_SIZE", "PPO_EPOCHS", "MAX_NEW_TOKENS",
-                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY"):
+                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY", "MAX_SAMPLING_ROUNDS"):
         need(isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1,
              f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
     need(cfg.MAX_STEPS is None or (isinstance(cfg.MAX_STEPS, int) and cfg.MAX_STEPS >= 1),
          f"MAX_STEPS must be a positive integer or None, got {cfg.MAX_STEPS!r}")
-    need(cfg.BATCH_SIZE % cfg.MINI_BATCH_SIZE == 0,
-         f"BATCH_SIZE ({cfg.BATCH_SIZE}) must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})")
+    need(isinstance(cfg.GROUP_SIZE, int) and cfg.GROUP_SIZE >= 1, f"GROUP_SIZE must be a positive integer, got "
+         f"{cfg.GROUP_SIZE!r}")
+    need(cfg.ALGORITHM not in ("grpo", "dapo") or cfg.GROUP_SIZE >= 2,
+         f"ALGORITHM={cfg.ALGORITHM!r} compares the responses within each prompt's group, so GROUP_SIZE must be at "
+         f"least 2 (got {cfg.GROUP_SIZE}); 4 to 16 is usual: --GROUP_SIZE=4")
+    need((cfg.BATCH_SIZE * cfg.GROUP_SIZE) % cfg.MINI_BATCH_SIZE == 0,
+         f"BATCH_SIZE ({cfg.BATCH_SIZE}) must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})" if cfg.GROUP_SIZE == 1
+         else f"BATCH_SIZE * GROUP_SIZE ({cfg.BATCH_SIZE} * {cfg.GROUP_SIZE} sequences) must be divisible by "
+              f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})")
+    need(cfg.LOSS_AGG in LOSS_AGGREGATIONS, f"LOSS_AGG must be one of {LOSS_AGGREGATIONS}, got {cfg.LOSS_AGG!r}")
+    need(cfg.CLIP_RANGE_LOW > 0 and cfg.CLIP_RANGE_HIGH > 0,
+         f"CLIP_RANGE_LOW ({cfg.CLIP_RANGE_LOW}) and CLIP_RANGE_HIGH ({cfg.CLIP_RANGE_HIGH}) must be > 0")
+    need(isinstance(cfg.OVERLONG_BUFFER, int) and 0 <= cfg.OVERLONG_BUFFER < cfg.MAX_NEW_TOKENS,
+         f"OVERLONG_BUFFER must be an integer in [0, MAX_NEW_TOKENS), got {cfg.OVERLONG_BUFFER!r}")
+    need(cfg.MAX_RESPONSES is None or (isinstance(cfg.MAX_RESPONSES, int) and cfg.MAX_RESPONSES >= 1),
+         f"MAX_RESPONSES must be a positive integer or None, got {cfg.MAX_RESPONSES!r}")
+    need(not cfg.DYNAMIC_SAMPLING or cfg.GROUP_SIZE >= 2,
+         f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 (got {cfg.GROUP_SIZE})")
     need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
          f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
     need(cfg.TEMPERATURE > 0, f"TEMPERATURE must be > 0, got {cfg.TEMPERATURE}")
@@ -194,14 +240,69 @@ def gae(rewards, values, mask, gamma, lam):
     return advantages, advantages + values
 
 
-def policy_loss(logp, old_logp, advantages, clip_range):
-    """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise. All (B, Tr).
+def group_advantages(scores, group_size, eps=1e-4):
+    """GRPO's outcome advantage (Shao et al. 2024, sec. 4.1.2): (r - mean) / (std + eps) within each prompt's group
+    of consecutive responses; std is Bessel-corrected and eps = 1e-4 as in TRL's GRPOTrainer. (B,) -> (B,)."""
+    groups = scores.view(-1, group_size)
+    normalised = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
+    return normalised.view(-1)
+
+
+def baseline_advantages(scores, group_size):
+    """REINFORCE with a baseline: each score minus the mean of the *other* responses to the same prompt
+    (leave-one-out, Kool et al. 2019; Ahmadian et al. 2024), or minus the batch mean when group_size is 1."""
+    if group_size == 1:
+        return scores - scores.mean()
+    groups = scores.view(-1, group_size)
+    others_mean = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others_mean).view(-1)
+
+
+def uniform_groups(scores, group_size):
+    """True for each group whose rewards are all equal: it has zero advantage everywhere, so no gradient (DAPO
+    dynamic sampling drops these). (B,) -> (B / group_size,)."""
+    groups = scores.view(-1, group_size)
+    return groups.max(1).values == groups.min(1).values
+
+
+def overlong_penalty(lengths, max_new_tokens, buffer):
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with the generation limit max_new_tokens playing
+    L_max + L_cache: 0 up to max_new_tokens - buffer tokens, then falling linearly to -1 at max_new_tokens."""
+    if buffer == 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    return -((lengths.float() - (max_new_tokens - buffer)) / buffer).clamp(0.0, 1.0)
+
+
+def loss_weights(mask, mode, n_tokens, n_seqs):
+    """Per-token weights w such that sum(w * per_token_loss) over a minibatch is its aggregated loss; computed for
+    any slice of the minibatch from the minibatch's totals n_tokens and n_seqs, so micro-batches add up exactly.
+      token-mean           sum over all tokens / n_tokens            (PPO in TRL; DAPO eq. 8)
+      seq-mean-token-mean  each sequence's token mean, / n_seqs       (GRPO eq. 3)
+      seq-mean-token-sum   each sequence's token sum, / n_seqs        (REINFORCE: log-prob of the whole sequence)"""
+    if mode == "token-mean":
+        return mask / n_tokens
+    if mode == "seq-mean-token-mean":
+        return mask / (mask.sum(1, keepdim=True).clamp(min=1) * n_seqs)
+    if mode == "seq-mean-token-sum":
+        return mask / n_seqs
+    raise ValueError(f"unknown loss aggregation {mode!r}")
+
+
+def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None):
+    """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise, with the ratio kept in
+    [1 - clip_low, 1 + clip_high] (clip_high defaults to clip_low; DAPO's clip-higher sets it larger). All (B, Tr).
     Returns (loss, clipped, ratio): clipped is 1 where the clipped branch was the active one."""
+    clip_high = clip_low if clip_high is None else clip_high
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     loss_unclipped = -advantages * ratio
-    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
+
+
+def reinforce_loss(logp, advantages):
+    """Plain policy gradient per token, -A * log pi (Williams 1992): one update on fresh samples, no ratio."""
+    return -advantages * logp
 
 
 def value_loss(values, old_values, returns, clip_range):
@@ -298,15 +399,16 @@ def check_models(cfg, prompts):
             (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
         raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r} is a {', '.join(archs) or actor.model_type}, not a "
                           f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
-    critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
-    if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-        raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
-                          f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
-                          f"ACTOR_MODEL folder itself, or a reward model trained from it).")
-    if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
-        raise ConfigError(f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
-                          f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share the "
-                          f"policy's tokenizer.")
+    if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
+        critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
+        if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+            raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
+                              f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
+                              f"ACTOR_MODEL folder itself, or a reward model trained from it).")
+        if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
+            raise ConfigError(f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
+                              f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share the "
+                              f"policy's tokenizer.")
     if is_reward_function(cfg.REWARD_MODEL):
         fn = load_reward_function(cfg.REWARD_MODEL)
         try:  # one cheap call now, so a broken function fails before any model loads
@@ -587,7 +689,48 @@ def left_pad(sequences, pad_id):
 # =============================================================================================================
 # The trainer
 # =============================================================================================================
+def stream_indices(start, n, num_prompts, seed):
+    """Positions start .. start+n-1 of an endless stream of prompt indices. Each pass over the dataset is a fresh
+    permutation seeded by (seed, pass), so the data a run sees depends only on its position in the stream."""
+    out, perms = [], {}
+    for position in range(start, start + n):
+        epoch, offset = divmod(position, num_prompts)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+        out.append(int(perms[epoch][offset]))
+    return out
+
+
+def _pad_columns(x, width, value, left):
+    fill = torch.full((x.shape[0], width - x.shape[1]), value, dtype=x.dtype, device=x.device)
+    return torch.cat([fill, x] if left else [x, fill], 1)
+
+
+def concat_rollouts(parts, pad_id):
+    """Joins rollouts from several generation rounds: prompts are re-left-padded and responses right-padded to
+    the widest, other tensors and lists are concatenated."""
+    Tp = max(p["prompt_ids"].shape[1] for p in parts)
+    Tr = max(p["response_ids"].shape[1] for p in parts)
+    widths = {"prompt_ids": (Tp, pad_id, True), "prompt_mask": (Tp, 0, True),
+              "response_ids": (Tr, pad_id, False), "mask": (Tr, 0, False)}
+    joined = {}
+    for key, first in parts[0].items():
+        if key in widths:
+            joined[key] = torch.cat([_pad_columns(p[key], *widths[key]) for p in parts])
+        elif torch.is_tensor(first):
+            joined[key] = torch.cat([p[key] for p in parts])
+        else:
+            joined[key] = [x for p in parts for x in p[key]]
+    return joined
+
+
+def select_rows(rollout, rows):
+    return {k: v[rows] if torch.is_tensor(v) else [v[i] for i in rows.tolist()] for k, v in rollout.items()}
+
+
 class PPOTrainer:
+    """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one iteration."""
+
     def __init__(self, cfg, log=print):
         self.cfg, self.log = cfg, log
         check_settings(cfg)
@@ -606,32 +749,79 @@ class PPOTrainer:
         self.prompt_ids, self.prompts_truncated = tokenize_prompts(self.tokenizer, self.prompts, cfg.CHAT_TEMPLATE,
                                                                    cfg.MAX_PROMPT_LENGTH)
 
+        # The algorithm decides which models load: the critic only for PPO, the reference only when a KL term
+        # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway).
         dev = self.devices
         self.policy = load_causal_lm(cfg.ACTOR_MODEL, dev["policy"], torch.float32)
-        self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], self.dtype).requires_grad_(False)
-        self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"])
+        self.uses_kl = cfg.KL_COEF > 0 or (cfg.ALGORITHM == "ppo" and cfg.KL_TARGET is not None)
+        self.ref_policy = None
+        if self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE:
+            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], self.dtype).requires_grad_(False)
+        self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"]) if cfg.ALGORITHM == "ppo" else None
         self.scorer = load_scorer(cfg.REWARD_MODEL, dev["reward"], self.dtype)
 
-        steps_per_epoch = len(self.prompts) // cfg.BATCH_SIZE
-        self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * steps_per_epoch
-        # Separate optimisers: the two models may sit on different devices (N+ detail 9 uses one Adam per model).
-        self.policy_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.LEARNING_RATE, eps=1e-5)
-        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.CRITIC_LEARNING_RATE or cfg.LEARNING_RATE,
-                                            eps=1e-5)
-        # Adam eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's ppo.py).
+        self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * len(self.prompts) // cfg.BATCH_SIZE
+        # Adam eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's ppo.py). Separate
+        # optimisers: the two models may sit on different devices.
         decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
-        self.policy_sched = torch.optim.lr_scheduler.LambdaLR(self.policy_opt, decay)
-        self.critic_sched = torch.optim.lr_scheduler.LambdaLR(self.critic_opt, decay)
+        self.optimizers = [torch.optim.AdamW(self.policy.parameters(), lr=cfg.LEARNING_RATE, eps=1e-5)]
+        if self.critic is not None:
+            self.optimizers.append(torch.optim.AdamW(self.critic.parameters(), eps=1e-5,
+                                                     lr=cfg.CRITIC_LEARNING_RATE or cfg.LEARNING_RATE))
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
-        self.step_count = 0
+        self.step_count = 0  # PPO steps done
+        self.data_position = 0  # prompts consumed from the stream (stream_indices)
+        self.responses_generated = 0  # dropped ones included
 
-    # ---- set-up helpers --------------------------------------------------------------------------------------
-    def batch_indices(self, step):
-        """Prompt indices for a step: a fresh permutation of the dataset each pass, seeded by (SEED, pass)."""
-        B, per_pass = self.cfg.BATCH_SIZE, len(self.prompts) // self.cfg.BATCH_SIZE
-        epoch, offset = divmod(step, per_pass)
-        g = torch.Generator().manual_seed(self.cfg.SEED * 100003 + epoch)
-        return torch.randperm(len(self.prompts), generator=g)[offset * B:(offset + 1) * B].tolist()
+    # ---- rollout ---------------------------------------------------------------------------------------------
+    def next_prompts(self, n):
+        indices = stream_indices(self.data_position, n, len(self.prompts), self.cfg.SEED)
+        self.data_position += n
+        return indices
+
+    def generate(self, prompt_indices):
+        """GROUP_SIZE responses to each prompt (a group is consecutive rows), sampled and scored. Keeps the sampled
+        token ids: the policy's text is never re-tokenised."""
+        cfg, dev, tok = self.cfg, self.devices, self.tokenizer
+        rows = [i for i in prompt_indices for _ in range(cfg.GROUP_SIZE)]
+        prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in rows], tok.pad_token_id)
+        prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
+        with autocast(dev["policy"], self.dtype):
+            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
+                                     self.eos_ids, tok.pad_token_id)  # (B, Tr)
+        mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
+        prompts = [self.prompts[i] for i in rows]
+        responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
+        # The reward model reads decoded text with its own tokenizer.
+        scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
+        self.responses_generated += len(rows)
+        return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
+                "ended": ended, "scores": scores, "prompt_index": rows, "prompts": prompts, "responses": responses}
+
+    def rollout(self):
+        """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose rewards are all equal
+        carry no learning signal: they are dropped and more prompts are sampled, for up to MAX_SAMPLING_ROUNDS extra
+        rounds; if the batch is still short it trains on what it has (all of the last round if nothing was kept).
+        Returns (rollout, number of groups generated, number dropped, rounds)."""
+        cfg, G = self.cfg, self.cfg.GROUP_SIZE
+        batch = self.generate(self.next_prompts(cfg.BATCH_SIZE))
+        if not cfg.DYNAMIC_SAMPLING:
+            return batch, cfg.BATCH_SIZE, 0, 1
+        kept, n_kept, generated, rounds = [], 0, 0, 0
+        while True:
+            rounds += 1
+            generated += len(batch["prompts"]) // G
+            keep = ~uniform_groups(batch["scores"], G)  # (groups,)
+            rows = torch.nonzero(keep.repeat_interleave(G)).squeeze(1).cpu()
+            if len(rows):
+                kept.append(select_rows(batch, rows[:(cfg.BATCH_SIZE - n_kept) * G]))
+                n_kept += len(kept[-1]["prompts"]) // G
+            if n_kept == cfg.BATCH_SIZE or rounds > cfg.MAX_SAMPLING_ROUNDS:
+                break
+            batch = self.generate(self.next_prompts(cfg.BATCH_SIZE - n_kept))
+        dropped = generated - n_kept
+        return (concat_rollouts(kept, self.tokenizer.pad_token_id) if kept else batch), generated, dropped, rounds
 
     # ---- forwards ------------------------------------------------------------------------------------------------
     def critic_forward(self, input_ids, attention_mask, Tp):
@@ -643,143 +833,175 @@ class PPOTrainer:
             values = self.critic(input_ids, attention_mask, position_ids_from_mask(attention_mask))  # (B, T)
         return values[:, Tp - 1:-1]
 
-    # ---- one PPO step ----------------------------------------------------------------------------------------
-    def step(self, prompt_indices):
-        cfg, dev, tok = self.cfg, self.devices, self.tokenizer
+    # ---- one step --------------------------------------------------------------------------------------------
+    def step(self):
+        cfg, dev, G = self.cfg, self.devices, self.cfg.GROUP_SIZE
         t_start = time.time()
 
-        # 1. Rollout: sample responses from the current policy, keeping the sampled token ids.
-        prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in prompt_indices], tok.pad_token_id)
-        prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
-        Tp = prompt_ids.shape[1]
-        with autocast(dev["policy"], self.dtype):
-            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
-                                     self.eos_ids, tok.pad_token_id)  # (B, Tr)
-        mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
-        input_ids = torch.cat([prompt_ids, response_ids], 1)  # (B, T)
-        attention_mask = torch.cat([prompt_mask, mask], 1)  # (B, T)
-        t_generate = time.time()
+        # 1. Rollout: sample GROUP_SIZE responses per prompt from the current policy and score them.
+        batch, groups_generated, groups_dropped, rounds = self.rollout()
+        Tp = batch["prompt_ids"].shape[1]
+        input_ids = torch.cat([batch["prompt_ids"], batch["response_ids"]], 1)  # (B, T)
+        attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
+        mask, ended, scores = batch["mask"].float(), batch["ended"], batch["scores"]  # (B, Tr), (B,), (B,)
+        t_rollout = time.time()
 
-        # 2. Score the decoded text (the reward model has its own tokenizer), and evaluate the rollout under the
-        #    policy, the reference and the critic.
-        prompts = [self.prompts[i] for i in prompt_indices]
-        responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
-        scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
-        raw_scores = scores.clone()
-        if cfg.MISSING_EOS_PENALTY is not None:  # N+ detail 23: penalise responses that never ended
-            scores = torch.where(ended, scores, scores - cfg.MISSING_EOS_PENALTY)
+        # 2. Evaluate the rollout under the policy, the reference and the critic (one batched forward each).
         with torch.inference_mode():
             logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
                                               self.dtype)  # (B, Tr) x2
-            ref_logp, _ = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                            self.dtype)
-            ref_logp = ref_logp.to(dev["policy"])
-            values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])  # (B, Tr)
-        t_score = time.time()
+            ref_logp = None if self.ref_policy is None else response_logprobs(
+                self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE, self.dtype)[0].to(dev["policy"])
+            values = None if self.critic is None else self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
+        logp = logp.clone()  # leave inference mode: these tensors enter the loss
+        ref_logp = None if ref_logp is None else ref_logp.clone()
+        t_forward = time.time()
 
-        # 3. Per-token rewards: KL penalty on every token, the score on the last one.
-        logp, ref_logp, values = logp.clone(), ref_logp.clone(), values.clone()  # leave inference mode
-        maskf = mask.float()
-        kl = kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * maskf  # (B, Tr)
-        rewards = per_token_rewards(scores, kl, maskf, self.kl_ctl.value)  # (B, Tr)
+        # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
+        lengths = mask.sum(1)  # (B,)
+        shaped = scores.clone()
+        if cfg.MISSING_EOS_PENALTY is not None:
+            shaped = torch.where(ended, shaped, shaped - cfg.MISSING_EOS_PENALTY)
+        shaped = shaped + cfg.OVERLONG_PENALTY * overlong_penalty(lengths, cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
+        kl = None if ref_logp is None else kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask  # (B, Tr)
+        kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
 
-        # 4. Advantages with GAE; whiten them over the valid tokens of the batch (N+ detail 19). Returns come from
-        #    the unwhitened advantages.
-        advantages, returns = gae(rewards, values, maskf, cfg.GAMMA, cfg.LAM)  # (B, Tr) x2
-        raw_advantages = advantages
-        advantages = masked_whiten(advantages, maskf)
+        # 4. Advantages, the one place besides the loss where the algorithms differ.
+        returns = None
+        if cfg.ALGORITHM == "ppo":
+            # Per-token rewards (KL penalty on each token, score on the last), GAE, whitening over valid tokens
+            # (N+ detail 19); returns come from the unwhitened advantages.
+            rewards = per_token_rewards(shaped, kl if kl is not None else torch.zeros_like(mask), mask, kl_coef)
+            raw_advantages, returns = gae(rewards, values, mask, cfg.GAMMA, cfg.LAM)  # (B, Tr) x2
+            advantages = masked_whiten(raw_advantages, mask)
+        elif cfg.ALGORITHM in ("grpo", "dapo"):
+            # One advantage per response, the group-normalised score, on every token (Shao et al. 2024); the KL
+            # term, if any, goes into the loss instead of the reward.
+            rewards = shaped
+            raw_advantages = advantages = group_advantages(shaped, G)[:, None] * mask
+        else:  # reinforce: the sequence reward with the KL penalty (Ahmadian et al. 2024), minus a baseline
+            rewards = shaped - kl_coef * (kl.sum(1) if kl is not None else 0.0)
+            raw_advantages = advantages = baseline_advantages(rewards, G)[:, None] * mask
 
-        # 5. PPO_EPOCHS passes of clipped updates over shuffled minibatches.
-        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": maskf, "logp": logp,
-                   "values": values, "advantages": advantages, "returns": returns,
-                   "lengths": mask.sum(1).cpu()}  # on the host, so trimming micro-batches needs no device sync
+        # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
+        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask, "logp": logp,
+                   "advantages": advantages, "lengths": lengths.long().cpu()}  # lengths on the host: no sync later
+        if ref_logp is not None:
+            rollout["ref_logp"] = ref_logp
+        if values is not None:
+            rollout["values"], rollout["returns"] = values, returns
         update_stats = self.update(rollout, Tp)
-        lr = self.policy_sched.get_last_lr()[0]
-        self.policy_sched.step()
-        self.critic_sched.step()
+        lr = self.schedulers[0].get_last_lr()[0]
+        for sched in self.schedulers:
+            sched.step()
         t_end = time.time()
 
-        # 6. Statistics, read back to the host only here at the end. kl is the k1 sum over the response, whatever
-        #    estimator the reward used, so runs with different estimators stay comparable.
-        seq_kl = ((logp - ref_logp) * maskf).sum(1)  # (B,)
-        kl_coef = self.kl_ctl.value
-        self.kl_ctl.update(seq_kl.mean().item(), len(prompt_indices))
-        n_generated = mask.sum()
+        # 6. Statistics, read back to the host only here at the end.
         out = {
             "step": self.step_count,
-            "reward": raw_scores.mean(), "reward_std": raw_scores.std(),
-            "non_score_reward": (-kl_coef * kl).sum(1).mean(),
-            "rlhf_reward": rewards.sum(1).mean(),
-            "kl": seq_kl.mean(), "kl_coef": kl_coef,
-            "entropy": masked_mean(entropy, maskf),
-            "advantage": masked_mean(raw_advantages, maskf),
-            "value": masked_mean(values, maskf), "return": masked_mean(returns, maskf),
-            "explained_variance": explained_variance(values, returns, maskf),
+            "reward": scores.mean(), "reward_std": scores.std(),
+            "advantage": masked_mean(raw_advantages, mask),
+            "entropy": masked_mean(entropy, mask),
             **update_stats,
-            "response_length": mask.sum(1).float().mean(),
+            "response_length": lengths.mean(),
             "eos_fraction": ended.float().mean(),
-            "prompts_truncated": sum(self.prompts_truncated[i] for i in prompt_indices),
+            "prompts_truncated": sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G,
             "lr": lr,
-            "tokens_per_sec": n_generated / (t_end - t_start),
-            "time_generate": t_generate - t_start, "time_score": t_score - t_generate, "time_update": t_end - t_score,
+            "epoch": self.data_position / len(self.prompts),
+            "responses_generated": self.responses_generated,
+            "tokens_per_sec": lengths.sum() / (t_end - t_start),
+            "time_rollout": t_rollout - t_start, "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
             "step_time": t_end - t_start,
         }
+        if ref_logp is not None:
+            # kl is always the k1 sum over the response, whatever estimator the reward or loss uses, so runs
+            # with different estimators and algorithms stay comparable.
+            seq_kl = ((logp - ref_logp) * mask).sum(1)  # (B,)
+            out.update(kl=seq_kl.mean(), kl_coef=kl_coef)
+            if cfg.ALGORITHM == "ppo":
+                out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
+            self.kl_ctl.update(seq_kl.mean().item(), len(batch["prompts"]))
+        if values is not None:
+            out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
+                       explained_variance=explained_variance(values, returns, mask))
+        if G > 1:
+            out["reward_std_in_group"] = scores.view(-1, G).std(1).mean()
+        if cfg.DYNAMIC_SAMPLING:
+            out.update(groups_dropped=groups_dropped / groups_generated, sampling_rounds=rounds)
         out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
         self.step_count += 1
         samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}
-                   for p, r, s in zip(prompts, responses, raw_scores.tolist())]
+                   for p, r, s in zip(batch["prompts"], batch["responses"], scores.tolist())]
         return out, samples
 
     def update(self, rollout, Tp):
         """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences; each minibatch is
-        one optimizer step for the policy and one for the critic. Returns the mean statistics of the minibatches."""
+        one optimizer step for the policy (and critic). REINFORCE takes one step on the whole batch. Returns the
+        mean statistics of the minibatches."""
         cfg, stats = self.cfg, {}
         B = rollout["mask"].shape[0]
-        for _ in range(cfg.PPO_EPOCHS):
-            for mb in torch.randperm(B).split(cfg.MINI_BATCH_SIZE):
-                n_tokens = rollout["mask"][mb].sum()
+        epochs, mb_size = (1, B) if cfg.ALGORITHM == "reinforce" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
+        models = [self.policy] + ([self.critic] if self.critic is not None else [])
+        for _ in range(epochs):
+            for mb in torch.randperm(B).split(mb_size):
+                n_tokens, n_seqs = rollout["mask"][mb].sum(), len(mb)
                 mb_stats = {}
                 for micro in mb.split(cfg.MICRO_BATCH_SIZE):
-                    for k, v in self.accumulate_gradients(rollout, micro, Tp, n_tokens).items():
+                    for k, v in self.accumulate_gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                         mb_stats[k] = mb_stats.get(k, 0.0) + v
-                mb_stats["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.MAX_GRAD_NORM)
-                mb_stats["critic_grad_norm"] = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.MAX_GRAD_NORM)
-                for opt in (self.policy_opt, self.critic_opt):
+                for name, model in zip(("grad_norm", "critic_grad_norm"), models):
+                    mb_stats[name] = nn.utils.clip_grad_norm_(model.parameters(), cfg.MAX_GRAD_NORM)
+                for opt in self.optimizers:
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                 for k, v in mb_stats.items():  # gathered on the policy's device: no host sync inside the loop
                     stats.setdefault(k, []).append(v.detach().to(self.devices["policy"], torch.float32))
         return {k: torch.stack(v).mean() for k, v in stats.items()}
 
-    def accumulate_gradients(self, rollout, idx, Tp, n_tokens):
-        """Forward and backward of one micro-batch (rows idx of the rollout). Each per-token loss is summed and
-        divided by the token count of the whole minibatch (n_tokens), so the accumulated gradient is exactly that
-        of the minibatch's token-level mean, however it is split. Returns this micro-batch's share of each stat."""
+    def accumulate_gradients(self, rollout, idx, Tp, n_tokens, n_seqs):
+        """Forward and backward of one micro-batch (rows idx of the rollout). Losses are weighted with the
+        minibatch's totals (loss_weights), so the accumulated gradient is exactly the minibatch's, however it is
+        split. Returns this micro-batch's share of each statistic (token means over the minibatch)."""
         cfg = self.cfg
         Tr = int(rollout["lengths"][idx].max())  # columns after the longest response here are all masked
         ids, attn = rollout["input_ids"][idx, :Tp + Tr], rollout["attention_mask"][idx, :Tp + Tr]
-        mask = rollout["mask"][idx, :Tr]
-        old = {k: rollout[k][idx, :Tr] for k in ("logp", "values", "advantages", "returns")}  # (b, Tr) each
+        old = {k: v[idx, :Tr] for k, v in rollout.items() if k not in ("input_ids", "attention_mask", "lengths")}
+        mask = old["mask"]  # (b, Tr)
+        weights = loss_weights(mask, cfg.LOSS_AGG, n_tokens, n_seqs)  # (b, Tr)
 
         def share(x):  # this micro-batch's contribution to a token mean over the minibatch, on x's device
             return (x * mask.to(x.device)).sum() / n_tokens.to(x.device)
 
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype)  # (b, Tr)
-        pg, pg_clipped, ratio = policy_loss(logp, old["logp"], old["advantages"], cfg.CLIP_RANGE)
-        pg_loss, entropy_mean = share(pg), share(entropy)
-        (pg_loss - cfg.ENTROPY_COEF * entropy_mean).backward()
+        stats = {}
+        if cfg.ALGORITHM == "reinforce":
+            pg, clipped, ratio = reinforce_loss(logp, old["advantages"]), torch.zeros_like(logp), torch.exp(
+                logp - old["logp"])
+        else:
+            pg, clipped, ratio = policy_loss(logp, old["logp"], old["advantages"], cfg.CLIP_RANGE_LOW,
+                                             cfg.CLIP_RANGE_HIGH)
+        pg_loss = (pg * weights).sum()
+        loss = pg_loss - cfg.ENTROPY_COEF * (entropy * weights).sum()
+        if cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl:  # GRPO eq. 3: beta * KL(pi || pi_ref) in the loss
+            kl_loss = (kl_penalty(logp, old["ref_logp"], cfg.KL_ESTIMATOR) * weights).sum()
+            loss = loss + cfg.KL_COEF * kl_loss
+            stats["kl_loss"] = kl_loss
+        loss.backward()
 
-        critic_dev = self.devices["critic"]
-        values = self.critic_forward(ids, attn, Tp)  # (b, Tr) on the critic's device
-        vf, vf_clipped = value_loss(values, old["values"].to(critic_dev), old["returns"].to(critic_dev),
-                                    cfg.VALUE_CLIP_RANGE)
-        vf_loss = share(vf)
-        vf_loss.backward()
+        if self.critic is not None:
+            critic_dev = self.devices["critic"]
+            values = self.critic_forward(ids, attn, Tp)  # (b, Tr) on the critic's device
+            vf, vf_clipped = value_loss(values, old["values"].to(critic_dev), old["returns"].to(critic_dev),
+                                        cfg.VALUE_CLIP_RANGE)
+            vf_loss = share(vf)  # the critic's loss is always a token mean
+            vf_loss.backward()
+            stats.update(value_loss=vf_loss, value_clipfrac=share(vf_clipped))
 
         with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
-            return {"policy_loss": pg_loss, "value_loss": vf_loss, "update_entropy": entropy_mean,
-                    "clipfrac": share(pg_clipped), "value_clipfrac": share(vf_clipped), "ratio": share(ratio),
-                    "approx_kl": share(kl_penalty(old["logp"], logp, "k3"))}
+            stats.update(policy_loss=pg_loss, update_entropy=share(entropy), clipfrac=share(clipped),
+                         clipfrac_low=share(clipped * (ratio < 1)), clipfrac_high=share(clipped * (ratio > 1)),
+                         ratio=share(ratio), approx_kl=share(kl_penalty(old["logp"], logp, "k3")))
+        return stats
 
     # ---- the run -------------------------------------------------------------------------------------------------
     def train(self):
@@ -790,15 +1012,18 @@ class PPOTrainer:
         for path in (metrics_path, samples_path):
             open(path, "w").close()
         t0 = time.time()
-        bar = tqdm(range(self.total_steps), desc="ppo", dynamic_ncols=True)
-        for step in bar:
-            metrics, samples = self.step(self.batch_indices(step))
+        bar = tqdm(total=self.total_steps, desc=cfg.ALGORITHM, dynamic_ncols=True)
+        while self.step_count < self.total_steps:
+            metrics, samples = self.step()
+            step = metrics["step"]
             metrics["elapsed"] = time.time() - t0
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.3f}",
-                            vf_loss=f"{metrics['value_loss']:.3f}", len=f"{metrics['response_length']:.1f}")
-            last = step == self.total_steps - 1
+            bar.update()
+            bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
+                             if k in metrics})
+            last = self.step_count == self.total_steps or (
+                cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
             if step % cfg.SAMPLE_EVERY == 0 or last:
                 with open(samples_path, "a") as f:
                     for s in samples[:cfg.NUM_SAMPLES]:
@@ -806,17 +1031,20 @@ class PPOTrainer:
                 bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
             if (step + 1) % cfg.PLOT_EVERY == 0 or last:
                 plotting.plot_run(out_dir)  # ~2 s on 2 CPU cores for ~35 panels, hence PLOT_EVERY
+            if last:
+                break
         bar.close()
         self.save()
-        self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ "
-                 f"(ppo_metrics.png, training_metrics.png, metrics.jsonl, samples.jsonl, policy/, critic/)")
+        self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ (ppo_metrics.png, training_metrics.png, "
+                 f"metrics.jsonl, samples.jsonl, policy/{', critic/' if self.critic is not None else ''})")
 
     def save(self):
         out_dir = self.cfg.OUTPUT_DIR
         self.policy.save_pretrained(os.path.join(out_dir, "policy"))
         self.tokenizer.save_pretrained(os.path.join(out_dir, "policy"))
-        self.critic.model.save_pretrained(os.path.join(out_dir, "critic"))
-        self.tokenizer.save_pretrained(os.path.join(out_dir, "critic"))
+        if self.critic is not None:
+            self.critic.model.save_pretrained(os.path.join(out_dir, "critic"))
+            self.tokenizer.save_pretrained(os.path.join(out_dir, "critic"))
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("ppo.py", "config.py"):  # the code that produced these weights, beside them
             shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))

@@ -22,3 +22,9 @@ def wrong_count(prompts, responses):
 
 
 sentiment = default_task.sentiment_reward
+
+
+def uniform_for_movies(prompts, responses):
+    """The same reward for every response to a prompt about a movie (so its group carries no signal), the word
+    count otherwise."""
+    return [1.0 if "movie" in p else float(len(r.split())) for p, r in zip(prompts, responses)]

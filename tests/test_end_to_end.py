@@ -62,7 +62,7 @@ def test_micro_batching_gives_the_same_update_as_whole_minibatches(tiny, tmp_pat
     for micro in (4, 1):
         cfg = ppo.load_config(tiny_args(tiny, tmp_path / f"m{micro}", MICRO_BATCH_SIZE=micro, PPO_EPOCHS=1))
         trainer = ppo.PPOTrainer(cfg)
-        trainer.step(trainer.batch_indices(0))
+        trainer.step()
         params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
         params.append(torch.cat([p.detach().flatten() for p in trainer.critic.parameters()]))
     torch.testing.assert_close(params[0], params[2], atol=2e-6, rtol=1e-4)
@@ -94,7 +94,7 @@ def test_chat_templates_for_policy_and_a_decoder_reward_model(tiny, tmp_path):
     trainer = ppo.PPOTrainer(cfg)
     first = trainer.tokenizer.decode(trainer.prompt_ids[0])
     assert first == f"<user>{trainer.prompts[0]}</user><assistant>"
-    metrics, samples = trainer.step(trainer.batch_indices(0))
+    metrics, samples = trainer.step()
     assert math.isfinite(metrics["reward"]) and metrics["reward_std"] > 0  # the classifier scored real text
     no_template = ppo.PPOTrainer(ppo.load_config(tiny_args(tiny, tmp_path / "plain", ACTOR_MODEL=chat_policy,
                                                            CRITIC_MODEL=chat_policy, CHAT_TEMPLATE=False)))
@@ -130,7 +130,7 @@ def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
     cfg = ppo.load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
     trainer = ppo.PPOTrainer(cfg)
     assert trainer.ref_policy.dtype == torch.bfloat16 and trainer.policy.dtype == torch.float32
-    metrics, _ = trainer.step(trainer.batch_indices(0))
+    metrics, _ = trainer.step()
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # float32 master weights
 
@@ -141,7 +141,7 @@ def test_prompts_longer_than_the_limit_keep_their_end(tiny, tmp_path):
     full = trainer.tokenizer(trainer.prompts[0])["input_ids"]
     assert trainer.prompt_ids[0] == full[-3:]
     assert sum(trainer.prompts_truncated) == sum(len(trainer.tokenizer(p)["input_ids"]) > 3 for p in trainer.prompts)
-    metrics, _ = trainer.step(trainer.batch_indices(0))
+    metrics, _ = trainer.step()
     assert metrics["prompts_truncated"] > 0
 
 

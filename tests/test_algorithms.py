@@ -1,0 +1,157 @@
+"""GRPO, DAPO and REINFORCE pieces against hand-checked numbers and brute-force references, and a smoke run of
+every algorithm through the same trainer."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ppo
+from conftest import tiny_args
+
+
+def test_group_advantages_hand_checked():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 1.0, 2.0, 2.0])
+    adv = ppo.group_advantages(scores, 4)
+    s1 = math.sqrt(1 / 3)  # Bessel-corrected std of [1, 0, 0, 1]
+    expected = [0.5 / (s1 + 1e-4), -0.5 / (s1 + 1e-4)] * 2
+    np.testing.assert_allclose(adv[:4].numpy(), [expected[0], expected[1], expected[1], expected[0]], rtol=1e-6)
+    assert (adv[4:8] == 0).all()  # a uniform group has no advantage
+    g = np.array([3.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(adv[8:].numpy(), (g - g.mean()) / (g.std(ddof=1) + 1e-4), rtol=1e-6)
+
+
+def test_baseline_advantages_leave_one_out_and_batch_mean():
+    adv = ppo.baseline_advantages(torch.tensor([1.0, 2.0, 3.0, 5.0, 5.0, 8.0]), 3)
+    # 1 - mean(2, 3) = -1.5; 2 - mean(1, 3) = 0; 3 - mean(1, 2) = 1.5; 5 - 6.5; 5 - 6.5; 8 - 5
+    np.testing.assert_allclose(adv.numpy(), [-1.5, 0.0, 1.5, -1.5, -1.5, 3.0])
+    np.testing.assert_allclose(ppo.baseline_advantages(torch.tensor([1.0, 2.0, 6.0]), 1).numpy(), [-2, -1, 3])
+    scores = torch.randn(20, generator=torch.Generator().manual_seed(0))
+    loo = ppo.baseline_advantages(scores, 5).view(4, 5)
+    for i in range(4):  # brute force: each score minus the mean of the others
+        for j in range(5):
+            others = [scores[i * 5 + k].item() for k in range(5) if k != j]
+            assert loo[i, j].item() == pytest.approx(scores[i * 5 + j].item() - sum(others) / 4, abs=1e-6)
+
+
+def test_uniform_groups():
+    scores = torch.tensor([1.0, 1.0, 0.5, 0.5, 0.0, 1.0])
+    assert ppo.uniform_groups(scores, 2).tolist() == [True, True, False]
+
+
+def test_overlong_penalty_follows_dapo_eq_13():
+    lengths = torch.tensor([5, 12, 13, 14, 16])
+    # limit 16, buffer 4: free up to 12 tokens, then -1/4 per token, -1 at the limit
+    assert ppo.overlong_penalty(lengths, 16, 4).tolist() == [0.0, 0.0, -0.25, -0.5, -1.0]
+    assert ppo.overlong_penalty(lengths, 16, 0).tolist() == [0.0] * 5
+
+
+@pytest.mark.parametrize("mode", ppo.LOSS_AGGREGATIONS)
+def test_loss_aggregations_match_brute_force_and_split_exactly(mode):
+    gen = torch.Generator().manual_seed(1)
+    lengths = [3, 1, 5, 2]
+    mask = torch.tensor([[1.0] * n + [0.0] * (5 - n) for n in lengths])
+    loss = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    rows = [loss[i, :n].tolist() for i, n in enumerate(lengths)]
+    expected = {
+        "token-mean": sum(map(sum, rows)) / sum(lengths),
+        "seq-mean-token-mean": sum(sum(r) / len(r) for r in rows) / len(rows),
+        "seq-mean-token-sum": sum(sum(r) for r in rows) / len(rows),
+    }[mode]
+    n_tokens, n_seqs = mask.sum(), 4
+    whole = (loss * ppo.loss_weights(mask, mode, n_tokens, n_seqs)).sum().item()
+    assert whole == pytest.approx(expected)
+    halves = sum((loss[s] * ppo.loss_weights(mask[s], mode, n_tokens, n_seqs)).sum().item()
+                 for s in (slice(0, 1), slice(1, 4)))
+    assert halves == pytest.approx(expected)
+
+
+def test_clip_higher_is_asymmetric():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.25, 1.25, 0.75, 0.78]))
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    _, sym, _ = ppo.policy_loss(logp, old, adv, 0.2)
+    _, asym, _ = ppo.policy_loss(logp, old, adv, 0.2, 0.28)
+    assert sym.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert asym.tolist() == [0.0, 0.0, 1.0, 1.0]  # 1.25 < 1 + 0.28 is free; the low side still clips below 0.8
+
+
+def test_reinforce_loss_gradient_is_advantage_weighted_score_function():
+    logp = torch.tensor([-1.0, -2.0], requires_grad=True)
+    ppo.reinforce_loss(logp, torch.tensor([2.0, -3.0])).sum().backward()
+    assert logp.grad.tolist() == [-2.0, 3.0]
+
+
+def test_algorithm_defaults_resolve_and_overrides_win():
+    dapo = ppo.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4", "--MAX_NEW_TOKENS=20"])
+    assert (dapo.KL_COEF, dapo.CLIP_RANGE_LOW, dapo.CLIP_RANGE_HIGH, dapo.LOSS_AGG, dapo.OVERLONG_BUFFER,
+            dapo.DYNAMIC_SAMPLING) == (0.0, 0.2, 0.28, "token-mean", 4, True)
+    grpo = ppo.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4"])
+    assert (grpo.KL_COEF, grpo.KL_ESTIMATOR, grpo.LOSS_AGG, grpo.CLIP_RANGE_HIGH) == (0.04, "k3", "seq-mean-token-mean", 0.2)
+    assert ppo.load_config([]).KL_COEF == 0.05 and ppo.load_config([]).LOSS_AGG == "token-mean"
+    mine = ppo.load_config(["--ALGORITHM=dapo", "--KL_COEF=0.01", "--DYNAMIC_SAMPLING=False"])
+    assert mine.KL_COEF == 0.01 and mine.DYNAMIC_SAMPLING is False
+    with pytest.raises(ppo.ConfigError, match="GROUP_SIZE must be at least 2"):
+        ppo.check_settings(ppo.load_config(["--ALGORITHM=grpo"]))
+    with pytest.raises(ppo.ConfigError, match="ALGORITHM must be one of"):
+        ppo.load_config(["--ALGORITHM=trpo"])
+    with pytest.raises(ppo.ConfigError, match=r"BATCH_SIZE \* GROUP_SIZE \(32 \* 3 sequences\)"):
+        ppo.check_settings(ppo.load_config(["--GROUP_SIZE=3", "--MINI_BATCH_SIZE=64", "--MICRO_BATCH_SIZE=8"]))
+
+
+def test_prompt_stream_is_the_same_however_it_is_read():
+    whole = ppo.stream_indices(0, 25, 10, seed=3)
+    parts = ppo.stream_indices(0, 7, 10, 3) + ppo.stream_indices(7, 11, 10, 3) + ppo.stream_indices(18, 7, 10, 3)
+    assert whole == parts
+    assert sorted(whole[:10]) == list(range(10)) and sorted(whole[10:20]) == list(range(10))
+    assert whole[:10] != whole[10:20]  # a fresh order each pass
+
+
+def test_concat_rollouts_repads_prompts_left_and_responses_right():
+    a = {"prompt_ids": torch.tensor([[5, 6]]), "prompt_mask": torch.tensor([[1, 1]]),
+         "response_ids": torch.tensor([[7]]), "mask": torch.tensor([[1]]), "scores": torch.tensor([1.0]),
+         "prompts": ["a"]}
+    b = {"prompt_ids": torch.tensor([[8]]), "prompt_mask": torch.tensor([[1]]),
+         "response_ids": torch.tensor([[9, 0, 0]]), "mask": torch.tensor([[1, 1, 0]]), "scores": torch.tensor([2.0]),
+         "prompts": ["b"]}
+    joined = ppo.concat_rollouts([a, b], pad_id=0)
+    assert joined["prompt_ids"].tolist() == [[5, 6], [0, 8]] and joined["prompt_mask"].tolist() == [[1, 1], [0, 1]]
+    assert joined["response_ids"].tolist() == [[7, 0, 0], [9, 0, 0]] and joined["mask"].tolist() == [[1, 0, 0], [1, 1, 0]]
+    assert joined["scores"].tolist() == [1.0, 2.0] and joined["prompts"] == ["a", "b"]
+
+
+def test_dynamic_sampling_drops_uniform_groups_and_refills(tiny, tmp_path):
+    cfg = ppo.load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2, BATCH_SIZE=8, MINI_BATCH_SIZE=8,
+                                    REWARD_MODEL="reward_fns:uniform_for_movies"))
+    trainer = ppo.PPOTrainer(cfg)
+    batch, generated, dropped, rounds = trainer.rollout()
+    assert len(batch["prompts"]) == 16 and rounds >= 2
+    assert not any("movie" in p for p in batch["prompts"])
+    # Every movie prompt consumed so far was dropped (plus any other group that happened to tie).
+    consumed = ppo.stream_indices(0, trainer.data_position, len(trainer.prompts), cfg.SEED)
+    n_movie = sum("movie" in trainer.prompts[i] for i in consumed)
+    assert generated == trainer.data_position and dropped >= n_movie > 0
+    assert not ppo.uniform_groups(batch["scores"], 2).any()
+    assert trainer.responses_generated == 2 * generated
+    metrics, _ = trainer.step()
+    assert 0 < metrics["groups_dropped"] < 1 and "clipfrac_high" in metrics
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dapo", "reinforce"])
+def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorithm):
+    out = tmp_path / algorithm
+    args = tiny_args(tiny, out, ALGORITHM=algorithm, GROUP_SIZE=4, BATCH_SIZE=2, MINI_BATCH_SIZE=4,
+                     MICRO_BATCH_SIZE=2, MAX_STEPS=2, REWARD_MODEL="reward_fns:sentiment")
+    cfg = ppo.load_config(args)
+    trainer = ppo.PPOTrainer(cfg)
+    assert (trainer.critic is not None) == (algorithm == "ppo")
+    assert (trainer.ref_policy is not None) == (algorithm != "dapo")
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    for _ in range(2):
+        metrics, _ = trainer.step()
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert max((a - b).abs().max().item() for a, b in zip(before, trainer.policy.parameters())) > 0
+    assert "reward_std_in_group" in metrics and "clipfrac_low" in metrics
+    assert ("kl_loss" in metrics) == (algorithm == "grpo")
+    assert ppo.main(args) == 0  # and from the command line, writing its outputs
+    assert (out / "policy" / "config.json").exists() and (out / "critic").exists() == (algorithm == "ppo")
