@@ -71,6 +71,13 @@ LAM = 0.95  # GAE lambda
 NUM_EPOCHS = 1  # passes over the prompt dataset, used when MAX_STEPS is None
 MAX_STEPS = 100  # run length in PPO steps, reshuffling the prompts each pass (None: NUM_EPOCHS full passes)
 
+# ---- checkpoints and faults ---------------------------------------------------------------------------------
+SAVE_EVERY = 25  # write OUTPUT_DIR/checkpoint every this many steps (also at the end, on Ctrl-C/SIGTERM, on faults)
+RESUME = False  # continue the run in OUTPUT_DIR from its checkpoint, with the same settings
+OVERWRITE = False  # start a new run in an OUTPUT_DIR that already holds one, replacing its files
+MAX_SKIPPED_IN_A_ROW = 3  # stop (after saving) once this many updates in a row met NaN/inf rewards or gradients
+DEBUG = False  # show the Python traceback when settings or inputs are refused
+
 # ---- logging ------------------------------------------------------------------------------------------------
 PLOT_EVERY = 25  # redraw the PNGs every this many steps (and at the end); each redraw takes ~2 s on a CPU
 SAMPLE_EVERY = 20  # log samples to samples.jsonl and the console every this many steps (and at the first and last)

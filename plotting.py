@@ -44,8 +44,16 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
     "prompts_truncated": "prompts truncated in the batch",
     "lr": "policy learning rate",
     "tokens_per_sec": "generated tokens / second",
-    "time_generate": "seconds: generation",
-    "time_score": "seconds: reward, reference, critic",
+    "reward_std_in_group": "reward std within a prompt's group",
+    "groups_dropped": "fraction of groups dropped (dynamic sampling)",
+    "sampling_rounds": "generation rounds per step",
+    "clipfrac_low": "fraction clipped below 1 - eps_low",
+    "clipfrac_high": "fraction clipped above 1 + eps_high",
+    "kl_loss": "KL term in the loss (k3, per token)",
+    "responses_generated": "responses generated so far",
+    "epoch": "passes over the prompts",
+    "time_rollout": "seconds: generation and reward",
+    "time_forward": "seconds: policy, reference, critic forwards",
     "time_update": "seconds: PPO update",
     "step_time": "seconds per step",
     "elapsed": "seconds since start",
@@ -111,9 +119,12 @@ def plot_run(out_dir):
     rows = read_metrics(os.path.join(out_dir, "metrics.jsonl"))
     if not rows:
         raise ValueError(f"{out_dir}/metrics.jsonl has no rows to plot")
-    numeric = [k for k in rows[-1] if k not in NOT_PLOTTED and isinstance(rows[-1][k], (int, float))]
+    numeric = []  # every numeric key of any row, in first-seen order (some rows lack some keys)
+    for row in rows:
+        numeric += [k for k, v in row.items() if k not in NOT_PLOTTED and k not in numeric
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)]
     name = os.path.basename(os.path.normpath(out_dir))
-    main_keys = [k for k in MAIN_METRICS if k in numeric]
+    main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric  # only skipped steps so far: what there is
     paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
     plot_metrics(rows, main_keys, paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
     plot_metrics(rows, numeric, paths[1], f"{name}: all metrics ({len(rows)} steps)", ncols=5)

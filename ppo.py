@@ -29,8 +29,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -41,6 +43,10 @@ import torch.nn as nn
 
 class ConfigError(Exception):
     """Bad settings or inputs, found before any expensive work: the message says what to change."""
+
+
+class RewardError(RuntimeError):
+    """The reward function raised or returned the wrong number of values: the run stops, after saving."""
 
 
 # =============================================================================================================
@@ -109,7 +115,8 @@ def check_settings(cfg):
             raise ConfigError(message)
 
     for name in ("BATCH_SIZE", "MINI_BATCH_SIZE", "MICRO_BATCH_SIZE", "PPO_EPOCHS", "MAX_NEW_TOKENS",
-                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY", "MAX_SAMPLING_ROUNDS"):
+                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY", "MAX_SAMPLING_ROUNDS", "SAVE_EVERY",
+                 "MAX_SKIPPED_IN_A_ROW"):
         need(isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1,
              f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
     need(cfg.MAX_STEPS is None or (isinstance(cfg.MAX_STEPS, int) and cfg.MAX_STEPS >= 1),
@@ -412,9 +419,12 @@ def check_models(cfg, prompts):
     if is_reward_function(cfg.REWARD_MODEL):
         fn = load_reward_function(cfg.REWARD_MODEL)
         try:  # one cheap call now, so a broken function fails before any model loads
-            call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
-        except RuntimeError as e:
+            scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
+        except RewardError as e:
             raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} failed on a test call: {e}") from None
+        if not torch.isfinite(scores).all():
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} returned {scores.tolist()} on a test call with "
+                              f"prompts {prompts[:2]!r}: rewards must be finite numbers.")
     else:
         reward = load_model_config("REWARD_MODEL", cfg.REWARD_MODEL)
         archs = reward.architectures or []
@@ -423,6 +433,43 @@ def check_models(cfg, prompts):
             raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} is a {', '.join(archs) or reward.model_type}, not "
                               f"a sequence classifier: give a reward-model folder (config.json architectures "
                               f"*ForSequenceClassification) or a Python function as module:function.")
+
+
+RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES", "PLOT_EVERY",
+                     "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES", "MAX_SKIPPED_IN_A_ROW",
+                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD"}  # may differ when resuming
+
+
+def find_checkpoint(out_dir):
+    """OUTPUT_DIR/checkpoint, or checkpoint.prev when a kill fell between save_checkpoint's two renames."""
+    for name in ("checkpoint", "checkpoint.prev"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(os.path.join(path, "trainer_state.pt")):
+            return path
+    return None
+
+
+def check_output_dir(cfg):
+    """Refuse to mix two runs in one OUTPUT_DIR; when resuming, the checkpoint must exist and match the settings."""
+    out = cfg.OUTPUT_DIR
+    if cfg.RESUME and cfg.OVERWRITE:
+        raise ConfigError("RESUME=True and OVERWRITE=True contradict each other: set one of them.")
+    if cfg.RESUME:
+        path = find_checkpoint(out)
+        if path is None:
+            raise ConfigError(f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint (one is written every "
+                              f"SAVE_EVERY steps): start the run without --RESUME, or point OUTPUT_DIR at the run.")
+        with open(os.path.join(path, "settings.json")) as f:
+            saved = json.load(f)
+        changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in vars(cfg).items()
+                   if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+        if changed:
+            raise ConfigError(f"RESUME=True with settings that differ from the checkpoint's: {'; '.join(changed)}. "
+                              f"Resume with the run's own settings (see {path}/settings.json).")
+    elif not cfg.OVERWRITE and any(os.path.exists(os.path.join(out, f))
+                                   for f in ("metrics.jsonl", "checkpoint", "checkpoint.prev")):
+        raise ConfigError(f"OUTPUT_DIR={out!r} already holds a run: continue it with --RESUME=True, replace it with "
+                          f"--OVERWRITE=True, or choose another --OUTPUT_DIR.")
 
 
 def is_reward_function(name):
@@ -560,12 +607,7 @@ class RewardModel:
         else:
             batch = tok(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
                         return_tensors="pt")
-        scores = self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
-        if not torch.isfinite(scores).all():
-            i = int((~torch.isfinite(scores)).nonzero()[0])
-            raise RuntimeError(f"REWARD_MODEL gave {scores[i].item()} for prompt {prompts[i]!r}, response "
-                               f"{responses[i]!r}: check its DTYPE (float16 overflows) and its inputs")
-        return scores
+        return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
 
 
 def call_reward_function(fn, prompts, responses):
@@ -574,19 +616,17 @@ def call_reward_function(fn, prompts, responses):
     try:
         scores = fn(prompts, responses)
     except Exception as e:
-        raise RuntimeError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
-                           f"{prompts[0]!r})") from e
+        raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
+                          f"{prompts[0]!r})") from e
     try:
         scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
     except (TypeError, ValueError):
-        raise RuntimeError(f"reward function {name} returned {type(scores).__name__}, not a list of floats") from None
+        raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats "
+                          f"(first prompt of the batch: {prompts[0]!r})") from None
     if len(scores) != len(responses):
-        raise RuntimeError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses")
-    if not torch.isfinite(scores).all():
-        i = int((~torch.isfinite(scores)).nonzero()[0])
-        raise RuntimeError(f"reward function {name} returned {scores[i].item()} for prompt {prompts[i]!r}, "
-                           f"response {responses[i]!r}")
-    return scores
+        raise RewardError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses "
+                          f"(first prompt of the batch: {prompts[0]!r})")
+    return scores  # NaN or inf pass through: the trainer's guard skips that update and says which prompt
 
 
 def load_scorer(name, device, dtype):
@@ -735,6 +775,7 @@ class PPOTrainer:
         self.cfg, self.log = cfg, log
         check_settings(cfg)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
+        check_output_dir(cfg)
         self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         check_models(cfg, self.prompts)
         self.devices = resolve_devices(cfg, torch.cuda.device_count())
@@ -761,6 +802,8 @@ class PPOTrainer:
         self.scorer = load_scorer(cfg.REWARD_MODEL, dev["reward"], self.dtype)
 
         self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * len(self.prompts) // cfg.BATCH_SIZE
+        if cfg.MAX_RESPONSES is not None:  # the response budget also sets the learning-rate schedule's length
+            self.total_steps = min(self.total_steps, -(-cfg.MAX_RESPONSES // (cfg.BATCH_SIZE * cfg.GROUP_SIZE)))
         # Adam eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's ppo.py). Separate
         # optimisers: the two models may sit on different devices.
         decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
@@ -773,6 +816,60 @@ class PPOTrainer:
         self.step_count = 0  # PPO steps done
         self.data_position = 0  # prompts consumed from the stream (stream_indices)
         self.responses_generated = 0  # dropped ones included
+        self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
+        if cfg.RESUME:
+            self.load_checkpoint(find_checkpoint(cfg.OUTPUT_DIR))
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    COUNTERS = ("step_count", "data_position", "responses_generated", "skipped_updates", "skipped_in_a_row")
+
+    def light_state(self):
+        """Counters, the KL coefficient and every random state: what a step changes besides weights and optimisers."""
+        return {"counters": {k: getattr(self, k) for k in self.COUNTERS}, "kl_coef": self.kl_ctl.value,
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+
+    def restore_light_state(self, state):
+        for k, v in state["counters"].items():
+            setattr(self, k, v)
+        self.kl_ctl.value = state["kl_coef"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save_checkpoint(self):
+        """Everything needed to continue exactly, written to checkpoint.tmp and then renamed into place, so a kill
+        at any instant leaves a whole checkpoint (or checkpoint.prev, between the two renames) behind."""
+        out = self.cfg.OUTPUT_DIR
+        final, tmp, prev = (os.path.join(out, name) for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
+        self.policy.save_pretrained(os.path.join(tmp, "policy"))
+        self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
+        if self.critic is not None:
+            self.critic.model.save_pretrained(os.path.join(tmp, "critic"))
+        with open(os.path.join(tmp, "settings.json"), "w") as f:
+            json.dump(vars(self.cfg), f, indent=2)
+        torch.save({**self.light_state(), "optimizers": [o.state_dict() for o in self.optimizers],
+                    "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
+        if os.path.exists(final):
+            shutil.rmtree(prev, ignore_errors=True)
+            os.rename(final, prev)
+        os.rename(tmp, final)
+        shutil.rmtree(prev, ignore_errors=True)
+
+    def load_checkpoint(self, path):
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+        self.policy.load_state_dict(AutoModelForCausalLM.from_pretrained(os.path.join(path, "policy")).state_dict())
+        if self.critic is not None:
+            self.critic.model.load_state_dict(
+                AutoModelForSequenceClassification.from_pretrained(os.path.join(path, "critic")).state_dict())
+        state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+        for obj, saved in zip(self.optimizers + self.schedulers, state["optimizers"] + state["schedulers"]):
+            obj.load_state_dict(saved)
+        self.restore_light_state(state)  # last: loading models above may draw random numbers
+        self.log(f"resuming from {path} after step {self.step_count - 1}")
 
     # ---- rollout ---------------------------------------------------------------------------------------------
     def next_prompts(self, n):
@@ -845,6 +942,10 @@ class PPOTrainer:
         attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
         mask, ended, scores = batch["mask"].float(), batch["ended"], batch["scores"]  # (B, Tr), (B,), (B,)
         t_rollout = time.time()
+        if not torch.isfinite(scores).all():  # the non-finite guard: no update from a batch with a NaN/inf reward
+            bad = int((~torch.isfinite(scores)).nonzero()[0])
+            return self.skip_step(f"reward {scores[bad].item()} for prompt {batch['prompts'][bad]!r}, response "
+                                  f"{batch['responses'][bad]!r}"), []
 
         # 2. Evaluate the rollout under the policy, the reference and the critic (one batched forward each).
         with torch.inference_mode():
@@ -909,6 +1010,7 @@ class PPOTrainer:
             "lr": lr,
             "epoch": self.data_position / len(self.prompts),
             "responses_generated": self.responses_generated,
+            "skipped_updates": self.skipped_updates,
             "tokens_per_sec": lengths.sum() / (t_end - t_start),
             "time_rollout": t_rollout - t_start, "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
             "step_time": t_end - t_start,
@@ -934,6 +1036,19 @@ class PPOTrainer:
                    for p, r, s in zip(batch["prompts"], batch["responses"], scores.tolist())]
         return out, samples
 
+    def skip_step(self, reason):
+        """A step whose update was skipped by the guard: counted, logged, the learning-rate schedule still moves."""
+        self.skipped_updates += 1
+        self.skipped_in_a_row += 1
+        self.log(f"warning: step {self.step_count}: update skipped ({reason})")
+        with warnings.catch_warnings():  # stepping a schedule before any optimizer step is intended here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for sched in self.schedulers:
+                sched.step()
+        self.step_count += 1
+        return {"step": self.step_count - 1, "skipped_updates": self.skipped_updates, "skip_reason": reason,
+                "responses_generated": self.responses_generated}
+
     def update(self, rollout, Tp):
         """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences; each minibatch is
         one optimizer step for the policy (and critic). REINFORCE takes one step on the whole batch. Returns the
@@ -951,9 +1066,20 @@ class PPOTrainer:
                         mb_stats[k] = mb_stats.get(k, 0.0) + v
                 for name, model in zip(("grad_norm", "critic_grad_norm"), models):
                     mb_stats[name] = nn.utils.clip_grad_norm_(model.parameters(), cfg.MAX_GRAD_NORM)
+                # The non-finite guard (one host sync per optimizer step): a NaN/inf loss or gradient skips this
+                # minibatch's update and leaves the weights as they were.
+                finite = bool(torch.isfinite(torch.stack([mb_stats["grad_norm"].float().cpu()] + (
+                    [mb_stats["critic_grad_norm"].float().cpu()] if self.critic is not None else []))).all())
                 for opt in self.optimizers:
-                    opt.step()
+                    if finite:
+                        opt.step()
                     opt.zero_grad(set_to_none=True)
+                if not finite:
+                    self.skipped_updates += 1
+                    self.skipped_in_a_row += 1
+                    self.log(f"warning: step {self.step_count}: a minibatch update was skipped (non-finite gradient)")
+                    continue
+                self.skipped_in_a_row = 0
                 for k, v in mb_stats.items():  # gathered on the policy's device: no host sync inside the loop
                     stats.setdefault(k, []).append(v.detach().to(self.devices["policy"], torch.float32))
         return {k: torch.stack(v).mean() for k, v in stats.items()}
@@ -1004,39 +1130,82 @@ class PPOTrainer:
         return stats
 
     # ---- the run -------------------------------------------------------------------------------------------------
-    def train(self):
+    def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
+        """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots, and returns
+        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 when the reward function fails or the guard gives up."""
         import plotting
         from tqdm import tqdm
         cfg, out_dir = self.cfg, self.cfg.OUTPUT_DIR
         metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
-        for path in (metrics_path, samples_path):
-            open(path, "w").close()
-        t0 = time.time()
-        bar = tqdm(total=self.total_steps, desc=cfg.ALGORITHM, dynamic_ncols=True)
-        while self.step_count < self.total_steps:
-            metrics, samples = self.step()
-            step = metrics["step"]
-            metrics["elapsed"] = time.time() - t0
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            bar.update()
-            bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
-                             if k in metrics})
-            last = self.step_count == self.total_steps or (
-                cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
-            if step % cfg.SAMPLE_EVERY == 0 or last:
-                with open(samples_path, "a") as f:
-                    for s in samples[:cfg.NUM_SAMPLES]:
-                        f.write(json.dumps(s) + "\n")
-                bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
-            if (step + 1) % cfg.PLOT_EVERY == 0 or last:
-                plotting.plot_run(out_dir)  # ~2 s on 2 CPU cores for ~35 panels, hence PLOT_EVERY
-            if last:
-                break
-        bar.close()
+        kept = keep_rows_before(metrics_path, self.step_count)  # what the checkpoint covers; drops what came after
+        keep_rows_before(samples_path, self.step_count)
+        resume_hint = f"continue with: {resume_command}"
+        stop = {}
+
+        def request_stop(signum, frame):
+            if stop:  # a second signal: stop at once; the last checkpoint stays
+                raise KeyboardInterrupt
+            stop["signal"] = signum
+            self.log(f"\n{signal.Signals(signum).name}: finishing this step, then saving (again to abort at once)")
+
+        handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)  # `elapsed` goes on across a resume
+        bar = tqdm(total=self.total_steps, initial=self.step_count, desc=cfg.ALGORITHM, dynamic_ncols=True)
+        try:
+            while self.step_count < self.total_steps:
+                before = self.light_state()
+                try:
+                    metrics, samples = self.step()
+                except RewardError as e:  # raised while scoring, before any update: roll back to the step's start
+                    self.restore_light_state(before)
+                    return self.stop_early(f"error: {e}\nThe run is saved; fix the reward function, then "
+                                           f"{resume_hint}", 1)
+                step = metrics["step"]
+                metrics["elapsed"] = time.time() - t0
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                bar.update()
+                bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
+                                 if k in metrics})
+                last = self.step_count == self.total_steps or (
+                    cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
+                if samples and (step % cfg.SAMPLE_EVERY == 0 or last):
+                    with open(samples_path, "a") as f:
+                        for s in samples[:cfg.NUM_SAMPLES]:
+                            f.write(json.dumps(s) + "\n")
+                    bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
+                if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
+                    return self.stop_early(
+                        f"error: {self.skipped_in_a_row} updates in a row were skipped for NaN/inf (last: "
+                        f"{metrics.get('skip_reason', 'a non-finite gradient')}). Check the reward, lower "
+                        f"LEARNING_RATE, or use DTYPE=bfloat16 rather than float16. The run is saved; {resume_hint}", 1)
+                if last:
+                    break
+                if stop:
+                    return self.stop_early(f"stopped by {signal.Signals(stop['signal']).name} after step {step}; "
+                                           f"{resume_hint}", 128 + stop["signal"])
+                if (step + 1) % cfg.SAVE_EVERY == 0:
+                    self.save_checkpoint()
+                if (step + 1) % cfg.PLOT_EVERY == 0:
+                    plotting.plot_run(out_dir)  # ~2 s on 2 CPU cores for ~35 panels, hence PLOT_EVERY
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
+        plotting.plot_run(out_dir)
         self.save()
         self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ (ppo_metrics.png, training_metrics.png, "
                  f"metrics.jsonl, samples.jsonl, policy/{', critic/' if self.critic is not None else ''})")
+        return 0
+
+    def stop_early(self, message, code):
+        import plotting
+        self.save_checkpoint()
+        if os.path.getsize(os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")):
+            plotting.plot_run(self.cfg.OUTPUT_DIR)
+        self.log(message)
+        return code
 
     def save(self):
         out_dir = self.cfg.OUTPUT_DIR
@@ -1048,6 +1217,24 @@ class PPOTrainer:
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("ppo.py", "config.py"):  # the code that produced these weights, beside them
             shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+
+
+def keep_rows_before(path, step):
+    """Rewrites a .jsonl log keeping only the rows of steps before `step` (for a new run, step 0: none), and
+    returns them. A half-written last line, left by a kill, goes too."""
+    rows = []
+    if step and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if row["step"] < step:
+                    rows.append(row)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return rows
 
 
 def format_samples(samples, step):
@@ -1076,15 +1263,20 @@ def main(argv):
         print("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
         trainer = PPOTrainer(cfg)
     except ConfigError as e:
+        if "cfg" in locals() and cfg.DEBUG:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if cfg.OVERWRITE:
+        for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
+            shutil.rmtree(os.path.join(cfg.OUTPUT_DIR, name), ignore_errors=True)
     with open(os.path.join(cfg.OUTPUT_DIR, "config.json"), "w") as f:
         json.dump(vars(cfg), f, indent=2)
     print(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
           f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps")
-    trainer.train()
-    return 0
+    resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
+    return trainer.train(resume_command=" ".join(["python ppo.py", *resume, "--RESUME=True"]))
 
 
 if __name__ == "__main__":

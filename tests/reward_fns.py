@@ -1,5 +1,7 @@
 """Reward functions for the tests, given to ppo.py as REWARD_MODEL=reward_fns:NAME."""
 import math
+import os
+import signal
 
 import default_task
 
@@ -28,3 +30,21 @@ def uniform_for_movies(prompts, responses):
     """The same reward for every response to a prompt about a movie (so its group carries no signal), the word
     count otherwise."""
     return [1.0 if "movie" in p else float(len(r.split())) for p, r in zip(prompts, responses)]
+
+
+_calls = {"n": 0}
+
+
+def reset_faults():
+    _calls["n"] = 0
+
+
+def sentiment_with_faults(prompts, responses):
+    """default_task's sentiment reward; at the N-th call, PPO_TEST_KILL_AT=N SIGKILLs this process and
+    PPO_TEST_RAISE_AT=N raises, as a dying reward server would."""
+    _calls["n"] += 1
+    if os.environ.get("PPO_TEST_KILL_AT") == str(_calls["n"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("PPO_TEST_RAISE_AT") == str(_calls["n"]):
+        raise ConnectionError("reward server went away")
+    return default_task.sentiment_reward(prompts, responses)

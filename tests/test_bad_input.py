@@ -79,12 +79,13 @@ def test_command_line_refusal_has_no_traceback(tmp_path):
     assert "Traceback" not in out.stderr + unknown.stderr
 
 
-def test_non_finite_reward_during_training_names_the_prompt(tiny, tmp_path):
+def test_non_finite_reward_during_training_is_skipped_and_names_the_prompt(tiny, tmp_path):
     cfg = ppo.load_config(tiny_args(tiny, tmp_path, REWARD_MODEL="reward_fns:nan_after_probe"))
     trainer = ppo.PPOTrainer(cfg)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
-    with pytest.raises(RuntimeError, match="reward function nan_after_probe returned nan for prompt '.+'"):
-        trainer.step()
+    metrics, samples = trainer.step()
+    assert re.match(r"reward nan for prompt '.+', response '.*'", metrics["skip_reason"]) and samples == []
+    assert metrics["skipped_updates"] == 1 and trainer.step_count == 1
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))  # no update happened
 
 
