@@ -948,14 +948,20 @@ class PPOTrainer:
                                   f"{batch['responses'][bad]!r}"), []
 
         # 2. Evaluate the rollout under the policy, the reference and the critic (one batched forward each).
+        #    When the batch is one minibatch used once (grpo/dapo with PPO_EPOCHS=1), the update's own forward gives
+        #    the same log-probs, so the rollout skips the policy's (as TRL does with num_iterations=1).
+        single_pass = self.single_pass(len(mask))
+        logp = entropy = ref_logp = values = None
         with torch.inference_mode():
-            logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                              self.dtype)  # (B, Tr) x2
-            ref_logp = None if self.ref_policy is None else response_logprobs(
-                self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE, self.dtype)[0].to(dev["policy"])
-            values = None if self.critic is None else self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
-        logp = logp.clone()  # leave inference mode: these tensors enter the loss
-        ref_logp = None if ref_logp is None else ref_logp.clone()
+            if not single_pass:
+                logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                                  self.dtype)  # (B, Tr) x2
+                logp = logp.clone()  # leave inference mode: it enters the loss
+            if self.ref_policy is not None:
+                ref_logp = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                             self.dtype)[0].to(dev["policy"]).clone()
+            if self.critic is not None:
+                values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
         t_forward = time.time()
 
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
@@ -964,7 +970,7 @@ class PPOTrainer:
         if cfg.MISSING_EOS_PENALTY is not None:
             shaped = torch.where(ended, shaped, shaped - cfg.MISSING_EOS_PENALTY)
         shaped = shaped + cfg.OVERLONG_PENALTY * overlong_penalty(lengths, cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
-        kl = None if ref_logp is None else kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask  # (B, Tr)
+        kl = None if ref_logp is None or logp is None else kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
 
         # 4. Advantages, the one place besides the loss where the algorithms differ.
@@ -985,8 +991,10 @@ class PPOTrainer:
             raw_advantages = advantages = baseline_advantages(rewards, G)[:, None] * mask
 
         # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
-        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask, "logp": logp,
+        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask,
                    "advantages": advantages, "lengths": lengths.long().cpu()}  # lengths on the host: no sync later
+        if logp is not None:
+            rollout["logp"] = logp
         if ref_logp is not None:
             rollout["ref_logp"] = ref_logp
         if values is not None:
@@ -1002,7 +1010,7 @@ class PPOTrainer:
             "step": self.step_count,
             "reward": scores.mean(), "reward_std": scores.std(),
             "advantage": masked_mean(raw_advantages, mask),
-            "entropy": masked_mean(entropy, mask),
+            "entropy": update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask),
             **update_stats,
             "response_length": lengths.mean(),
             "eos_fraction": ended.float().mean(),
@@ -1018,11 +1026,11 @@ class PPOTrainer:
         if ref_logp is not None:
             # kl is always the k1 sum over the response, whatever estimator the reward or loss uses, so runs
             # with different estimators and algorithms stay comparable.
-            seq_kl = ((logp - ref_logp) * mask).sum(1)  # (B,)
-            out.update(kl=seq_kl.mean(), kl_coef=kl_coef)
+            seq_kl = update_stats.pop("seq_kl") if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
+            out.update(kl=seq_kl, kl_coef=kl_coef)
             if cfg.ALGORITHM == "ppo":
                 out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
-            self.kl_ctl.update(seq_kl.mean().item(), len(batch["prompts"]))
+            self.kl_ctl.update(seq_kl.item(), len(batch["prompts"]))
         if values is not None:
             out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
                        explained_variance=explained_variance(values, returns, mask))
@@ -1035,6 +1043,12 @@ class PPOTrainer:
         samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}
                    for p, r, s in zip(batch["prompts"], batch["responses"], scores.tolist())]
         return out, samples
+
+    def single_pass(self, n_sequences):
+        """True when each sample feeds exactly one optimizer step and no reward needs the policy's log-probs
+        before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch)."""
+        cfg = self.cfg
+        return cfg.ALGORITHM in ("grpo", "dapo") and cfg.PPO_EPOCHS == 1 and cfg.MINI_BATCH_SIZE >= n_sequences
 
     def skip_step(self, reason):
         """A step whose update was skipped by the guard: counted, logged, the learning-rate schedule still moves."""
@@ -1100,6 +1114,10 @@ class PPOTrainer:
 
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype)  # (b, Tr)
         stats = {}
+        if "logp" not in old:  # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
+            old["logp"] = logp.detach()
+            if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would have given
+                stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
         if cfg.ALGORITHM == "reinforce":
             pg, clipped, ratio = reinforce_loss(logp, old["advantages"]), torch.zeros_like(logp), torch.exp(
                 logp - old["logp"])
@@ -1110,7 +1128,7 @@ class PPOTrainer:
         loss = pg_loss - cfg.ENTROPY_COEF * (entropy * weights).sum()
         if cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl:  # GRPO eq. 3: beta * KL(pi || pi_ref) in the loss
             kl_loss = (kl_penalty(logp, old["ref_logp"], cfg.KL_ESTIMATOR) * weights).sum()
-            loss = loss + cfg.KL_COEF * kl_loss
+            loss = loss + self.kl_ctl.value * kl_loss
             stats["kl_loss"] = kl_loss
         loss.backward()
 

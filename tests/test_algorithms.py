@@ -155,3 +155,22 @@ def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorit
     assert ("kl_loss" in metrics) == (algorithm == "grpo")
     assert ppo.main(args) == 0  # and from the command line, writing its outputs
     assert (out / "policy" / "config.json").exists() and (out / "critic").exists() == (algorithm == "ppo")
+
+
+def test_single_pass_reuses_the_update_forward_with_the_same_result(tiny, tmp_path, monkeypatch):
+    """grpo with one pass over one minibatch skips the rollout's policy forward; the update, the kl metric and the
+    entropy metric must equal those of the two-forward path."""
+    results = []
+    for reuse in (True, False):
+        cfg = ppo.load_config(tiny_args(tiny, tmp_path / str(reuse), ALGORITHM="grpo", GROUP_SIZE=4, BATCH_SIZE=2,
+                                        PPO_EPOCHS=1, MINI_BATCH_SIZE=8, MICRO_BATCH_SIZE=4,
+                                        REWARD_MODEL="reward_fns:sentiment"))
+        trainer = ppo.PPOTrainer(cfg)
+        assert trainer.single_pass(8)
+        monkeypatch.setattr(trainer, "single_pass", lambda n, reuse=reuse: reuse)
+        metrics, _ = trainer.step()
+        results.append((metrics, torch.cat([p.detach().flatten() for p in trainer.policy.parameters()])))
+    (m1, w1), (m2, w2) = results
+    torch.testing.assert_close(w1, w2, atol=1e-6, rtol=1e-5)
+    for key in ("kl", "entropy", "policy_loss", "kl_loss", "reward"):
+        assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key
