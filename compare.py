@@ -42,10 +42,12 @@ DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggr
 
 # The TRL comparison (--trl): our grpo, dapo and reinforce with the settings bench/trl_runner.py gives TRL's
 # GRPOTrainer (loss_type "grpo", "dapo") and RLOOTrainer: 100 steps of 8 prompts x 4, one update per step. TRL's
-# loss_type="dapo" has no overlong shaping, so ours runs without it too (its dynamic sampling stays on).
+# loss_type="dapo" has no overlong shaping, so ours runs without it too (its dynamic sampling stays on); TRL saves
+# no checkpoint (save_strategy="no"), so ours writes only its end-of-run one.
 TRL_PAIRS = {"grpo": "grpo", "dapo": "dapo", "reinforce": "rloo"}
 TRL_MATCHED_ARGS = ["--BATCH_SIZE=8", "--GROUP_SIZE=4", "--MAX_STEPS=100", "--PPO_EPOCHS=1", "--MINI_BATCH_SIZE=32",
-                    "--MICRO_BATCH_SIZE=32", "--PLOT_EVERY=100000", "--OVERLONG_BUFFER=0", "--OVERWRITE=True"]
+                    "--MICRO_BATCH_SIZE=32", "--PLOT_EVERY=100000", "--OVERLONG_BUFFER=0", "--OVERWRITE=True",
+                    "--SAVE_EVERY=100000"]
 
 
 def timed(cmd, what):

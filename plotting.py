@@ -2,8 +2,8 @@
 
     python plotting.py runs/ppo        # redraws runs/ppo/ppo_metrics.png and runs/ppo/training_metrics.png
 
-ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy); training_metrics.png shows every logged metric.
-Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
+ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy);
+training_metrics.png shows every logged metric, related ones sharing a panel. Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
 """
 
 import json
@@ -57,6 +57,18 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
 }
 
 
+# Metrics drawn together on one panel of training_metrics.png (same units, read side by side).
+SHARED_PANELS = [
+    ("entropy (nats/token): rollout, update", ["entropy", "update_entropy"]),
+    ("fraction of tokens clipped", ["clipfrac", "clipfrac_low", "clipfrac_high", "value_clipfrac"]),
+    ("value prediction and return", ["value", "return"]),
+    ("gradient norms (before clipping)", ["grad_norm", "critic_grad_norm"]),
+    ("KL penalty and reward + KL penalty", ["non_score_reward", "rlhf_reward"]),
+    ("seconds per step, by phase", ["step_time", "time_rollout", "time_forward", "time_update"]),
+]
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+
+
 def read_metrics(path):
     """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write) is skipped."""
     rows = []
@@ -79,28 +91,48 @@ def smooth(values, window):
     return out
 
 
-def _panel(ax, steps, values, key):
-    finite = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
-    if not finite:
-        ax.set_title(TITLES.get(key, key) + " (no finite values)", fontsize=10)
-        return
-    xs, ys = zip(*finite)
-    ax.plot(xs, ys, color="tab:blue", alpha=0.3, linewidth=1)
-    ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color="tab:blue", linewidth=2)  # ~10% of the run
-    ax.set_title(TITLES.get(key, key), fontsize=10)
+def _panel(ax, steps, rows, keys, title):
+    """One panel: each metric's raw per-step values faintly, its centred moving average on top."""
+    drawn = 0
+    for key, color in zip(keys, COLORS):
+        finite = [(s, r[key]) for s, r in zip(steps, rows) if r.get(key) is not None and math.isfinite(r[key])]
+        if not finite:
+            continue
+        xs, ys = zip(*finite)
+        ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1)
+        ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color=color, linewidth=2, label=key)  # ~10% of run
+        drawn += 1
+    ax.set_title(title if drawn else title + " (no finite values)", fontsize=10)
+    if len(keys) > 1 and drawn:
+        ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
 
 
-def plot_metrics(rows, keys, path, title, ncols):
+def panels_for(keys, shared):
+    """(title, keys) per panel: a shared panel where any of its metrics is logged, else one panel per metric."""
+    group_of = {k: (title, group) for title, group in shared for k in group}
+    panels, done = [], set()
+    for key in keys:
+        if key in group_of:
+            title, group = group_of[key]
+            if title not in done:
+                panels.append((title, [k for k in group if k in keys]))
+                done.add(title)
+        else:
+            panels.append((TITLES.get(key, key), [key]))
+    return panels
+
+
+def plot_metrics(rows, panels, path, title, ncols):
     steps = [r.get("step", i) for i, r in enumerate(rows)]
-    nrows = math.ceil(len(keys) / ncols)
+    nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        _panel(ax, steps, [r.get(key) for r in rows], key)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax, (panel_title, keys) in zip(axes.flat, panels):
+        _panel(ax, steps, rows, keys, panel_title)
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     # Fixed margins in inches: tight_layout would double the drawing time (~2 s on 2 cores for 35 panels).
     w, h = fig.get_size_inches()
@@ -123,8 +155,9 @@ def plot_run(out_dir):
     name = os.path.basename(os.path.normpath(out_dir))
     main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric  # only skipped steps so far: what there is
     paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
-    plot_metrics(rows, main_keys, paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
-    plot_metrics(rows, numeric, paths[1], f"{name}: all metrics ({len(rows)} steps)", ncols=5)
+    plot_metrics(rows, panels_for(main_keys, []), paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
+    plot_metrics(rows, panels_for(numeric, SHARED_PANELS), paths[1], f"{name}: all metrics ({len(rows)} steps)",
+                 ncols=5)
     return paths
 
 

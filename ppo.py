@@ -1006,6 +1006,7 @@ class PPOTrainer:
         t_end = time.time()
 
         # 6. Statistics, read back to the host only here at the end.
+        update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl metric came from the update's forward
         out = {
             "step": self.step_count,
             "reward": scores.mean(), "reward_std": scores.std(),
@@ -1026,7 +1027,7 @@ class PPOTrainer:
         if ref_logp is not None:
             # kl is always the k1 sum over the response, whatever estimator the reward or loss uses, so runs
             # with different estimators and algorithms stay comparable.
-            seq_kl = update_stats.pop("seq_kl") if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
+            seq_kl = update_kl if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
             out.update(kl=seq_kl, kl_coef=kl_coef)
             if cfg.ALGORITHM == "ppo":
                 out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
