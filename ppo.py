@@ -1273,6 +1273,7 @@ def quiet_progress_bars():
 
 def main(argv):
     quiet_progress_bars()
+    cfg = None
     try:
         cfg = load_config(argv)
         check_settings(cfg)
@@ -1282,7 +1283,7 @@ def main(argv):
         print("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
         trainer = PPOTrainer(cfg)
     except ConfigError as e:
-        if "cfg" in locals() and cfg.DEBUG:
+        if cfg is not None and cfg.DEBUG:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
