@@ -153,3 +153,20 @@ def test_default_run_from_the_command_line(tmp_path):
     assert "samples at step 1" in out.stdout + out.stderr
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
     assert os.path.exists(tmp_path / "policy" / "config.json")
+
+
+def test_critic_from_a_reward_model_folder_starts_from_its_head(tiny, tmp_path):
+    """CRITIC_MODEL may be a reward model trained from the policy (a *ForSequenceClassification folder): the value
+    head then starts from the reward head (N+ detail 8) and is read at every position."""
+    _, decoder_rm = make_chat_variants(tiny)
+    cfg = ppo.load_config(tiny_args(tiny, tmp_path, CRITIC_MODEL=decoder_rm))
+    trainer = ppo.PPOTrainer(cfg)
+    rm = AutoModelForSequenceClassification.from_pretrained(decoder_rm)
+    assert torch.equal(trainer.critic.head.weight, rm.score.weight)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    values = trainer.critic(ids, torch.ones_like(ids), torch.arange(4)[None])
+    with torch.no_grad():  # the reward model's own score of each prefix equals the critic's value there
+        for t in range(1, 5):
+            assert values[0, t - 1].item() == pytest.approx(rm(input_ids=ids[:, :t]).logits[0, 0].item(), abs=1e-5)
+    metrics, _ = trainer.step()
+    assert math.isfinite(metrics["value_loss"])
