@@ -49,7 +49,8 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
     "kl_loss": "KL term in the loss (k3, per token)",
     "responses_generated": "responses generated so far",
     "epoch": "passes over the prompts",
-    "time_rollout": "seconds: generation and reward",
+    "time_generate": "seconds: generation",
+    "time_reward": "seconds: reward model or function",
     "time_forward": "seconds: policy, reference, critic forwards",
     "time_update": "seconds: PPO update",
     "step_time": "seconds per step",
@@ -64,9 +65,9 @@ SHARED_PANELS = [
     ("value prediction and return", ["value", "return"]),
     ("gradient norms (before clipping)", ["grad_norm", "critic_grad_norm"]),
     ("KL penalty and reward + KL penalty", ["non_score_reward", "rlhf_reward"]),
-    ("seconds per step, by phase", ["step_time", "time_rollout", "time_forward", "time_update"]),
+    ("seconds per step, by phase", ["step_time", "time_generate", "time_reward", "time_forward", "time_update"]),
 ]
-COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
 
 
 def read_metrics(path):

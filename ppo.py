@@ -817,6 +817,7 @@ class PPOTrainer:
         self.data_position = 0  # prompts consumed from the stream (stream_indices)
         self.responses_generated = 0  # dropped ones included
         self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
+        self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # this step's, reset by step()
         if cfg.RESUME:
             self.load_checkpoint(find_checkpoint(cfg.OUTPUT_DIR))
 
@@ -884,14 +885,18 @@ class PPOTrainer:
         rows = [i for i in prompt_indices for _ in range(cfg.GROUP_SIZE)]
         prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in rows], tok.pad_token_id)
         prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
+        t0 = self.clock()
         with autocast(dev["policy"], self.dtype):
             response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
                                      self.eos_ids, tok.pad_token_id)  # (B, Tr)
+        t1 = self.clock()
         mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
         prompts = [self.prompts[i] for i in rows]
         responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
         # The reward model reads decoded text with its own tokenizer.
         scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
+        self.phase_seconds["generate"] += t1 - t0
+        self.phase_seconds["reward"] += self.clock() - t1
         self.responses_generated += len(rows)
         return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
                 "ended": ended, "scores": scores, "prompt_index": rows, "prompts": prompts, "responses": responses}
@@ -931,9 +936,16 @@ class PPOTrainer:
         return values[:, Tp - 1:-1]
 
     # ---- one step --------------------------------------------------------------------------------------------
+    def clock(self):
+        """Seconds, for the per-phase timings; on a GPU it waits for queued work first (4 syncs a step)."""
+        if any(d.type == "cuda" for d in self.devices.values()):
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     def step(self):
         cfg, dev, G = self.cfg, self.devices, self.cfg.GROUP_SIZE
-        t_start = time.time()
+        self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # summed over dynamic-sampling rounds
+        t_start = self.clock()
 
         # 1. Rollout: sample GROUP_SIZE responses per prompt from the current policy and score them.
         batch, groups_generated, groups_dropped, rounds = self.rollout()
@@ -941,7 +953,7 @@ class PPOTrainer:
         input_ids = torch.cat([batch["prompt_ids"], batch["response_ids"]], 1)  # (B, T)
         attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
         mask, ended, scores = batch["mask"].float(), batch["ended"], batch["scores"]  # (B, Tr), (B,), (B,)
-        t_rollout = time.time()
+        t_rollout = self.clock()
         if not torch.isfinite(scores).all():  # the non-finite guard: no update from a batch with a NaN/inf reward
             bad = int((~torch.isfinite(scores)).nonzero()[0])
             return self.skip_step(f"reward {scores[bad].item()} for prompt {batch['prompts'][bad]!r}, response "
@@ -962,7 +974,7 @@ class PPOTrainer:
                                              self.dtype)[0].to(dev["policy"]).clone()
             if self.critic is not None:
                 values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
-        t_forward = time.time()
+        t_forward = self.clock()
 
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
         lengths = mask.sum(1)  # (B,)
@@ -1003,7 +1015,7 @@ class PPOTrainer:
         lr = self.schedulers[0].get_last_lr()[0]
         for sched in self.schedulers:
             sched.step()
-        t_end = time.time()
+        t_end = self.clock()
 
         # 6. Statistics, read back to the host only here at the end.
         update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl metric came from the update's forward
@@ -1021,7 +1033,8 @@ class PPOTrainer:
             "responses_generated": self.responses_generated,
             "skipped_updates": self.skipped_updates,
             "tokens_per_sec": lengths.sum() / (t_end - t_start),
-            "time_rollout": t_rollout - t_start, "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
+            "time_generate": self.phase_seconds["generate"], "time_reward": self.phase_seconds["reward"],
+            "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
             "step_time": t_end - t_start,
         }
         if ref_logp is not None:

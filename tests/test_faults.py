@@ -15,7 +15,7 @@ import reward_fns
 from conftest import ROOT, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-TIMING = {"elapsed", "step_time", "time_rollout", "time_forward", "time_update", "tokens_per_sec"}
+TIMING = {"elapsed", "step_time", "time_generate", "time_reward", "time_forward", "time_update", "tokens_per_sec"}
 
 
 def fault_args(tiny, out, **overrides):
