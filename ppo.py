@@ -4,7 +4,8 @@
     python ppo.py --ACTOR_MODEL=Qwen/Qwen3-0.6B --CRITIC_MODEL=Qwen/Qwen3-0.6B \
         --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
 
-Settings live in config.py; any of them can be overridden as --NAME=value.
+Settings live in config.py; any of them can be overridden as --NAME=value. --ALGORITHM=grpo|dapo|reinforce runs
+GRPO, DAPO or REINFORCE through the same step(): they differ only in the models loaded, the advantage and the loss.
 
 Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone
 with a scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
@@ -18,6 +19,8 @@ implementation details catalogued by Huang et al. 2024, "The N+ Implementation D
     generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the distribution the log-probs assume.
   * Trained models keep float32 weights and run under bf16 autocast on GPU; frozen models are stored in bf16.
     The reference therefore differs from the step-0 policy by bf16 rounding (a KL of ~1e-3 nats at step 0).
+  * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's policy
+    forward is skipped and the update's own log-probs stand for the old ones, as TRL does with num_iterations=1.
 
 Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr, V vocab.
 """
