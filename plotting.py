@@ -49,6 +49,7 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
     "kl_loss": "KL term in the loss (k3, per token)",
     "responses_generated": "responses generated so far",
     "epoch": "passes over the prompts",
+    "skipped_updates": "updates skipped for NaN/inf so far",
     "time_generate": "seconds: generation",
     "time_reward": "seconds: reward model or function",
     "time_forward": "seconds: policy, reference, critic forwards",
@@ -157,7 +158,8 @@ def plot_run(out_dir):
     main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric  # only skipped steps so far: what there is
     paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
     plot_metrics(rows, panels_for(main_keys, []), paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
-    plot_metrics(rows, panels_for(numeric, SHARED_PANELS), paths[1], f"{name}: all metrics ({len(rows)} steps)",
+    ordered = main_keys + [k for k in numeric if k not in main_keys]  # the figures to watch first lead here too
+    plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1], f"{name}: all metrics ({len(rows)} steps)",
                  ncols=5)
     return paths
 
