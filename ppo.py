@@ -633,8 +633,8 @@ def call_reward_function(fn, prompts, responses):
 
 
 def load_scorer(name, device, dtype):
-    """REWARD_MODEL -> a callable(prompts, responses) -> (B,) finite float scores: a sequence classifier or a
-    user function given as module:function."""
+    """REWARD_MODEL -> a callable(prompts, responses) -> (B,) float scores: a sequence classifier or a user
+    function given as module:function. NaN/inf pass through to the trainer's non-finite guard."""
     if is_reward_function(name):
         fn = load_reward_function(name)
         return lambda prompts, responses: call_reward_function(fn, prompts, responses)
@@ -1067,11 +1067,15 @@ class PPOTrainer:
         cfg = self.cfg
         return cfg.ALGORITHM in ("grpo", "dapo") and cfg.PPO_EPOCHS == 1 and cfg.MINI_BATCH_SIZE >= n_sequences
 
-    def skip_step(self, reason):
-        """A step whose update was skipped by the guard: counted, logged, the learning-rate schedule still moves."""
+    def count_skipped(self, what):
+        """The non-finite guard's bookkeeping for an update it did not apply."""
         self.skipped_updates += 1
         self.skipped_in_a_row += 1
-        self.log(f"warning: step {self.step_count}: update skipped ({reason})")
+        self.log(f"warning: step {self.step_count}: {what}")
+
+    def skip_step(self, reason):
+        """A step whose update was skipped by the guard: counted, logged, the learning-rate schedule still moves."""
+        self.count_skipped(f"update skipped ({reason})")
         with warnings.catch_warnings():  # stepping a schedule before any optimizer step is intended here
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
             for sched in self.schedulers:
@@ -1095,20 +1099,17 @@ class PPOTrainer:
                 for micro in mb.split(cfg.MICRO_BATCH_SIZE):
                     for k, v in self.accumulate_gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                         mb_stats[k] = mb_stats.get(k, 0.0) + v
-                for name, model in zip(("grad_norm", "critic_grad_norm"), models):
-                    mb_stats[name] = nn.utils.clip_grad_norm_(model.parameters(), cfg.MAX_GRAD_NORM)
-                # The non-finite guard (one host sync per optimizer step): a NaN/inf loss or gradient skips this
+                norms = [nn.utils.clip_grad_norm_(model.parameters(), cfg.MAX_GRAD_NORM) for model in models]
+                mb_stats.update(zip(("grad_norm", "critic_grad_norm"), norms))
+                # The non-finite guard (a host sync per optimizer step): a NaN/inf loss or gradient skips this
                 # minibatch's update and leaves the weights as they were.
-                finite = bool(torch.isfinite(torch.stack([mb_stats["grad_norm"].float().cpu()] + (
-                    [mb_stats["critic_grad_norm"].float().cpu()] if self.critic is not None else []))).all())
+                finite = all(bool(torch.isfinite(norm)) for norm in norms)
                 for opt in self.optimizers:
                     if finite:
                         opt.step()
                     opt.zero_grad(set_to_none=True)
                 if not finite:
-                    self.skipped_updates += 1
-                    self.skipped_in_a_row += 1
-                    self.log(f"warning: step {self.step_count}: a minibatch update was skipped (non-finite gradient)")
+                    self.count_skipped("a minibatch update was skipped (non-finite gradient)")
                     continue
                 self.skipped_in_a_row = 0
                 for k, v in mb_stats.items():  # gathered on the policy's device: no host sync inside the loop
@@ -1256,17 +1257,9 @@ class PPOTrainer:
 
 def keep_rows_before(path, step):
     """Rewrites a .jsonl log keeping only the rows of steps before `step` (for a new run, step 0: none), and
-    returns them. A half-written last line, left by a kill, goes too."""
-    rows = []
-    if step and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row["step"] < step:
-                    rows.append(row)
+    returns them. A half-written last line, left by a kill, goes too (read_metrics skips it)."""
+    import plotting
+    rows = [r for r in plotting.read_metrics(path) if r["step"] < step] if step and os.path.exists(path) else []
     with open(path, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     return rows
