@@ -3,6 +3,7 @@
     python bench.py                        # the embedded default task, 3 warm-up + 10 timed steps
     python bench.py --steps=20 -- --ALGORITHM=grpo --GROUP_SIZE=4 --BATCH_SIZE=8    # after --: ppo.py settings
     python bench.py --sweep                # also: step time against response length and batch size
+    python bench.py --trl=VENV/bin/python  # also: side by side with TRL's PPOTrainer (trl==1.0.0 in VENV)
 
 Prints a table and writes bench.json (in --out). Timings come from the trainer's own per-phase clocks (which
 synchronise the GPU at phase boundaries); memory is the process's peak RSS on CPU and
@@ -19,9 +20,25 @@ import tempfile
 
 import torch
 
+import plotting
 import ppo
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 PHASES = ["time_generate", "time_reward", "time_forward", "time_update", "step_time"]
+
+# --trl: the settings of bench/trl_runner.py's main_ppo (TRL's PPOTrainer) in our terms. TRL's PPO needs a reward
+# and value model sharing the policy's tokenizer, and a pad token other than EOS (it masks every pad-valued token,
+# so with pad == EOS it would never train the EOS token): both trainers get the same policy built with a separate
+# <|pad|> and a Qwen3 sentiment classifier as reward model and critic initialisation. TRL uses one optimizer for
+# policy and value and never clips gradients; ours gets the same learning rate for both and no clipping.
+TRL_PPO_ARGS = ["--BATCH_SIZE=32", "--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=8", "--PPO_EPOCHS=4",
+                "--MAX_NEW_TOKENS=16", "--TEMPERATURE=1.0", "--LEARNING_RATE=3e-4", "--CRITIC_LEARNING_RATE=None",
+                "--LR_SCHEDULE=linear", "--KL_COEF=0.05", "--KL_ESTIMATOR=k1", "--CLIP_RANGE=0.2",
+                "--VALUE_CLIP_RANGE=0.2", "--GAMMA=1.0", "--LAM=0.95", "--MAX_GRAD_NORM=None",
+                "--PLOT_EVERY=100000", "--SAVE_EVERY=100000", "--OVERWRITE=True"]
+PAD_POLICY_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-sft-pad")
+PAD_REWARD_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-rm-pad")
 
 
 def measure(settings, steps, warmup):
@@ -54,14 +71,141 @@ def phase_table(summary):
     return "\n".join(lines)
 
 
+# Qwen3-0.6B and OpenAssistant/reward-model-deberta-v3-large-v2, from their config.json on the hub (built here on
+# the meta device, so the parameter counts are exact without downloading anything).
+QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True)
+DEBERTA_V3_LARGE = dict(vocab_size=128100, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                        num_attention_heads=16, max_position_embeddings=512, relative_attention=True,
+                        position_buckets=256, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+                        share_att_key=True, pooler_hidden_size=1024, num_labels=1)
+
+
+def parameter_counts(lora_rank):
+    """(policy, critic, reward model) parameter counts, and the LoRA parameters peft's "all-linear" adds to the
+    policy's and the critic's backbone (r x (in + out) per linear layer, the output head excluded)."""
+    from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
+                              Qwen3ForSequenceClassification)
+    with torch.device("meta"):
+        policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B))
+        critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3_06B, num_labels=1))
+        reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE))
+    lora = sum(lora_rank * (m.in_features + m.out_features) for m in policy.model.modules()
+               if isinstance(m, torch.nn.Linear))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731 (tied weights counted once)
+    return count(policy), count(critic), count(reward), lora
+
+
+def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256):
+    """GiB per part for PPO on one GPU with Qwen3-0.6B as policy, reference and critic and DeBERTa-v3-large as
+    reward model, DTYPE=bfloat16 (autocast over float32 master weights). Trained weights: 16 bytes per parameter
+    (float32 weight, gradient and two AdamW moments); frozen ones 2 (bfloat16); with LoRA the base is frozen and
+    the adapters train, and there is no reference copy. Activations of one micro-batch (the update's forward and
+    backward; the rollout's run without a graph): ~34 bytes x tokens x hidden per layer (Korthikanti et al. 2022,
+    sec. 4, with memory-efficient attention), or 2 bytes per layer plus one layer's 34 with checkpointing; and
+    the policy's logits over the response, float32 copies for the log-softmax and entropy and their gradient,
+    ~20 bytes x tokens x vocabulary. An estimate, not a measurement: allocator fragmentation, the sampler's KV
+    cache and the CUDA context (~0.5 GiB) come on top."""
+    n_policy, n_critic, n_reward, n_lora = parameter_counts(lora_rank)
+    gib = 2 ** -30
+    trained = lambda n: (2 * n + 16 * n_lora) if lora_rank else 16 * n  # noqa: E731
+    tokens, cfg = micro_batch * (prompt_len + response_len), QWEN3_06B
+    per_layer = (2 if checkpointing else 34) * tokens * cfg["hidden_size"]
+    layers = per_layer * cfg["num_hidden_layers"] + (34 * tokens * cfg["hidden_size"] if checkpointing else 0)
+    logits = 20 * micro_batch * (response_len + 1) * cfg["vocab_size"]
+    return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 2 * n_policy) * gib,
+            "critic": trained(n_critic) * gib, "reward model": 2 * n_reward * gib,
+            "activations (policy update)": (layers + logits) * gib, "activations (critic update)": layers * gib}
+
+
+def memory_table():
+    lines = ["| Qwen3-0.6B + DeBERTa-v3-large, bf16 | policy | reference | critic | reward model | activations, "
+             "one micro-batch of 4 x (512 + 256) tokens | total |", "|---|---|---|---|---|---|---|"]
+    for name, kw in (("full fine-tuning", {}), ("full, gradient checkpointing", {"checkpointing": True}),
+                     ("LoRA r=16", {"lora_rank": 16}),
+                     ("LoRA r=16, gradient checkpointing", {"lora_rank": 16, "checkpointing": True})):
+        e = memory_estimate(**kw)
+        # The policy's and the critic's updates run at the same time (two threads), so both activations count.
+        act = e["activations (policy update)"] + e["activations (critic update)"]
+        total = e["policy"] + e["reference"] + e["critic"] + e["reward model"] + act
+        lines.append(f"| {name} | {e['policy']:.1f} | {e['reference']:.1f} | {e['critic']:.1f} | "
+                     f"{e['reward model']:.1f} | {act:.1f} | {total:.1f} GiB |")
+    return "\n".join(lines)
+
+
+def compare_with_trl_ppo(trl_python, out, seeds, steps):
+    """Ours and TRL's PPOTrainer on the same models, prompts and settings, one run after the other for each seed
+    (never side by side: they would share the cores), then evaluate.py's independent evaluation (VADER on the
+    held-out prompts) of every final policy. Seconds per step are timed inside each training loop (ours: the
+    `elapsed` of the last metrics row; TRL: around trainer.train()); whole-process time includes imports and
+    loading. Returns the report's rows."""
+    import statistics
+
+    import compare
+    import default_task
+    default_task.build(PAD_POLICY_DIR, pad_token="<|pad|>")
+    default_task.build_reward_model(PAD_POLICY_DIR, PAD_REWARD_DIR)
+    models = [f"--ACTOR_MODEL={PAD_POLICY_DIR}", f"--CRITIC_MODEL={PAD_REWARD_DIR}", f"--REWARD_MODEL={PAD_REWARD_DIR}"]
+    runs = []
+    for seed in seeds:
+        for who in ("ours", "trl"):
+            run_dir = os.path.join(out, f"{who}-seed{seed}")
+            if who == "ours":
+                cmd = [sys.executable, os.path.join(HERE, "ppo.py"), *TRL_PPO_ARGS, *models, f"--SEED={seed}",
+                       f"--MAX_STEPS={steps}", f"--OUTPUT_DIR={run_dir}"]
+            else:
+                cmd = [trl_python, os.path.join(HERE, "bench", "trl_runner.py"), "ppo", run_dir, str(seed),
+                       str(steps), PAD_POLICY_DIR, PAD_REWARD_DIR]
+            wall = compare.timed(cmd, who)
+            if who == "ours":
+                loop = plotting.read_metrics(os.path.join(run_dir, "metrics.jsonl"))[-1]["elapsed"]
+            else:
+                with open(os.path.join(run_dir, "trl_log.json")) as f:
+                    loop = json.load(f)["train_seconds"]
+            runs.append({"who": who, "seed": seed, "wall": wall, "per_step": loop / steps,
+                         "policy": os.path.join(run_dir, "policy")})
+    evals = compare.evaluate_all([PAD_POLICY_DIR] + [r["policy"] for r in runs], [])
+    for run, e in zip(runs, evals[1:]):
+        run["gain"] = e["gain"]
+
+    def stat(who, key):
+        v = [r[key] for r in runs if r["who"] == who]
+        return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+    ratios = [t["per_step"] / o["per_step"] for o, t in zip(runs[::2], runs[1::2])]
+    lines = [f"{steps} PPO steps of 32 prompts, 4 epochs x 4 minibatches of 8, 16 new tokens; seeds "
+             f"{', '.join(map(str, seeds))}, each pair run one after the other; held-out gain by evaluate.py over "
+             f"the initial policy ({evals[0]['mean']:+.3f}); mean +- std over seeds.", "",
+             "| | seconds per step (in loop) | whole process (s) | held-out reward gain |", "|---|---|---|---|"]
+    for who, name in (("ours", "this trainer"), ("trl", "TRL 1.0.0 PPOTrainer")):
+        (t, ts), (w, ws), (g, gs) = stat(who, "per_step"), stat(who, "wall"), stat(who, "gain")
+        lines.append(f"| {name} | {t:.3f} +- {ts:.3f} | {w:.0f} +- {ws:.0f} | {g:+.3f} +- {gs:.3f} |")
+    lines.append(f"\nTRL / ours, seconds per step, per seed: {', '.join(f'{r:.2f}x' for r in ratios)} "
+                 f"(mean {statistics.mean(ratios):.2f}x)")
+    md = "\n".join(lines)
+    print("\n" + md)
+    with open(os.path.join(out, "trl_ppo.md"), "w") as f:
+        f.write(md + "\n")
+    return {"runs": runs, "ratios": ratios, "initial": evals[0]["mean"]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="also time MAX_NEW_TOKENS x BATCH_SIZE")
     parser.add_argument("--out", default=".")
+    parser.add_argument("--trl", metavar="PYTHON", help="also run TRL's PPOTrainer side by side, with this Python "
+                        "(a virtualenv with trl==1.0.0, the last release with trl.experimental.ppo)")
+    parser.add_argument("--trl-steps", type=int, default=100, help="with --trl: PPO steps per run")
+    parser.add_argument("--seeds", default="0,1,2", help="with --trl: seeds, one pair of runs each")
+    parser.add_argument("--memory", action="store_true", help="print the memory estimate for Qwen3-0.6B + "
+                        "DeBERTa-v3-large on one GPU and exit")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
+    if args.memory:
+        print(memory_table())
+        return
     ppo.quiet_progress_bars()
     import default_task
     default_task.build()
@@ -87,6 +231,9 @@ def main():
                                         "step_time": s["step_time"]["mean"], "tokens_per_sec": s["tokens_per_sec"]})
                 cells.append(f"{s['step_time']['mean']:.2f} s")
             print(f"| {length} | " + " | ".join(cells) + " |")
+    if args.trl:
+        report["trl_ppo"] = compare_with_trl_ppo(args.trl, os.path.join(args.out, "runs", "bench-trl"),
+                                                 [int(x) for x in args.seeds.split(",")], args.trl_steps)
     path = os.path.join(args.out, "bench.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2)

@@ -34,6 +34,12 @@ DEVICE_CRITIC = "auto"  # auto: cuda:1 with two GPUs, else the policy's device
 DEVICE_REWARD = "auto"  # auto: same device as the critic
 DTYPE = "auto"  # auto: bfloat16 on GPU, float32 on CPU; trained models keep float32 master weights either way
 
+# ---- memory ------------------------------------------------------------------------------------------------
+GRADIENT_CHECKPOINTING = False  # recompute activations in the backward pass (policy, critic): less memory, slower
+LORA_RANK = 0  # 0: train every weight; >0: LoRA adapters of this rank (peft), the reference = adapters switched off
+LORA_ALPHA = 32  # LoRA scale: the adapters' update is multiplied by LORA_ALPHA / LORA_RANK
+LORA_TARGET_MODULES = "all-linear"  # peft target_modules: "all-linear" or a list of module names such as ["q_proj"]
+
 # ---- rollout ------------------------------------------------------------------------------------------------
 BATCH_SIZE = 32  # prompts per PPO step
 MAX_NEW_TOKENS = 16  # response length limit; a response with no EOS by then is truncated
@@ -57,7 +63,7 @@ CLIP_RANGE_LOW = None  # lower clip epsilon: the ratio is kept above 1 - CLIP_RA
 CLIP_RANGE_HIGH = None  # upper clip epsilon: the ratio is kept below 1 + CLIP_RANGE_HIGH (None: CLIP_RANGE; dapo 0.28)
 LOSS_AGG = None  # "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum" (None: the algorithm's own)
 VALUE_CLIP_RANGE = 0.2  # value prediction clip around the rollout values (None: unclipped value loss)
-MAX_GRAD_NORM = 1.0  # gradient-norm clip, for policy and critic separately
+MAX_GRAD_NORM = 1.0  # gradient-norm clip, for policy and critic separately (None: no clipping)
 ENTROPY_COEF = 0.0  # entropy bonus weight in the policy loss
 KL_COEF = None  # beta, the KL weight, in the reward (ppo, reinforce) or loss (grpo); None: 0.05, grpo 0.04, dapo 0
 KL_ESTIMATOR = None  # "k1": log p - log q (unbiased); "k3": (q/p - 1) - log(q/p) (>= 0). None: k1, grpo k3

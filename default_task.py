@@ -24,6 +24,7 @@ import torch
 _HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY_DIR = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # where build() caches the warm-started policy
 PROMPTS_FILE = os.path.join(_HERE, "data", "prompts.jsonl")  # training prompts (shipped)
+REWARD_DIR = os.path.join(_HERE, ".cache", "tiny-qwen3-rm")  # build_reward_model(): a Qwen3 sentiment classifier
 EVAL_PROMPTS_FILE = os.path.join(_HERE, "data", "eval_prompts.jsonl")  # held-out subjects, for evaluate.py
 
 # ---- the corpus: "<subject> <verb> <opinion>." with the opinion's sentiment drawn at random --------------
@@ -87,24 +88,25 @@ def sentiment_reward(prompts, responses):
 
 
 # ---- building the tiny policy -------------------------------------------------------------------------------
-def build_tokenizer(corpus, vocab_size=400):
+def build_tokenizer(corpus, vocab_size=400, pad_token=None):
     """Byte-level BPE trained on the corpus, wrapped as the Qwen2Tokenizer class Qwen3 checkpoints load as.
-    Like Qwen3-Base, the same token <|endoftext|> is both EOS and pad (ppo.py never infers EOS from pad)."""
+    Like Qwen3-Base, the same token <|endoftext|> is both EOS and pad (ppo.py never infers EOS from pad), unless
+    pad_token names a separate one (TRL's PPOTrainer needs that: it masks every pad-valued token, EOS included)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", *filter(None, [pad_token])],
+                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(corpus, trainer)
     model = json.loads(bpe.to_str())["model"]
     return Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]],
-                          eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token=None)
+                          eos_token="<|endoftext|>", pad_token=pad_token or "<|endoftext|>", unk_token=None)
 
 
-def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print):
+def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print, pad_token=None):
     """Build and cache the warm-started tiny Qwen3 policy in out_dir (no-op when it is already there)."""
     if os.path.exists(os.path.join(out_dir, "config.json")):
         return out_dir
@@ -113,7 +115,7 @@ def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print):
     t0 = time.time()
     torch.manual_seed(seed)
     corpus = make_corpus(seed=seed)
-    tok = build_tokenizer(corpus)
+    tok = build_tokenizer(corpus, pad_token=pad_token)
     # ~0.2M parameters: big enough to learn the templates, small enough to train PPO on 2 CPU cores in minutes.
     config = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=192, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
@@ -146,6 +148,71 @@ def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print):
     tok.save_pretrained(tmp)
     os.replace(tmp, out_dir)  # atomic: a killed build never leaves a half-written cache behind
     log(f"  built in {time.time() - t0:.0f}s")
+    return out_dir
+
+
+def reward_model_examples(n, seed):
+    """(prompt, response, ends_with_eos, target) for the reward model: a corpus sentence cut after its first 1-4
+    words, the rest (sometimes cut short, as MAX_NEW_TOKENS cuts responses) as the response, VADER's score as
+    target. Half the whole responses carry the EOS token, as TRL presents a response that stopped (ppo.py's
+    RewardModel reads decoded text, without it): the score must not depend on it."""
+    rng = random.Random(seed)
+    examples = []
+    for sentence in make_corpus(n, seed):
+        words = sentence.split()
+        k = rng.randint(1, min(4, len(words) - 1))
+        end = rng.randint(k + 1, len(words)) if rng.random() < 0.3 else len(words)
+        prompt, response = " ".join(words[:k]), " " + " ".join(words[k:end])
+        eos = end == len(words) and rng.random() < 0.5
+        examples.append((prompt, response, eos, sentiment_reward([prompt], [response])[0]))
+    return examples
+
+
+def build_reward_model(policy_dir=POLICY_DIR, out_dir=REWARD_DIR, steps=400, seed=0, log=print):
+    """A Qwen3 sequence classifier that predicts VADER's score of a response, sharing the policy's tokenizer (as
+    TRL's PPOTrainer requires of its reward and value models): the SFT policy's backbone with a fresh scalar head,
+    regressed on reward_model_examples. It reads the prompt and response tokens back to back, the way ppo.py's
+    RewardModel (a text pair without special tokens) and TRL (the token ids) both present them. Cached."""
+    if os.path.exists(os.path.join(out_dir, "config.json")):
+        return out_dir
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    t0 = time.time()
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(policy_dir, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id  # the classifier reads the last non-pad token
+    train, held_out = reward_model_examples(6000, seed + 1), reward_model_examples(500, seed + 2)
+
+    def batch_of(examples):
+        ids = [tok(p)["input_ids"] + tok(r)["input_ids"] + [tok.eos_token_id] * eos for p, r, eos, _ in examples]
+        T = max(map(len, ids))
+        input_ids = torch.tensor([x + [tok.pad_token_id] * (T - len(x)) for x in ids])  # (B, T), right-padded
+        mask = torch.tensor([[1] * len(x) + [0] * (T - len(x)) for x in ids])
+        return input_ids, mask, torch.tensor([t for *_, t in examples])
+
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for i in range(steps):
+        input_ids, mask, target = batch_of([train[j] for j in torch.randint(len(train), (64,), generator=g)])
+        loss = torch.nn.functional.mse_loss(model(input_ids=input_ids, attention_mask=mask).logits[:, 0], target)
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        input_ids, mask, target = batch_of(held_out)
+        pred = model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
+    corr = torch.corrcoef(torch.stack([pred, target]))[0, 1].item()
+    log(f"built the reward model {out_dir} in {time.time() - t0:.0f}s: held-out MSE "
+        f"{torch.nn.functional.mse_loss(pred, target).item():.3f}, correlation with VADER {corr:.3f}")
+    tmp = out_dir + ".tmp"
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out_dir)
     return out_dir
 
 

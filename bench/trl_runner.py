@@ -1,7 +1,10 @@
-"""TRL's GRPOTrainer (loss_type "grpo" or "dapo") or RLOOTrainer on the embedded default task, with the settings of
-our matching run. Runs in its own virtualenv (TRL pins its own versions); compare.py --trl=PYTHON drives it.
+"""TRL's GRPOTrainer (loss_type "grpo" or "dapo"), RLOOTrainer or PPOTrainer on the embedded default task, with the
+settings of our matching run. Runs in its own virtualenv (TRL pins its own versions); compare.py --trl=PYTHON
+drives grpo, dapo and rloo (trl==1.16.0), bench.py --trl=PYTHON drives ppo (trl==1.0.0, the last release with
+trl.experimental.ppo).
 
     VENV/bin/python bench/trl_runner.py grpo OUTPUT_DIR [SEED]      # also: dapo, rloo
+    VENV/bin/python bench/trl_runner.py ppo OUTPUT_DIR SEED STEPS POLICY_DIR REWARD_DIR
 """
 import json
 import os
@@ -53,5 +56,42 @@ def main(algorithm, out_dir, seed):
         json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
 
 
+def main_ppo(out_dir, seed, steps, policy, reward):
+    """TRL's PPOTrainer with bench.py's TRL_PPO_ARGS in its terms: 32 prompts per step, 4 epochs x 4 minibatches of 8
+    (per_device_train_batch_size=32 with no accumulation makes each minibatch one optimizer step, as ours), 16 new
+    tokens stopping at EOS, learning rate 3e-4 decaying linearly for policy and value (one optimizer in TRL; Adam is
+    invariant to its vf_coef), Adam eps 1e-5, weight decay 0.01 (torch AdamW's default, which ours uses), k1 KL with
+    beta 0.05, clip 0.2, value clip 0.2, gamma 1, lambda 0.95. TRL's PPO loop never clips gradients."""
+    from transformers import AutoModelForSequenceClassification
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    ds = datasets.load_dataset("json", data_files=default_task.PROMPTS_FILE, split="train")
+    ds = ds.map(lambda row: {"input_ids": tok(row["prompt"])["input_ids"][-128:]}, remove_columns=ds.column_names)
+    args = PPOConfig(output_dir=out_dir, per_device_train_batch_size=32, gradient_accumulation_steps=1,
+                     num_mini_batches=4, num_ppo_epochs=4, total_episodes=32 * steps, response_length=16,
+                     stop_token="eos", temperature=1.0, learning_rate=3e-4, lr_scheduler_type="linear",
+                     adam_epsilon=1e-5, weight_decay=0.01, kl_coef=0.05, kl_estimator="k1", cliprange=0.2,
+                     cliprange_value=0.2, gamma=1.0, lam=0.95, seed=seed, use_cpu=True, bf16=False,
+                     save_strategy="no", report_to="none", num_sample_generations=0,
+                     local_rollout_forward_batch_size=32, logging_steps=10)
+    trainer = PPOTrainer(args=args, processing_class=tok, model=AutoModelForCausalLM.from_pretrained(policy),
+                         ref_model=AutoModelForCausalLM.from_pretrained(policy),
+                         reward_model=AutoModelForSequenceClassification.from_pretrained(reward, num_labels=1),
+                         value_model=AutoModelForSequenceClassification.from_pretrained(reward, num_labels=1),
+                         train_dataset=ds, eval_dataset=ds)
+    t_train = time.time()
+    trainer.train()
+    train_seconds = time.time() - t_train
+    trainer.save_model(os.path.join(out_dir, "policy"))
+    tok.save_pretrained(os.path.join(out_dir, "policy"))
+    with open(os.path.join(out_dir, "trl_log.json"), "w") as f:
+        json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0,
+                   "train_seconds": train_seconds, "steps": steps}, f)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    if sys.argv[1] == "ppo":
+        main_ppo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
+    else:
+        main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)

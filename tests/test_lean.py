@@ -1,0 +1,152 @@
+"""The speed and memory options (issue 5): the threaded critic update, no gradient clipping, gradient checkpointing,
+LoRA with the reference as the adapter-free base, the Qwen3 reward model builder and the TRL benchmark settings.
+Nothing here is timed: bench.py measures."""
+import os
+from concurrent.futures import Future
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+import bench
+import default_task
+import ppo
+from conftest import tiny_args
+
+
+class OneAfterTheOther:
+    """Stands in for the critic's thread: runs each job at once, in the calling thread."""
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def trained_weights(trainer):
+    models = [trainer.policy] + ([trainer.critic] if trainer.critic is not None else [])
+    return [p.detach().clone() for m in models for p in m.parameters()]
+
+
+def run_steps(tiny, tmp_path, name, steps=2, patch=None, **overrides):
+    trainer = ppo.PPOTrainer(ppo.load_config(tiny_args(tiny, tmp_path / name, **overrides)), log=lambda *a: None)
+    if patch:
+        patch(trainer)
+    metrics = [trainer.step()[0] for _ in range(steps)]
+    return trainer, metrics
+
+
+def test_the_critic_thread_gives_exactly_the_sequential_update(tiny, tmp_path):
+    threaded, m1 = run_steps(tiny, tmp_path, "threaded")
+    sequential, m2 = run_steps(tiny, tmp_path, "sequential",
+                               patch=lambda t: setattr(t, "critic_thread", OneAfterTheOther()))
+    assert isinstance(threaded.critic_thread, ppo.ThreadPoolExecutor)
+    for a, b in zip(trained_weights(threaded), trained_weights(sequential), strict=True):
+        assert torch.equal(a, b)
+    for key in ("policy_loss", "value_loss", "grad_norm", "critic_grad_norm", "approx_kl"):
+        assert m1[-1][key] == m2[-1][key], key
+
+
+def test_max_grad_norm_none_applies_no_clipping(tiny, tmp_path):
+    # A learning rate large enough that the clip at 1e-3 would bind on every step.
+    unclipped, m1 = run_steps(tiny, tmp_path, "none", MAX_GRAD_NORM=None, LEARNING_RATE=1e-2)
+    huge, _ = run_steps(tiny, tmp_path, "huge", MAX_GRAD_NORM=1e30, LEARNING_RATE=1e-2)
+    clipped, _ = run_steps(tiny, tmp_path, "clipped", MAX_GRAD_NORM=1e-3, LEARNING_RATE=1e-2)
+    assert m1[-1]["grad_norm"] > 1e-3  # the norm is still measured and logged
+    for a, b in zip(trained_weights(unclipped), trained_weights(huge), strict=True):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(trained_weights(unclipped), trained_weights(clipped)))
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny, tmp_path):
+    plain, m1 = run_steps(tiny, tmp_path, "plain")
+    checkpointed, m2 = run_steps(tiny, tmp_path, "ckpt", GRADIENT_CHECKPOINTING=True)
+    assert checkpointed.policy.is_activation_checkpointing and checkpointed.critic.model.is_activation_checkpointing
+    for a, b in zip(trained_weights(plain), trained_weights(checkpointed), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert m1[-1]["policy_loss"] == pytest.approx(m2[-1]["policy_loss"], abs=1e-5)
+
+
+def response_logp(model, tokens):
+    ids, mask = tokens
+    return ppo.response_logprobs(model, ids, mask, 3, 1.0)[0]
+
+
+def test_lora_trains_adapters_only_and_its_reference_is_the_base_model(tiny, tmp_path):
+    trainer, metrics = run_steps(tiny, tmp_path, "lora", steps=2, LORA_RANK=4)
+    base = AutoModelForCausalLM.from_pretrained(tiny["policy"]).eval()
+    assert trainer.ref_policy is None  # no second copy of the weights
+    tokens = (torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.ones(1, 6, dtype=torch.long))
+    with torch.no_grad():
+        with trainer.policy.disable_adapter():
+            torch.testing.assert_close(response_logp(trainer.policy, tokens), response_logp(base, tokens))
+        # The adapters moved the policy away from the base: KL was measured against the base.
+        assert (response_logp(trainer.policy, tokens) - response_logp(base, tokens)).abs().max() > 1e-4
+    assert metrics[-1]["kl"] != 0.0
+    trained = {n for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)
+    base_state = base.state_dict()
+    for name, p in trainer.policy.get_base_model().named_parameters():
+        if "lora_" not in name:
+            assert torch.equal(p, base_state[name.replace(".base_layer", "")]), name
+    critic_trained = {n for n, p in trainer.critic.model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in critic_trained) and any("score" in n for n in critic_trained)
+
+
+def test_a_lora_run_saves_merged_folders_and_resumes_exactly(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert ppo.main(tiny_args(tiny, out, LORA_RANK=4, MAX_STEPS=2)) == 0
+    merged = AutoModelForCausalLM.from_pretrained(out / "policy")  # a plain causal LM folder
+    AutoModelForSequenceClassification.from_pretrained(out / "critic")
+    assert not any("lora" in k for k in merged.state_dict())
+    assert os.path.exists(out / "checkpoint" / "policy" / "adapter_config.json")  # checkpoints keep adapters
+
+    # Resuming loads the adapters, the heads and the optimisers' moments exactly as an uninterrupted run has them.
+    resumed = ppo.PPOTrainer(ppo.load_config(tiny_args(tiny, out, LORA_RANK=4, MAX_STEPS=2, RESUME=True)),
+                             log=lambda *a: None)
+    straight, _ = run_steps(tiny, tmp_path, "straight", steps=2, LORA_RANK=4, MAX_STEPS=2)
+    for a, b in zip(trained_weights(resumed), trained_weights(straight), strict=True):
+        assert torch.equal(a, b)
+    for opt_a, opt_b in zip(resumed.optimizers, straight.optimizers, strict=True):
+        moments_a, moments_b = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+        assert moments_a.keys() == moments_b.keys() and moments_a
+        for k in moments_a:
+            assert torch.equal(moments_a[k]["exp_avg_sq"], moments_b[k]["exp_avg_sq"])
+    tokens = (torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.ones(1, 6, dtype=torch.long))
+    with torch.no_grad():  # the merged folder computes what the adapters did at the end of the run
+        run_end = ppo.PPOTrainer(ppo.load_config(tiny_args(tiny, tmp_path / "end", LORA_RANK=4, MAX_STEPS=2)),
+                                 log=lambda *a: None)
+        ppo.load_trained_weights(run_end.policy, str(out / "checkpoint" / "policy"))
+        torch.testing.assert_close(response_logp(merged.eval(), tokens), response_logp(run_end.policy, tokens),
+                                   rtol=0, atol=1e-5)
+
+
+def test_lora_without_peft_is_refused_before_loading(tiny, tmp_path, monkeypatch):
+    real = ppo.importlib.util.find_spec
+    monkeypatch.setattr(ppo.importlib.util, "find_spec", lambda name: None if name == "peft" else real(name))
+    with pytest.raises(ppo.ConfigError, match="pip install peft"):
+        ppo.check_settings(ppo.load_config(tiny_args(tiny, tmp_path, LORA_RANK=8)))
+    with pytest.raises(ppo.ConfigError, match="LORA_RANK"):
+        ppo.check_settings(ppo.load_config(tiny_args(tiny, tmp_path, LORA_RANK=-1)))
+
+
+def test_the_qwen3_reward_model_scores_sentiment(tiny, tmp_path):
+    path = default_task.build_reward_model(tiny["policy"], str(tmp_path / "rm"), steps=150, log=lambda *a: None)
+    scorer = ppo.RewardModel(path, torch.device("cpu"), torch.float32)
+    pos = [" was great and i loved it.", " was wonderful and everyone smiled.", " is lovely and it made me happy."]
+    neg = [" was terrible and i hated it.", " was awful and nobody smiled.", " is horrible and it made me angry."]
+    prompts = ["the movie", "the food", "my day"]
+    assert scorer(prompts, pos).min() > scorer(prompts, neg).max()
+
+
+def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
+    cfg = ppo.load_config(bench.TRL_PPO_ARGS)
+    ppo.check_settings(cfg)
+    assert (cfg.BATCH_SIZE, cfg.MINI_BATCH_SIZE, cfg.PPO_EPOCHS, cfg.MAX_NEW_TOKENS) == (32, 8, 4, 16)
+    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_LEARNING_RATE is None  # TRL: no clipping, one learning rate
+    with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
+        runner = f.read()
+    for theirs in ("per_device_train_batch_size=32", "num_mini_batches=4", "num_ppo_epochs=4",
+                   "response_length=16", "learning_rate=3e-4", "kl_coef=0.05", 'kl_estimator="k1"',
+                   "cliprange=0.2", "cliprange_value=0.2", "gamma=1.0", "lam=0.95", "adam_epsilon=1e-5"):
+        assert theirs in runner, theirs
