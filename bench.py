@@ -118,7 +118,64 @@ def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=
             "activations (policy update)": (layers + logits) * gib, "activations (critic update)": layers * gib}
 
 
-def memory_table():
+def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256,
+                   device="cuda"):
+    """Peak GPU memory (GiB) of two PPO updates of Qwen3-0.6B-shaped policy and critic (random weights, the shapes
+    are what count) beside a bf16 reference and a DeBERTa-v3-large-shaped reward model, one micro-batch of random
+    tokens, with the trainer's own pieces: bf16 autocast over float32 master weights, fused AdamW, LoRA through
+    add_lora, the policy's and the critic's backward in two threads. Needs a GPU; checks memory_estimate."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
+                              Qwen3ForSequenceClassification)
+    dev, bf16 = torch.device(device), torch.bfloat16
+    on_gpu = dev.type == "cuda"
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    lora = SimpleNamespace(LORA_RANK=lora_rank, LORA_ALPHA=32, LORA_TARGET_MODULES="all-linear")
+    trained_dtype = bf16 if lora_rank else torch.float32  # LoRA: a frozen bf16 base under float32 adapters
+    with dev:  # initialised on the GPU: seconds instead of minutes
+        policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B)).to(trained_dtype)
+        critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3_06B, num_labels=1)).to(trained_dtype)
+        ref = None if lora_rank else Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B)).to(bf16).eval()
+        reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE)).to(bf16).eval()
+    if lora_rank:
+        policy, critic = ppo.add_lora(policy, lora, "CAUSAL_LM"), ppo.add_lora(critic, lora, "SEQ_CLS")
+    for model in (policy, critic):
+        if checkpointing:
+            ppo.enable_gradient_checkpointing(model)
+    inner = critic.get_base_model() if lora_rank else critic
+    optimizers = [ppo.make_optimizer(policy, 1e-6), ppo.make_optimizer(critic, 1e-6)]
+    ids = torch.randint(0, 30000, (micro_batch, prompt_len + response_len), device=dev)
+    attn = torch.ones_like(ids)
+
+    def critic_update():
+        with ppo.autocast(dev, bf16):
+            values = inner.score(inner.base_model(input_ids=ids, attention_mask=attn).last_hidden_state)
+        values.float().square().mean().backward()
+
+    with ThreadPoolExecutor(1) as thread:
+        for _ in range(2):  # the second update runs with AdamW's moments allocated
+            with torch.no_grad(), ppo.autocast(dev, bf16):
+                if ref is not None:
+                    ppo.response_logprobs(ref, ids, attn, prompt_len, 1.0, bf16)
+                reward(input_ids=ids[:, :512], attention_mask=attn[:, :512])
+            job = thread.submit(critic_update)
+            logp, entropy = ppo.response_logprobs(policy, ids, attn, prompt_len, 1.0, bf16)
+            (-(logp.mean() + 0.01 * entropy.mean())).backward()
+            job.result()
+            for opt in optimizers:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+    if not on_gpu:  # a CPU run only checks that the pieces fit together
+        return float("nan")
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated(dev) / 2 ** 30
+
+
+def memory_table(measure=False):
     lines = ["| Qwen3-0.6B + DeBERTa-v3-large, bf16 | policy | reference | critic | reward model | activations, "
              "one micro-batch of 4 x (512 + 256) tokens | total |", "|---|---|---|---|---|---|---|"]
     for name, kw in (("full fine-tuning", {}), ("full, gradient checkpointing", {"checkpointing": True}),
@@ -128,8 +185,12 @@ def memory_table():
         # The policy's and the critic's updates run at the same time (two threads), so both activations count.
         act = e["activations (policy update)"] + e["activations (critic update)"]
         total = e["policy"] + e["reference"] + e["critic"] + e["reward model"] + act
+        measured = f" | {measure_memory(**kw):.1f} GiB" if measure else ""
         lines.append(f"| {name} | {e['policy']:.1f} | {e['reference']:.1f} | {e['critic']:.1f} | "
-                     f"{e['reward model']:.1f} | {act:.1f} | {total:.1f} GiB |")
+                     f"{e['reward model']:.1f} | {act:.1f} | {total:.1f} GiB{measured} |")
+    if measure:
+        lines[0] += f" measured peak on {torch.cuda.get_device_name(0)} |"
+        lines[1] += "---|"
     return "\n".join(lines)
 
 
@@ -200,11 +261,11 @@ def main():
     parser.add_argument("--trl-steps", type=int, default=100, help="with --trl: PPO steps per run")
     parser.add_argument("--seeds", default="0,1,2", help="with --trl: seeds, one pair of runs each")
     parser.add_argument("--memory", action="store_true", help="print the memory estimate for Qwen3-0.6B + "
-                        "DeBERTa-v3-large on one GPU and exit")
+                        "DeBERTa-v3-large on one GPU (and, with a GPU, the measured peak) and exit")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
     if args.memory:
-        print(memory_table())
+        print(memory_table(measure=torch.cuda.is_available()))
         return
     ppo.quiet_progress_bars()
     import default_task

@@ -44,6 +44,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 
@@ -368,11 +369,18 @@ class AdaptiveKLController:
 # =============================================================================================================
 # Devices, models and data
 # =============================================================================================================
-def resolve_devices(cfg, n_gpus):
+def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1):
     """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic and reward
-    on cuda:1; with one GPU all on cuda:0; without, all on cpu."""
-    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else ("cuda:0" if n_gpus else "cpu")
-    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else ("cuda:1" if n_gpus >= 2 else policy)
+    on cuda:1; with one GPU all on cuda:0; without, all on cpu. Under torchrun each of the local_world processes
+    on a node gets its own block of the node's GPUs: rank r uses cuda:2r and cuda:2r+1 when there are two per
+    process, cuda:r when there is one."""
+    per_rank = n_gpus // local_world
+    if n_gpus and not per_rank and "auto" in (cfg.DEVICE_POLICY, cfg.DEVICE_CRITIC):
+        raise ConfigError(f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): use "
+                          f"--nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
+    first = local_rank * per_rank
+    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else (f"cuda:{first}" if per_rank else "cpu")
+    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else (f"cuda:{first + 1}" if per_rank >= 2 else policy)
     devices = {"policy": policy, "ref": cfg.DEVICE_REF if cfg.DEVICE_REF != "auto" else policy, "critic": critic,
                "reward": cfg.DEVICE_REWARD if cfg.DEVICE_REWARD != "auto" else critic}
     for role, name in devices.items():
@@ -402,6 +410,18 @@ def autocast(device, dtype):
 def _looks_like_path(name):
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) or \
         name.count("/") != 1
+
+
+def check_distributed(cfg, world):
+    """What data parallelism over `world` processes needs of the settings."""
+    if world == 1:
+        return
+    if cfg.BATCH_SIZE % world:
+        raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} prompts per step cannot be split evenly over {world} "
+                          f"processes: make it a multiple of {world} (each process takes BATCH_SIZE / {world})")
+    if cfg.DYNAMIC_SAMPLING:
+        raise ConfigError("DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to agree "
+                          "on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one process")
 
 
 def load_model_config(setting, name):
@@ -693,15 +713,144 @@ def load_scorer(name, device, dtype):
 
 
 # =============================================================================================================
+# Processes: torchrun's data parallelism
+# =============================================================================================================
+class Ranks:
+    """This process's place among the processes torchrun started (one process without torchrun) and the few
+    collectives the trainer needs. Every rank runs the same program on its share of each batch; rank 0 writes."""
+
+    def __init__(self, env=os.environ):
+        self.world, self.rank = int(env.get("WORLD_SIZE", 1)), int(env.get("RANK", 0))
+        self.local_rank, self.local_world = int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1))
+        self.critic_group = None
+
+    @property
+    def active(self):
+        return self.world > 1
+
+    def start(self):
+        """Joins the process group: gloo for tensors on CPUs, NCCL for tensors on GPUs. The critic's gradients are
+        summed over their own group, because the critic trains in a second thread beside the policy and the
+        collectives of one group must come in the same order on every rank."""
+        if self.active and not dist.is_initialized():
+            gpus = torch.cuda.is_available() and dist.is_nccl_available()
+            backend = "cpu:gloo,cuda:nccl" if gpus else "gloo"
+            dist.init_process_group(backend=backend)
+            self.critic_group = dist.new_group(backend=backend)
+
+    def stop(self):
+        if self.active and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+    def my_share(self, n):
+        """This rank's slice of n rows split evenly in rank order."""
+        size = n // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+    def gather_rows(self, x):
+        """(b, ...) on every rank -> (world * b, ...), the ranks' rows in rank order (identity on one process)."""
+        if not self.active:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    def sum_(self, x, group=None):
+        """Sums x over the ranks, in place."""
+        if self.active:
+            dist.all_reduce(x, group=group)
+        return x
+
+    def max_(self, value):
+        """The largest of the ranks' integers, on every rank."""
+        if not self.active:
+            return value
+        x = torch.tensor([value])
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+        return int(x)
+
+    def any(self, flag):
+        """True on every rank when flag is true on any."""
+        return bool(self.sum_(torch.tensor([float(flag)]))) if self.active else bool(flag)
+
+    def all_objects(self, obj):
+        """[obj of rank 0, obj of rank 1, ...] on every rank (a pickled all-gather)."""
+        objs = [None] * self.world
+        dist.all_gather_object(objs, obj)
+        return objs
+
+    def first_object(self, obj):
+        """The first non-None obj over the ranks, on every rank (a pickled all-gather: rare events only)."""
+        if not self.active:
+            return obj
+        return next((o for o in self.all_objects(obj) if o is not None), None)
+
+    def barrier(self):
+        if self.active:
+            dist.barrier()
+
+
+def rank_minibatch(mb, share):
+    """The rows of global minibatch mb (indices into the whole batch) held by the rank whose rows are `share`,
+    as indices into its own rows."""
+    mine = mb[(mb >= share.start) & (mb < share.stop)]
+    return mine - share.start
+
+
+def sum_gradients(model, ranks, group):
+    """Sums the model's gradients over the ranks (each rank's loss is already weighted by the global minibatch's
+    totals, so the sum is the whole minibatch's gradient). A rank that held no row of the minibatch sends zeros."""
+    if not ranks.active:
+        return
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            ranks.sum_(p.grad, group)
+
+
+def weights_fingerprint(model):
+    """Two float64 sums over every weight: equal on every rank when the ranks hold the same weights."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for p in model.parameters():
+        x = p.detach().double().cpu()
+        total += torch.stack([x.sum(), (x * x).sum()])
+    return total
+
+
+# =============================================================================================================
 # Sampling
 # =============================================================================================================
+def draw_tokens(probs, u):
+    """Inverse-CDF sampling: for each row, the first token whose cumulative probability exceeds u * total.
+    (B, V) probabilities, (B,) uniforms in [0, 1) -> (B,) token ids, distributed as torch.multinomial's. Drawing
+    from explicit uniforms lets a row's sample depend on its own uniform only, not on which rows share its batch."""
+    cdf = probs.cumsum(-1)  # (B, V)
+    target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1])[:, None]  # scaled by the total: rounding cannot overshoot
+    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
+
+
+def uniforms_for(seed, position, n_rows, rows):
+    """The uniforms for decoding step t of the rollout that began at prompt-stream position `position`: one per
+    row of the whole (all ranks') batch of n_rows, of which this process takes `rows`. A pure function of
+    (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a resumed
+    run draws what the uninterrupted one would have."""
+    def uniforms(t):
+        g = torch.Generator().manual_seed(hash((seed, position, t)) & (2 ** 63 - 1))
+        return torch.rand(n_rows, generator=g)[rows]
+    return uniforms
+
+
 @torch.inference_mode()
-def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id):
+def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None):
     """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
-    Stops early once every row has produced an EOS; rows that ended are filled with pad_id.
+    Stops early once every row has produced an EOS; rows that ended are filled with pad_id. uniforms(t) -> (B,)
+    gives decoding step t's random numbers (default: torch's global generator).
     (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
     them in one batched forward, N+ detail 4)."""
     B = input_ids.shape[0]
+    uniforms = uniforms or (lambda t: torch.rand(B))
     positions = position_ids_from_mask(attention_mask)  # (B, Tp)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
@@ -710,7 +859,7 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
     tokens, logps = [], []
     for t in range(max_new_tokens):
         logp_all = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
-        token = torch.multinomial(logp_all.exp(), 1).squeeze(1)  # (B,)
+        token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         tokens.append(token)
         logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
@@ -825,14 +974,18 @@ def select_rows(rollout, rows):
 class PPOTrainer:
     """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one iteration."""
 
-    def __init__(self, cfg, log=print):
+    def __init__(self, cfg, log=print, ranks=None):
         self.cfg, self.log = cfg, log
+        self.ranks = ranks or Ranks({})  # torchrun's processes; by default this one alone
         check_settings(cfg)
+        check_distributed(cfg, self.ranks.world)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
         check_output_dir(cfg)
         self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         check_models(cfg, self.prompts)
-        self.devices = resolve_devices(cfg, torch.cuda.device_count())
+        self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world)
+        if self.devices["policy"].type == "cuda":
+            torch.cuda.set_device(self.devices["policy"])  # NCCL's collectives run on the current device
         self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
 
         random.seed(cfg.SEED)
@@ -907,6 +1060,8 @@ class PPOTrainer:
     def save_checkpoint(self):
         """Everything needed to continue exactly, written to checkpoint.tmp and then renamed into place, so a kill
         at any instant leaves a whole checkpoint (or checkpoint.prev, between the two renames) behind."""
+        if self.ranks.rank != 0:  # one copy, from rank 0 (every rank holds the same weights and states)
+            return
         out = self.cfg.OUTPUT_DIR
         final, tmp, prev = (os.path.join(out, name) for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
         shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
@@ -942,24 +1097,35 @@ class PPOTrainer:
 
     def generate(self, prompt_indices):
         """GROUP_SIZE responses to each prompt (a group is consecutive rows), sampled and scored. Keeps the sampled
-        token ids: the policy's text is never re-tokenised."""
-        cfg, dev, tok = self.cfg, self.devices, self.tokenizer
-        rows = [i for i in prompt_indices for _ in range(cfg.GROUP_SIZE)]
+        token ids: the policy's text is never re-tokenised. Under torchrun, prompt_indices are the whole batch's
+        and this rank takes its share (whole groups), with the random numbers the whole batch's rows would get."""
+        cfg, dev, tok, G = self.cfg, self.devices, self.tokenizer, self.cfg.GROUP_SIZE
+        share = self.ranks.my_share(len(prompt_indices))
+        rows = [i for i in prompt_indices[share] for _ in range(G)]
         prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in rows], tok.pad_token_id)
         prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
+        uniforms = uniforms_for(cfg.SEED, self.data_position, len(prompt_indices) * G,
+                                slice(share.start * G, share.stop * G))
         t0 = self.clock()
         with autocast(dev["policy"], self.dtype):
             response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
-                                     self.eos_ids, tok.pad_token_id)  # (B, Tr)
+                                     self.eos_ids, tok.pad_token_id, uniforms)  # (B, Tr)
         t1 = self.clock()
         mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
         prompts = [self.prompts[i] for i in rows]
         responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
-        # The reward model reads decoded text with its own tokenizer.
-        scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
+        # The reward model reads decoded text with its own tokenizer. A failure on any rank stops every rank.
+        error = scores = None
+        try:
+            scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
+        except RewardError as e:
+            error = e
+        if self.ranks.any(error is not None):  # every rank enters: the message comes from the one that failed
+            message = self.ranks.first_object(str(error) if error else None)
+            raise error or RewardError(f"on another process: {message}")
         self.phase_seconds["generate"] += t1 - t0
         self.phase_seconds["reward"] += self.clock() - t1
-        self.responses_generated += len(rows)
+        self.responses_generated += len(prompt_indices) * G
         return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
                 "ended": ended, "scores": scores, "prompt_index": rows, "prompts": prompts, "responses": responses}
 
@@ -1016,15 +1182,16 @@ class PPOTrainer:
         attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
         mask, ended, scores = batch["mask"].float(), batch["ended"], batch["scores"]  # (B, Tr), (B,), (B,)
         t_rollout = self.clock()
-        if not torch.isfinite(scores).all():  # the non-finite guard: no update from a batch with a NaN/inf reward
-            bad = int((~torch.isfinite(scores)).nonzero()[0])
-            return self.skip_step(f"reward {scores[bad].item()} for prompt {batch['prompts'][bad]!r}, response "
-                                  f"{batch['responses'][bad]!r}"), []
+        bad = None if torch.isfinite(scores).all() else int((~torch.isfinite(scores)).nonzero()[0])
+        if self.ranks.any(bad is not None):  # the non-finite guard: no update from a batch with a NaN/inf reward
+            reason = bad is not None and (f"reward {scores[bad].item()} for prompt {batch['prompts'][bad]!r}, "
+                                          f"response {batch['responses'][bad]!r}")
+            return self.skip_step(self.ranks.first_object(reason or None)), []
 
         # 2. Evaluate the rollout under the policy, the reference and the critic (one batched forward each).
         #    When the batch is one minibatch used once (grpo/dapo with PPO_EPOCHS=1), the update's own forward gives
         #    the same log-probs, so the rollout skips the policy's (as TRL does with num_iterations=1).
-        single_pass = self.single_pass(len(mask))
+        single_pass = self.single_pass(len(mask) * self.ranks.world)
         logp = entropy = ref_logp = values = None
         with torch.inference_mode():
             if not single_pass:
@@ -1041,6 +1208,11 @@ class PPOTrainer:
             if self.critic is not None:
                 values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
         t_forward = self.clock()
+        # Under torchrun every rank gathers the whole batch (token columns padded to MAX_NEW_TOKENS), computes
+        # advantages and statistics on it exactly as one process would, and trains on its own rows.
+        share, Tr = self.ranks.my_share(len(mask) * self.ranks.world), mask.shape[1]
+        mask, ended, scores, logp, entropy, ref_logp, values = (
+            self.all_rows(x) for x in (mask, ended, scores, logp, entropy, ref_logp, values))
 
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
         lengths = mask.sum(1)  # (B,)
@@ -1069,15 +1241,13 @@ class PPOTrainer:
             raw_advantages = advantages = baseline_advantages(rewards, G)[:, None] * mask
 
         # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
-        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask,
-                   "advantages": advantages, "lengths": lengths.long().cpu()}  # lengths on the host: no sync later
-        if logp is not None:
-            rollout["logp"] = logp
-        if ref_logp is not None:
-            rollout["ref_logp"] = ref_logp
-        if values is not None:
-            rollout["values"], rollout["returns"] = values, returns
-        update_stats = self.update(rollout, Tp)
+        mine = (share, slice(0, Tr))  # this rank's rows and columns
+        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask[mine],
+                   "advantages": advantages[mine], "lengths": lengths[share].long().cpu()}  # on the host: no sync
+        for key, x in (("logp", logp), ("ref_logp", ref_logp), ("values", values), ("returns", returns)):
+            if x is not None:
+                rollout[key] = x[mine]
+        update_stats = self.update(rollout, Tp, lengths)
         lr = self.schedulers[0].get_last_lr()[0]
         for sched in self.schedulers:
             sched.step()
@@ -1093,7 +1263,8 @@ class PPOTrainer:
             **update_stats,
             "response_length": lengths.mean(),
             "eos_fraction": ended.float().mean(),
-            "prompts_truncated": sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G,
+            "prompts_truncated": self.ranks.sum_(torch.tensor(
+                sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G)),
             "lr": lr,
             "epoch": self.data_position / len(self.prompts),
             "responses_generated": self.responses_generated,
@@ -1110,7 +1281,7 @@ class PPOTrainer:
             out.update(kl=seq_kl, kl_coef=kl_coef)
             if cfg.ALGORITHM == "ppo":
                 out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
-            self.kl_ctl.update(seq_kl.item(), len(batch["prompts"]))
+            self.kl_ctl.update(seq_kl.item(), len(scores))
         if values is not None:
             out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
                        explained_variance=explained_variance(values, returns, mask))
@@ -1120,9 +1291,18 @@ class PPOTrainer:
             out.update(groups_dropped=groups_dropped / groups_generated, sampling_rounds=rounds)
         out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
         self.step_count += 1
-        samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}
-                   for p, r, s in zip(batch["prompts"], batch["responses"], scores.tolist())]
+        samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}  # this rank's rows
+                   for p, r, s in zip(batch["prompts"], batch["responses"], scores[share].tolist())]
         return out, samples
+
+    def all_rows(self, x):
+        """A per-row tensor of this rank's rows -> the whole batch's, in rank order (None stays None; on one
+        process, x itself). Token columns are padded to MAX_NEW_TOKENS first, so every rank sends one shape."""
+        if x is None or not self.ranks.active:
+            return x
+        if x.dim() == 2:
+            x = _pad_columns(x, self.cfg.MAX_NEW_TOKENS, 0, left=False)
+        return self.ranks.gather_rows(x.float()).to(x.dtype)
 
     def single_pass(self, n_sequences):
         """True when each sample feeds exactly one optimizer step and no reward needs the policy's log-probs
@@ -1147,18 +1327,23 @@ class PPOTrainer:
         return {"step": self.step_count - 1, "skipped_updates": self.skipped_updates, "skip_reason": reason,
                 "responses_generated": self.responses_generated}
 
-    def update(self, rollout, Tp):
+    def update(self, rollout, Tp, lengths):
         """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences; each minibatch is
         one optimizer step for the policy and one for the critic. REINFORCE takes one step on the whole batch.
         The two models share no weights and no loss, so they learn from the same minibatches in two independent
         loops, the critic's in a second thread: while one runs autograd's C++ backward or a fused optimizer step
         (which release the GIL), the other's Python-heavy forward proceeds. On 2 CPU cores this cuts the update by
         a quarter (bench.py); on two GPUs the launches overlap either way. Each model's arithmetic is the same as
-        when run one after the other (tested). Returns the mean statistics of the minibatches."""
+        when run one after the other (tested). lengths (B,): the response lengths of the whole batch, all ranks'.
+        Under torchrun every rank draws the same shuffles of the whole batch and runs the rows of each minibatch
+        that it holds (perhaps none); the gradients are summed over the ranks before each step, so the step is the
+        one a single process would take on the whole minibatch. Returns the mean statistics of the minibatches."""
         cfg = self.cfg
-        B = rollout["mask"].shape[0]
+        B = len(lengths)
         epochs, mb_size = (1, B) if cfg.ALGORITHM == "reinforce" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
-        minibatches = [mb for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
+        share = self.ranks.my_share(B)
+        minibatches = [(rank_minibatch(mb, share), lengths[mb].sum(), len(mb))  # (my rows, n_tokens, n_seqs)
+                       for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
         # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread) rather than each
         # taking all of them and oversubscribing the machine.
         threads = torch.get_num_threads()
@@ -1167,7 +1352,7 @@ class PPOTrainer:
         try:
             critic_job = None if self.critic is None else self.critic_thread.submit(
                 self.train_model, self.critic, self.optimizers[1], self.critic_gradients, "critic_grad_norm",
-                rollout, Tp, minibatches, loop_threads)
+                rollout, Tp, minibatches, loop_threads, self.ranks.critic_group)
             results = [self.train_model(self.policy, self.optimizers[0], self.accumulate_gradients, "grad_norm",
                                         rollout, Tp, minibatches, loop_threads)]
             if critic_job is not None:
@@ -1182,23 +1367,37 @@ class PPOTrainer:
                                    f"(non-finite gradient)", skipped)
         if len(results[0][0]):  # the policy took at least one step
             self.skipped_in_a_row = 0
-        return stats
+        return self.sum_over_ranks(stats)
 
-    def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches, threads=None):
+    def sum_over_ranks(self, stats):
+        """The update's statistics of the whole batch: the sum of every rank's shares; the gradient norms, taken
+        after the gradients were summed, are the same on every rank and pass through."""
+        if not self.ranks.active:
+            return stats
+        keys = sorted(set().union(*self.ranks.all_objects(sorted(stats))))
+        same = {"grad_norm", "critic_grad_norm"}
+        zero = torch.zeros((), device=self.devices["policy"])
+        vec = torch.stack([stats.get(k, zero) / (self.ranks.world if k in same else 1) for k in keys])
+        return dict(zip(keys, self.ranks.sum_(vec)))
+
+    def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches, threads=None,
+                    group=None):
         """One optimizer step of one model per minibatch, its gradient accumulated over micro-batches by
-        gradients(rollout, rows, Tp, n_tokens, n_seqs), with `threads` intra-op threads (None: as they are). The
-        non-finite guard (a host sync per step): a NaN/inf gradient norm skips that step and leaves the weights as
-        they were. Returns (mean statistics of the steps taken, number skipped)."""
-        cfg, stats, skipped = self.cfg, {}, 0
+        gradients(rollout, rows, Tp, n_tokens, n_seqs) and summed over the ranks (in process group `group`), with
+        `threads` intra-op threads (None: as they are). The non-finite guard (a host sync per step): a NaN/inf
+        gradient norm skips that step and leaves the weights as they were. minibatches: (rows, n_tokens, n_seqs).
+        Returns (mean statistics of the steps taken, number skipped); under torchrun the statistics are this rank's
+        shares, which update() sums."""
+        cfg, stats, skipped, applied = self.cfg, {}, 0, 0
         if threads is not None:
             torch.set_num_threads(threads)
         max_norm = float("inf") if cfg.MAX_GRAD_NORM is None else cfg.MAX_GRAD_NORM  # inf: the norm only
-        for mb in minibatches:
-            n_tokens, n_seqs = rollout["mask"][mb].sum(), len(mb)
+        for mb, n_tokens, n_seqs in minibatches:
             mb_stats = {}
-            for micro in mb.split(cfg.MICRO_BATCH_SIZE):
+            for micro in mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ():  # a rank may hold none of its rows
                 for k, v in gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                     mb_stats[k] = mb_stats.get(k, 0.0) + v
+            sum_gradients(model, self.ranks, group)
             mb_stats[norm_name] = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             finite = bool(torch.isfinite(mb_stats[norm_name]))
             if finite:
@@ -1207,9 +1406,10 @@ class PPOTrainer:
             if not finite:
                 skipped += 1
                 continue
-            for k, v in mb_stats.items():  # gathered on the policy's device: no host sync inside the loop
-                stats.setdefault(k, []).append(v.detach().to(self.devices["policy"], torch.float32))
-        return {k: torch.stack(v).mean() for k, v in stats.items()}, skipped
+            applied += 1
+            for k, v in mb_stats.items():  # summed on the policy's device: no host sync inside the loop
+                stats[k] = stats.get(k, 0.0) + v.detach().to(self.devices["policy"], torch.float32)
+        return {k: v / applied for k, v in stats.items()}, skipped
 
     @staticmethod
     def micro_batch(rollout, idx, Tp):
@@ -1271,13 +1471,15 @@ class PPOTrainer:
     # ---- the run -------------------------------------------------------------------------------------------------
     def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
         """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots, and returns
-        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 when the reward function fails or the guard gives up."""
-        import plotting
+        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 when the reward function fails or the guard gives up.
+        Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
         from tqdm import tqdm
-        cfg, out_dir = self.cfg, self.cfg.OUTPUT_DIR
+        cfg, out_dir, writes = self.cfg, self.cfg.OUTPUT_DIR, self.ranks.rank == 0
         metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
-        kept = keep_rows_before(metrics_path, self.step_count)  # what the checkpoint covers; drops what came after
-        keep_rows_before(samples_path, self.step_count)
+        kept = []
+        if writes:  # the rows the checkpoint covers; what came after it goes
+            kept = keep_rows_before(metrics_path, self.step_count)
+            keep_rows_before(samples_path, self.step_count)
         resume_hint = f"continue with: {resume_command}"
         stop = {}
 
@@ -1289,7 +1491,8 @@ class PPOTrainer:
 
         handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)  # `elapsed` goes on across a resume
-        bar = tqdm(total=self.total_steps, initial=self.step_count, desc=cfg.ALGORITHM, dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step_count, desc=cfg.ALGORITHM, dynamic_ncols=True,
+                   disable=not writes)
         try:
             while self.step_count < self.total_steps:
                 before = self.light_state()
@@ -1301,14 +1504,15 @@ class PPOTrainer:
                                            f"{resume_hint}", 1)
                 step = metrics["step"]
                 metrics["elapsed"] = time.time() - t0
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                if writes:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(metrics) + "\n")
                 bar.update()
                 bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
                                  if k in metrics})
                 last = self.step_count == self.total_steps or (
                     cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
-                if samples and (step % cfg.SAMPLE_EVERY == 0 or last):
+                if writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
                     with open(samples_path, "a") as f:
                         for s in samples[:cfg.NUM_SAMPLES]:
                             f.write(json.dumps(s) + "\n")
@@ -1320,35 +1524,56 @@ class PPOTrainer:
                         f"LEARNING_RATE, or use DTYPE=bfloat16 rather than float16. The run is saved; {resume_hint}", 1)
                 if last:
                     break
-                if stop:
-                    return self.stop_early(f"stopped by {signal.Signals(stop['signal']).name} after step {step}; "
-                                           f"{resume_hint}", 128 + stop["signal"])
+                signum = self.ranks.max_(stop.get("signal", 0))  # a signal to any rank stops all after this step
+                if signum:
+                    return self.stop_early(f"stopped by {signal.Signals(signum).name} after step {step}; "
+                                           f"{resume_hint}", 128 + signum)
                 if (step + 1) % cfg.SAVE_EVERY == 0:
                     self.save_checkpoint()
                 if (step + 1) % cfg.PLOT_EVERY == 0:
-                    plotting.plot_run(out_dir)  # ~2 s on 2 CPU cores for ~35 panels, hence PLOT_EVERY
+                    self.plot()
         finally:
             bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+        self.check_ranks_agree()
         self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
-        plotting.plot_run(out_dir)
+        self.plot()
         self.save()
         self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ (ppo_metrics.png, training_metrics.png, "
                  f"metrics.jsonl, samples.jsonl, policy/{', critic/' if self.critic is not None else ''})")
         return 0
 
     def stop_early(self, message, code):
-        import plotting
         self.save_checkpoint()
-        if os.path.getsize(os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")):
-            plotting.plot_run(self.cfg.OUTPUT_DIR)
+        self.plot()
         self.log(message)
         return code
+
+    def plot(self):
+        """Redraws the PNGs from metrics.jsonl (~2 s on 2 CPU cores, hence PLOT_EVERY); rank 0 only."""
+        import plotting
+        path = os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")
+        if self.ranks.rank == 0 and os.path.exists(path) and os.path.getsize(path):
+            plotting.plot_run(self.cfg.OUTPUT_DIR)
+
+    def check_ranks_agree(self):
+        """Under torchrun: every rank must end with the same weights (they took the same summed steps); a
+        difference would mean the ranks trained different models, so it stops the run rather than save one."""
+        if not self.ranks.active:
+            return
+        models = [self.policy] + ([self.critic] if self.critic is not None else [])
+        prints = self.ranks.all_objects([weights_fingerprint(m).tolist() for m in models])
+        if any(p != prints[0] for p in prints):
+            raise RuntimeError(f"the processes ended with different weights (fingerprints {prints}): a bug, please "
+                               f"report it with your settings")
+        self.log(f"weights identical on all {self.ranks.world} processes")
 
     def save(self):
         """The final policy (and critic) as plain transformers folders; LoRA adapters are merged in first, so the
         folders load with from_pretrained like any checkpoint (this ends training: the models are unwrapped)."""
+        if self.ranks.rank != 0:
+            return
         out_dir = self.cfg.OUTPUT_DIR
         if self.cfg.LORA_RANK:
             self.policy = self.policy.merge_and_unload()
@@ -1389,31 +1614,46 @@ def quiet_progress_bars():
 
 
 def main(argv):
+    """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code."""
     quiet_progress_bars()
+    ranks = Ranks()
+    log = print if ranks.rank == 0 else (lambda *args, **kwargs: None)
     cfg = None
     try:
         cfg = load_config(argv)
         check_settings(cfg)
+        check_distributed(cfg, ranks.world)
+        ranks.start()
         import default_task
-        if default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
+        if ranks.rank == 0 and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
             default_task.build()  # the embedded default policy, built once and cached
-        print("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
-        trainer = PPOTrainer(cfg)
-    except ConfigError as e:
+        ranks.barrier()
+        log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
+        trainer = PPOTrainer(cfg, log=log, ranks=ranks)
+    except ConfigError as e:  # every rank meets the same refusal: they check the same inputs
         if cfg is not None and cfg.DEBUG:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if ranks.rank == 0:
+            print(f"error: {e}", file=sys.stderr)
+        if dist.is_initialized():
+            dist.destroy_process_group()
         return 2
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if cfg.OVERWRITE:
-        for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
-            shutil.rmtree(os.path.join(cfg.OUTPUT_DIR, name), ignore_errors=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.json"), "w") as f:
-        json.dump(vars(cfg), f, indent=2)
-    print(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
-          f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps")
+    ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
+    if ranks.rank == 0:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        if cfg.OVERWRITE:
+            for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
+                shutil.rmtree(os.path.join(cfg.OUTPUT_DIR, name), ignore_errors=True)
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.json"), "w") as f:
+            json.dump(vars(cfg), f, indent=2)
+    log(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
+        f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps"
+        + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each" if ranks.active else ""))
     resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
-    return trainer.train(resume_command=" ".join(["python ppo.py", *resume, "--RESUME=True"]))
+    launcher = "torchrun <the same options> ppo.py" if ranks.active else "python ppo.py"
+    code = trainer.train(resume_command=" ".join([launcher, *resume, "--RESUME=True"]))
+    ranks.stop()
+    return code
 
 
 if __name__ == "__main__":
