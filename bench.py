@@ -100,18 +100,19 @@ def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=
     """GiB per part for PPO on one GPU with Qwen3-0.6B as policy, reference and critic and DeBERTa-v3-large as
     reward model, DTYPE=bfloat16 (autocast over float32 master weights). Trained weights: 16 bytes per parameter
     (float32 weight, gradient and two AdamW moments); frozen ones 2 (bfloat16); with LoRA the base is frozen and
-    the adapters train, and there is no reference copy. Activations of one micro-batch (the update's forward and
-    backward; the rollout's run without a graph): ~34 bytes x tokens x hidden per layer (Korthikanti et al. 2022,
-    sec. 4, with memory-efficient attention), or 2 bytes per layer plus one layer's 34 with checkpointing; and
-    the policy's logits over the response, float32 copies for the log-softmax and entropy and their gradient,
-    ~20 bytes x tokens x vocabulary. An estimate, not a measurement: allocator fragmentation, the sampler's KV
-    cache and the CUDA context (~0.5 GiB) come on top."""
+    the adapters train, and there is no reference copy. Activations of one micro-batch in the update (the
+    rollout's forwards keep no graph): ~68 bytes x tokens x hidden per layer and model, twice the 34 of GPT blocks
+    in Korthikanti et al. 2022 (sec. 4) because of Qwen3's three-matrix SwiGLU MLP and the float32 copies its
+    RMSNorms make under autocast (the factor is fitted to the measured peak on an H100, measure_memory); with
+    checkpointing the float32 layer inputs (4 bytes) plus one layer's 68. Plus the policy's logits over the
+    response, float32 copies for the log-softmax and entropy and their gradient, ~20 bytes x tokens x vocabulary.
+    Policy and critic train at the same time (two threads), so both activations count."""
     n_policy, n_critic, n_reward, n_lora = parameter_counts(lora_rank)
     gib = 2 ** -30
     trained = lambda n: (2 * n + 16 * n_lora) if lora_rank else 16 * n  # noqa: E731
     tokens, cfg = micro_batch * (prompt_len + response_len), QWEN3_06B
-    per_layer = (2 if checkpointing else 34) * tokens * cfg["hidden_size"]
-    layers = per_layer * cfg["num_hidden_layers"] + (34 * tokens * cfg["hidden_size"] if checkpointing else 0)
+    per_layer = (4 if checkpointing else 68) * tokens * cfg["hidden_size"]
+    layers = per_layer * cfg["num_hidden_layers"] + (68 * tokens * cfg["hidden_size"] if checkpointing else 0)
     logits = 20 * micro_batch * (response_len + 1) * cfg["vocab_size"]
     return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 2 * n_policy) * gib,
             "critic": trained(n_critic) * gib, "reward model": 2 * n_reward * gib,
@@ -148,12 +149,14 @@ def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=5
             ppo.enable_gradient_checkpointing(model)
     inner = critic.get_base_model() if lora_rank else critic
     optimizers = [ppo.make_optimizer(policy, 1e-6), ppo.make_optimizer(critic, 1e-6)]
-    ids = torch.randint(0, 30000, (micro_batch, prompt_len + response_len), device=dev)
+    vocab = min(QWEN3_06B["vocab_size"], DEBERTA_V3_LARGE["vocab_size"])
+    ids = torch.randint(0, vocab, (micro_batch, prompt_len + response_len), device=dev)
     attn = torch.ones_like(ids)
 
     def critic_update():
         with ppo.autocast(dev, bf16):
-            values = inner.score(inner.base_model(input_ids=ids, attention_mask=attn).last_hidden_state)
+            hidden = inner.base_model(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+            values = inner.score(hidden)
         values.float().square().mean().backward()
 
     with ThreadPoolExecutor(1) as thread:

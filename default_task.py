@@ -195,7 +195,7 @@ def build_reward_model(policy_dir=POLICY_DIR, out_dir=REWARD_DIR, steps=400, see
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
     g = torch.Generator().manual_seed(seed)
     model.train()
-    for i in range(steps):
+    for _ in range(steps):
         input_ids, mask, target = batch_of([train[j] for j in torch.randint(len(train), (64,), generator=g)])
         loss = torch.nn.functional.mse_loss(model(input_ids=input_ids, attention_mask=mask).logits[:, 0], target)
         loss.backward()

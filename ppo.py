@@ -375,6 +375,12 @@ def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1):
     on a node gets its own block of the node's GPUs: rank r uses cuda:2r and cuda:2r+1 when there are two per
     process, cuda:r when there is one."""
     per_rank = n_gpus // local_world
+    settings = {f"DEVICE_{role}": getattr(cfg, f"DEVICE_{role}") for role in ("POLICY", "REF", "CRITIC", "REWARD")}
+    named_gpus = [f"{k}={v!r}" for k, v in settings.items() if str(v).startswith("cuda")]
+    if local_world > 1 and named_gpus:
+        raise ConfigError(f"{', '.join(named_gpus)} would put every torchrun process on the same GPU: leave "
+                          f"DEVICE_* at 'auto' (process r takes cuda:r, or cuda:2r and cuda:2r+1 with two GPUs each) "
+                          f"or 'cpu'")
     if n_gpus and not per_rank and "auto" in (cfg.DEVICE_POLICY, cfg.DEVICE_CRITIC):
         raise ConfigError(f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): use "
                           f"--nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
@@ -652,8 +658,8 @@ class ValueModel(nn.Module):
         self.model, self.backbone, self.head = model, inner.base_model, inner.score
 
     def forward(self, input_ids, attention_mask, position_ids):  # (B, T) x3 -> (B, T)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids).last_hidden_state  # (B, T, H)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               use_cache=False).last_hidden_state  # (B, T, H)
         return self.head(hidden).squeeze(-1).float()
 
 
@@ -798,16 +804,27 @@ def rank_minibatch(mb, share):
     return mine - share.start
 
 
-def sum_gradients(model, ranks, group):
+def sum_gradients(model, ranks, group, bucket_size=2 ** 24):
     """Sums the model's gradients over the ranks (each rank's loss is already weighted by the global minibatch's
-    totals, so the sum is the whole minibatch's gradient). A rank that held no row of the minibatch sends zeros."""
+    totals, so the sum is the whole minibatch's gradient). A rank that held no row of the minibatch sends zeros.
+    Gradients travel in flat buckets of up to bucket_size elements (64 MiB in float32), one collective each, as
+    DDP's buckets do, rather than one collective per parameter."""
     if not ranks.active:
         return
+    grads = []
     for p in model.parameters():
         if p.requires_grad:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            ranks.sum_(p.grad, group)
+            grads.append(p.grad)
+    while grads:
+        bucket, size = [], 0
+        while grads and (not bucket or size + grads[0].numel() <= bucket_size):
+            size += grads[0].numel()
+            bucket.append(grads.pop(0))
+        flat = ranks.sum_(torch.cat([g.flatten() for g in bucket]), group)
+        for g, summed in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
+            g.copy_(summed.view_as(g))
 
 
 def weights_fingerprint(model):
@@ -882,7 +899,7 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     Tr = input_ids.shape[1] - Tp
     with autocast(device, dtype):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,  # no KV cache to keep
                        position_ids=position_ids_from_mask(attention_mask), logits_to_keep=Tr + 1).logits
     # Off-by-one: the logit at position i predicts token i+1, so of the Tr+1 kept positions Tp-1 .. T-1 we drop
     # the last and keep those predicting the response tokens Tp .. T-1.
@@ -1332,9 +1349,10 @@ class PPOTrainer:
         one optimizer step for the policy and one for the critic. REINFORCE takes one step on the whole batch.
         The two models share no weights and no loss, so they learn from the same minibatches in two independent
         loops, the critic's in a second thread: while one runs autograd's C++ backward or a fused optimizer step
-        (which release the GIL), the other's Python-heavy forward proceeds. On 2 CPU cores this cuts the update by
-        a quarter (bench.py); on two GPUs the launches overlap either way. Each model's arithmetic is the same as
-        when run one after the other (tested). lengths (B,): the response lengths of the whole batch, all ranks'.
+        (which release the GIL), the other's Python-heavy forward proceeds. On 2 CPU cores this cuts the update
+        by 40% (README, "Where the time goes"); on two GPUs the launches overlap either way. Each model's
+        arithmetic is the same as when run one after the other (tested). lengths (B,): the response lengths of the
+        whole batch, all ranks'.
         Under torchrun every rank draws the same shuffles of the whole batch and runs the rows of each minibatch
         that it holds (perhaps none); the gradients are summed over the ranks before each step, so the step is the
         one a single process would take on the whole minibatch. Returns the mean statistics of the minibatches."""
@@ -1347,7 +1365,8 @@ class PPOTrainer:
         # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread) rather than each
         # taking all of them and oversubscribing the machine.
         threads = torch.get_num_threads()
-        share_cores = self.critic is not None and {self.devices["policy"].type, self.devices["critic"].type} == {"cpu"}
+        on_cpu = {self.devices["policy"].type, self.devices["critic"].type if self.critic else "cpu"} == {"cpu"}
+        share_cores = self.critic is not None and on_cpu
         loop_threads = max(1, threads // 2) if share_cores else None
         try:
             critic_job = None if self.critic is None else self.critic_thread.submit(

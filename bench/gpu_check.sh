@@ -21,7 +21,8 @@ echo "== 2. the two-device split, policy and reference on cuda:0, critic and rew
 python3 bench.py --steps=5 --out="$OUT" -- --DEVICE_CRITIC=cpu | tail -12
 
 echo "== 3. python ppo.py, the whole default run, on the GPU"
-/usr/bin/time -f "wall %e s" python3 ppo.py --OUTPUT_DIR=/tmp/gpu_run --PLOT_EVERY=1000 2>&1 | tail -3
+python3 -c "import subprocess, sys, time; t = time.time(); r = subprocess.run(sys.argv[1:]); print(f'wall {time.time() - t:.1f} s, exit {r.returncode}')" \
+  python3 ppo.py --OUTPUT_DIR=/tmp/gpu_run --PLOT_EVERY=1000 2>&1 | tail -3
 python3 evaluate.py .cache/tiny-qwen3-sft /tmp/gpu_run/policy --DATASET=data/eval_prompts.jsonl | grep "gain"
 
 echo "== 4. LoRA and gradient checkpointing on the GPU (the reference is the adapter-free base)"

@@ -68,6 +68,9 @@ def test_each_process_gets_its_own_gpus():
     assert devices(0, 1, 2) == dict.fromkeys(("policy", "ref", "critic", "reward"), "cpu")
     with pytest.raises(ppo.ConfigError, match="--nproc_per_node=1"):
         ppo.resolve_devices(cfg, 1, 1, 2)
+    with pytest.raises(ppo.ConfigError, match="DEVICE_CRITIC='cuda:1' would put every torchrun process"):
+        ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cuda:1"]), 4, 1, 2)
+    assert str(ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 4, 1, 2)["critic"]) == "cpu"
 
 
 def torchrun(args, nproc=2):

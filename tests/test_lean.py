@@ -150,3 +150,20 @@ def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
                    "response_length=16", "learning_rate=3e-4", "kl_coef=0.05", 'kl_estimator="k1"',
                    "cliprange=0.2", "cliprange_value=0.2", "gamma=1.0", "lam=0.95", "adam_epsilon=1e-5"):
         assert theirs in runner, theirs
+
+
+def test_the_memory_estimates_parameter_counts_match_real_models(monkeypatch):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    monkeypatch.setattr(bench, "QWEN3_06B", small)
+    n_policy, _, _, n_lora = bench.parameter_counts(lora_rank=4)
+    model = Qwen3ForCausalLM(Qwen3Config(**small))
+    assert n_policy == sum(p.numel() for p in model.parameters())
+    cfg = ppo.load_config(["--LORA_RANK=4"])
+    lora_model = ppo.add_lora(model, cfg, "CAUSAL_LM")
+    assert n_lora == sum(p.numel() for n, p in lora_model.named_parameters() if "lora_" in n)
+    monkeypatch.undo()  # the estimate itself, for Qwen3-0.6B
+    full, lora = bench.memory_estimate(), bench.memory_estimate(lora_rank=16)
+    assert lora["reference"] == 0 and full["reference"] > 0 and lora["policy"] < full["policy"] / 5
+    assert bench.memory_estimate(checkpointing=True)["activations (critic update)"] < full["activations (critic update)"]
