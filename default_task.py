@@ -8,7 +8,9 @@ through exactly the same `from_pretrained` / `datasets` path a user's Qwen3 run 
     Qwen3 checkpoints use), makes a tiny `Qwen3ForCausalLM`, warm-starts it with a short SFT on the corpus
     and saves both with `save_pretrained` -- cached in POLICY_DIR, built once (~30 s on 2 CPU cores);
   * `sentiment_reward`: the reward function, VADER's compound sentiment score of the response in [-1, 1]
-    (Hutto & Gilbert 2014, a lexicon-and-rules scorer from PyPI, fully offline).
+    (Hutto & Gilbert 2014, a lexicon-and-rules scorer from PyPI, fully offline);
+  * `build_reward_model()`: the same judgement as a Qwen3 sequence classifier sharing the policy's tokenizer,
+    for trainers that need a reward *model* of that kind (TRL's PPOTrainer, in bench.py --trl).
 
 `python default_task.py` rebuilds the model and rewrites data/prompts.jsonl and data/eval_prompts.jsonl.
 """

@@ -60,8 +60,9 @@ def main_ppo(out_dir, seed, steps, policy, reward):
     """TRL's PPOTrainer with bench.py's TRL_PPO_ARGS in its terms: 32 prompts per step, 4 epochs x 4 minibatches of 8
     (per_device_train_batch_size=32 with no accumulation makes each minibatch one optimizer step, as ours), 16 new
     tokens stopping at EOS, learning rate 3e-4 decaying linearly for policy and value (one optimizer in TRL; Adam is
-    invariant to its vf_coef), Adam eps 1e-5, weight decay 0.01 (torch AdamW's default, which ours uses), k1 KL with
-    beta 0.05, clip 0.2, value clip 0.2, gamma 1, lambda 0.95. TRL's PPO loop never clips gradients."""
+    invariant to its vf_coef), Adam eps 1e-5, weight decay 0.01 (torch AdamW's default, which ours uses on every
+    weight; HF's Trainer exempts biases and norm weights), k1 KL with beta 0.05, clip 0.2, value clip 0.2, gamma 1,
+    lambda 0.95. TRL's PPO loop never clips gradients."""
     from transformers import AutoModelForSequenceClassification
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
