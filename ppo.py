@@ -853,9 +853,8 @@ def uniforms_for(seed, position, n_rows, rows):
     row of the whole (all ranks') batch of n_rows, of which this process takes `rows`. A pure function of
     (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a resumed
     run draws what the uninterrupted one would have."""
-    def uniforms(t):
-        g = torch.Generator().manual_seed(hash((seed, position, t)) & (2 ** 63 - 1))
-        return torch.rand(n_rows, generator=g)[rows]
+    def uniforms(t):  # numpy's SeedSequence mixes all three numbers (torch's CPU generator keeps 32 bits of a seed)
+        return torch.from_numpy(np.random.default_rng([seed, position, t]).random(n_rows, dtype=np.float32))[rows]
     return uniforms
 
 

@@ -32,6 +32,11 @@ def uniform_for_movies(prompts, responses):
     return [1.0 if "movie" in p else float(len(r.split())) for p, r in zip(prompts, responses)]
 
 
+def constant(prompts, responses):
+    """The same reward for everything: every group is uniform."""
+    return [0.5 for _ in responses]
+
+
 _calls = {"n": 0}
 
 

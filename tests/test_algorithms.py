@@ -121,8 +121,9 @@ def test_concat_rollouts_repads_prompts_left_and_responses_right():
 
 
 def test_dynamic_sampling_drops_uniform_groups_and_refills(tiny, tmp_path):
+    # Enough rounds that the batch fills up whatever else ties by chance (the round limit: the next test).
     cfg = ppo.load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2, BATCH_SIZE=8, MINI_BATCH_SIZE=8,
-                                    REWARD_MODEL="reward_fns:uniform_for_movies"))
+                                    REWARD_MODEL="reward_fns:uniform_for_movies", MAX_SAMPLING_ROUNDS=20))
     trainer = ppo.PPOTrainer(cfg)
     batch, generated, dropped, rounds = trainer.rollout()
     assert len(batch["prompts"]) == 16 and rounds >= 2
@@ -135,6 +136,15 @@ def test_dynamic_sampling_drops_uniform_groups_and_refills(tiny, tmp_path):
     assert trainer.responses_generated == 2 * generated
     metrics, _ = trainer.step()
     assert 0 < metrics["groups_dropped"] < 1 and "clipfrac_high" in metrics
+
+
+def test_dynamic_sampling_stops_after_its_rounds_and_trains_on_the_last_batch(tiny, tmp_path):
+    cfg = ppo.load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2, BATCH_SIZE=8, MINI_BATCH_SIZE=8,
+                                    REWARD_MODEL="reward_fns:constant", MAX_SAMPLING_ROUNDS=2))
+    trainer = ppo.PPOTrainer(cfg)
+    batch, generated, dropped, rounds = trainer.rollout()
+    assert rounds == 3 and generated == dropped == 3 * 8  # every group of every round was uniform
+    assert len(batch["prompts"]) == 16 and trainer.data_position == 24  # the last round's batch, whole
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dapo", "reinforce"])
