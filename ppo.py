@@ -734,6 +734,11 @@ class Ranks:
     def active(self):
         return self.world > 1
 
+    @property
+    def writes(self):
+        """Rank 0 alone writes files and speaks; every rank holds the same weights and states."""
+        return self.rank == 0
+
     def start(self):
         """Joins the process group: gloo for tensors on CPUs, NCCL for tensors on GPUs. The critic's gradients are
         summed over their own group, because the critic trains in a second thread beside the policy and the
@@ -1076,7 +1081,7 @@ class PPOTrainer:
     def save_checkpoint(self):
         """Everything needed to continue exactly, written to checkpoint.tmp and then renamed into place, so a kill
         at any instant leaves a whole checkpoint (or checkpoint.prev, between the two renames) behind."""
-        if self.ranks.rank != 0:  # one copy, from rank 0 (every rank holds the same weights and states)
+        if not self.ranks.writes:  # one copy, from rank 0
             return
         out = self.cfg.OUTPUT_DIR
         final, tmp, prev = (os.path.join(out, name) for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
@@ -1492,7 +1497,7 @@ class PPOTrainer:
         the exit code: 130/143 on Ctrl-C/SIGTERM, 1 when the reward function fails or the guard gives up.
         Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
         from tqdm import tqdm
-        cfg, out_dir, writes = self.cfg, self.cfg.OUTPUT_DIR, self.ranks.rank == 0
+        cfg, out_dir, writes = self.cfg, self.cfg.OUTPUT_DIR, self.ranks.writes
         metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
         kept = []
         if writes:  # the rows the checkpoint covers; what came after it goes
@@ -1572,7 +1577,7 @@ class PPOTrainer:
         """Redraws the PNGs from metrics.jsonl (~2 s on 2 CPU cores, hence PLOT_EVERY); rank 0 only."""
         import plotting
         path = os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")
-        if self.ranks.rank == 0 and os.path.exists(path) and os.path.getsize(path):
+        if self.ranks.writes and os.path.exists(path) and os.path.getsize(path):
             plotting.plot_run(self.cfg.OUTPUT_DIR)
 
     def check_ranks_agree(self):
@@ -1590,7 +1595,7 @@ class PPOTrainer:
     def save(self):
         """The final policy (and critic) as plain transformers folders; LoRA adapters are merged in first, so the
         folders load with from_pretrained like any checkpoint (this ends training: the models are unwrapped)."""
-        if self.ranks.rank != 0:
+        if not self.ranks.writes:
             return
         out_dir = self.cfg.OUTPUT_DIR
         if self.cfg.LORA_RANK:
@@ -1635,7 +1640,7 @@ def main(argv):
     """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code."""
     quiet_progress_bars()
     ranks = Ranks()
-    log = print if ranks.rank == 0 else (lambda *args, **kwargs: None)
+    log = print if ranks.writes else (lambda *args, **kwargs: None)
     cfg = None
     try:
         cfg = load_config(argv)
@@ -1643,7 +1648,7 @@ def main(argv):
         check_distributed(cfg, ranks.world)
         ranks.start()
         import default_task
-        if ranks.rank == 0 and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
+        if ranks.writes and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
             default_task.build()  # the embedded default policy, built once and cached
         ranks.barrier()
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
@@ -1651,13 +1656,13 @@ def main(argv):
     except ConfigError as e:  # every rank meets the same refusal: they check the same inputs
         if cfg is not None and cfg.DEBUG:
             raise
-        if ranks.rank == 0:
+        if ranks.writes:
             print(f"error: {e}", file=sys.stderr)
         if dist.is_initialized():
             dist.destroy_process_group()
         return 2
     ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
-    if ranks.rank == 0:
+    if ranks.writes:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         if cfg.OVERWRITE:
             for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
