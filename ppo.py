@@ -1643,10 +1643,12 @@ def main(argv):
     log = print if ranks.writes else (lambda *args, **kwargs: None)
     cfg = None
     try:
+        # Join the process group first, so that a refusal below is said by rank 0 before any rank leaves: torchrun
+        # stops the other ranks as soon as one exits, and rank 0 could be stopped before it had printed.
+        ranks.start()
         cfg = load_config(argv)
         check_settings(cfg)
         check_distributed(cfg, ranks.world)
-        ranks.start()
         import default_task
         if ranks.writes and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
             default_task.build()  # the embedded default policy, built once and cached
@@ -1658,8 +1660,7 @@ def main(argv):
             raise
         if ranks.writes:
             print(f"error: {e}", file=sys.stderr)
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        ranks.stop()  # a barrier: the others wait until rank 0 has said it
         return 2
     ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
     if ranks.writes:
