@@ -6,6 +6,8 @@
 
 Settings live in config.py; any of them can be overridden as --NAME=value. --ALGORITHM=grpo|dapo|reinforce runs
 GRPO, DAPO or REINFORCE through the same step(): they differ only in the models loaded, the advantage and the loss.
+preflight.py checks every setting and input (types and ranges, folders and hub ids, the dataset, the output folder
+and its lock, checkpoints) before any weight loads.
 
 Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone
 with a scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
@@ -25,10 +27,6 @@ implementation details catalogued by Huang et al. 2024, "The N+ Implementation D
 Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr, V vocab.
 """
 
-import ast
-import difflib
-import importlib
-import importlib.util
 import json
 import os
 import random
@@ -36,6 +34,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -47,36 +46,15 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-
-class ConfigError(Exception):
-    """Bad settings or inputs, found before any expensive work: the message says what to change."""
-
-
-class RewardError(RuntimeError):
-    """The reward function raised or returned the wrong number of values: the run stops, after saving."""
+from preflight import (CHECKPOINTS, LOSS_AGGREGATIONS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
+                       check_output_dir, check_output_path, check_settings, check_types, debug_requested,
+                       is_reward_function, load_model_config, load_prompts, load_reward_function, load_trainer_state,
+                       parse_overrides)
 
 
 # =============================================================================================================
 # Settings
 # =============================================================================================================
-def parse_overrides(argv, defaults):
-    """`--NAME=value` pairs -> dict. Values are Python literals if they parse as one, else strings."""
-    overrides = {}
-    for arg in argv:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16")
-        name, value = arg[2:].split("=", 1)
-        if name not in defaults:
-            close = difflib.get_close_matches(name.upper(), list(defaults), n=1)
-            hint = f" Did you mean --{close[0]}?" if close else " See config.py for the settings."
-            raise ConfigError(f"unknown setting --{name}.{hint}")
-        try:
-            overrides[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[name] = value
-    return overrides
-
-
 # Each algorithm's published defaults, used for the settings config.py leaves at None.
 ALGORITHMS = {
     # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL and OpenRLHF.
@@ -95,77 +73,27 @@ ALGORITHMS = {
     "reinforce": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None,
                       OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False),
 }
-LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
 
 def load_config(argv=()):
-    """The UPPER_CASE constants of config.py with command-line overrides applied and each None that stands for
-    "the algorithm's default" resolved, as a namespace (printed at start and saved as config.json)."""
+    """The UPPER_CASE constants of config.py with command-line overrides applied, each checked against its kind in
+    preflight.SETTINGS, and each None that stands for "the algorithm's default" resolved, as a namespace (printed
+    at start and saved as config.json)."""
     import config as config_module
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper() and not k.startswith("_")}
     settings = {**defaults, **parse_overrides(argv, defaults)}
-    if settings["ALGORITHM"] not in ALGORITHMS:
-        raise ConfigError(f"ALGORITHM must be one of {', '.join(map(repr, ALGORITHMS))}, got {settings['ALGORITHM']!r}")
+    check_types(settings)
     for name, value in ALGORITHMS[settings["ALGORITHM"]].items():
         if settings[name] is None:
             settings[name] = value(settings) if callable(value) else value
     for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
         if settings[name] is None:
             settings[name] = settings["CLIP_RANGE"]
+    if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
+        settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
+    if isinstance(settings["LORA_TARGET_MODULES"], tuple):  # as settings.json will read it back
+        settings["LORA_TARGET_MODULES"] = list(settings["LORA_TARGET_MODULES"])
     return SimpleNamespace(**settings)
-
-
-def check_settings(cfg):
-    """Checks of the settings alone (no file is read): sizes that must divide, values out of range."""
-    def need(ok, message):
-        if not ok:
-            raise ConfigError(message)
-
-    for name in ("BATCH_SIZE", "MINI_BATCH_SIZE", "MICRO_BATCH_SIZE", "PPO_EPOCHS", "MAX_NEW_TOKENS",
-                 "MAX_PROMPT_LENGTH", "NUM_EPOCHS", "PLOT_EVERY", "SAMPLE_EVERY", "MAX_SAMPLING_ROUNDS", "SAVE_EVERY",
-                 "MAX_SKIPPED_IN_A_ROW"):
-        need(isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1,
-             f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    need(cfg.MAX_STEPS is None or (isinstance(cfg.MAX_STEPS, int) and cfg.MAX_STEPS >= 1),
-         f"MAX_STEPS must be a positive integer or None, got {cfg.MAX_STEPS!r}")
-    need(isinstance(cfg.GROUP_SIZE, int) and cfg.GROUP_SIZE >= 1, f"GROUP_SIZE must be a positive integer, got "
-         f"{cfg.GROUP_SIZE!r}")
-    need(cfg.ALGORITHM not in ("grpo", "dapo") or cfg.GROUP_SIZE >= 2,
-         f"ALGORITHM={cfg.ALGORITHM!r} compares the responses within each prompt's group, so GROUP_SIZE must be at "
-         f"least 2 (got {cfg.GROUP_SIZE}); 4 to 16 is usual: --GROUP_SIZE=4")
-    need((cfg.BATCH_SIZE * cfg.GROUP_SIZE) % cfg.MINI_BATCH_SIZE == 0,
-         f"BATCH_SIZE ({cfg.BATCH_SIZE}) must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})" if cfg.GROUP_SIZE == 1
-         else f"BATCH_SIZE * GROUP_SIZE ({cfg.BATCH_SIZE} * {cfg.GROUP_SIZE} sequences) must be divisible by "
-              f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})")
-    need(cfg.LOSS_AGG in LOSS_AGGREGATIONS, f"LOSS_AGG must be one of {LOSS_AGGREGATIONS}, got {cfg.LOSS_AGG!r}")
-    need(cfg.CLIP_RANGE_LOW > 0 and cfg.CLIP_RANGE_HIGH > 0,
-         f"CLIP_RANGE_LOW ({cfg.CLIP_RANGE_LOW}) and CLIP_RANGE_HIGH ({cfg.CLIP_RANGE_HIGH}) must be > 0")
-    need(isinstance(cfg.OVERLONG_BUFFER, int) and 0 <= cfg.OVERLONG_BUFFER < cfg.MAX_NEW_TOKENS,
-         f"OVERLONG_BUFFER must be an integer in [0, MAX_NEW_TOKENS), got {cfg.OVERLONG_BUFFER!r}")
-    need(cfg.MAX_RESPONSES is None or (isinstance(cfg.MAX_RESPONSES, int) and cfg.MAX_RESPONSES >= 1),
-         f"MAX_RESPONSES must be a positive integer or None, got {cfg.MAX_RESPONSES!r}")
-    need(not cfg.DYNAMIC_SAMPLING or cfg.GROUP_SIZE >= 2,
-         f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 (got {cfg.GROUP_SIZE})")
-    need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
-         f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
-    need(cfg.TEMPERATURE > 0, f"TEMPERATURE must be > 0, got {cfg.TEMPERATURE}")
-    need(cfg.CLIP_RANGE > 0, f"CLIP_RANGE must be > 0, got {cfg.CLIP_RANGE}")
-    need(cfg.VALUE_CLIP_RANGE is None or cfg.VALUE_CLIP_RANGE > 0,
-         f"VALUE_CLIP_RANGE must be > 0 or None, got {cfg.VALUE_CLIP_RANGE}")
-    need(0 <= cfg.GAMMA <= 1 and 0 <= cfg.LAM <= 1, f"GAMMA ({cfg.GAMMA}) and LAM ({cfg.LAM}) must lie in [0, 1]")
-    need(cfg.KL_COEF >= 0, f"KL_COEF must be >= 0, got {cfg.KL_COEF}")
-    need(cfg.KL_ESTIMATOR in ("k1", "k3"), f"KL_ESTIMATOR must be 'k1' or 'k3', got {cfg.KL_ESTIMATOR!r}")
-    need(cfg.KL_TARGET is None or cfg.KL_TARGET > 0, f"KL_TARGET must be > 0 or None, got {cfg.KL_TARGET}")
-    need(cfg.LR_SCHEDULE in ("linear", "constant"),
-         f"LR_SCHEDULE must be 'linear' or 'constant', got {cfg.LR_SCHEDULE!r}")
-    need(cfg.DTYPE in ("auto", "float32", "bfloat16", "float16"),
-         f"DTYPE must be 'auto', 'float32', 'bfloat16' or 'float16', got {cfg.DTYPE!r}")
-    need(cfg.CHAT_TEMPLATE in ("auto", True, False),
-         f"CHAT_TEMPLATE must be 'auto', True or False, got {cfg.CHAT_TEMPLATE!r}")
-    need(isinstance(cfg.LORA_RANK, int) and cfg.LORA_RANK >= 0, f"LORA_RANK must be 0 (off) or a positive integer, "
-         f"got {cfg.LORA_RANK!r}")
-    need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
-         "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full fine-tuning)")
 
 
 # =============================================================================================================
@@ -413,11 +341,6 @@ def autocast(device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
 
-def _looks_like_path(name):
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) or \
-        name.count("/") != 1
-
-
 def check_distributed(cfg, world):
     """What data parallelism over `world` processes needs of the settings."""
     if world == 1:
@@ -428,157 +351,6 @@ def check_distributed(cfg, world):
     if cfg.DYNAMIC_SAMPLING:
         raise ConfigError("DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to agree "
                           "on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one process")
-
-
-def load_model_config(setting, name):
-    """AutoConfig of a local folder or hub id, with a message that says which setting is wrong."""
-    from transformers import AutoConfig
-    if not os.path.exists(name) and _looks_like_path(name):
-        raise ConfigError(f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained "
-                          f"or a hub id such as Qwen/Qwen3-0.6B.")
-    if os.path.isdir(name) and not os.path.exists(os.path.join(name, "config.json")):
-        raise ConfigError(f"{setting}={name!r} is a folder without config.json: give a folder written by "
-                          f"save_pretrained.")
-    try:
-        return AutoConfig.from_pretrained(name)
-    except Exception as e:  # hub unreachable, unknown model_type, malformed config.json, ...
-        raise ConfigError(f"{setting}={name!r} could not be read as a transformers model: "
-                          f"{str(e).splitlines()[0]}") from None
-
-
-def check_models(cfg, prompts):
-    """Reads only config.json files (and calls a reward function once): each model is of the right kind."""
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-    actor = load_model_config("ACTOR_MODEL", cfg.ACTOR_MODEL)
-    archs = actor.architectures or []
-    if type(actor) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
-            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
-        raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r} is a {', '.join(archs) or actor.model_type}, not a "
-                          f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
-    if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
-        critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
-        if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-            raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
-                              f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
-                              f"ACTOR_MODEL folder itself, or a reward model trained from it).")
-        if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
-            raise ConfigError(f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
-                              f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share the "
-                              f"policy's tokenizer.")
-    if is_reward_function(cfg.REWARD_MODEL):
-        fn = load_reward_function(cfg.REWARD_MODEL)
-        try:  # one cheap call now, so a broken function fails before any model loads
-            scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
-        except RewardError as e:
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} failed on a test call: {e}") from None
-        if not torch.isfinite(scores).all():
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} returned {scores.tolist()} on a test call with "
-                              f"prompts {prompts[:2]!r}: rewards must be finite numbers.")
-    else:
-        reward = load_model_config("REWARD_MODEL", cfg.REWARD_MODEL)
-        archs = reward.architectures or []
-        if type(reward) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or \
-                (archs and not any(a.endswith("ForSequenceClassification") for a in archs)):
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} is a {', '.join(archs) or reward.model_type}, not "
-                              f"a sequence classifier: give a reward-model folder (config.json architectures "
-                              f"*ForSequenceClassification) or a Python function as module:function.")
-
-
-RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES", "PLOT_EVERY",
-                     "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES", "MAX_SKIPPED_IN_A_ROW",
-                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD"}  # may differ when resuming
-
-
-def find_checkpoint(out_dir):
-    """OUTPUT_DIR/checkpoint, or checkpoint.prev when a kill fell between save_checkpoint's two renames."""
-    for name in ("checkpoint", "checkpoint.prev"):
-        path = os.path.join(out_dir, name)
-        if os.path.exists(os.path.join(path, "trainer_state.pt")):
-            return path
-    return None
-
-
-def check_output_dir(cfg):
-    """Refuse to mix two runs in one OUTPUT_DIR; when resuming, the checkpoint must exist and match the settings."""
-    out = cfg.OUTPUT_DIR
-    if cfg.RESUME and cfg.OVERWRITE:
-        raise ConfigError("RESUME=True and OVERWRITE=True contradict each other: set one of them.")
-    if cfg.RESUME:
-        path = find_checkpoint(out)
-        if path is None:
-            raise ConfigError(f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint (one is written every "
-                              f"SAVE_EVERY steps): start the run without --RESUME, or point OUTPUT_DIR at the run.")
-        with open(os.path.join(path, "settings.json")) as f:
-            saved = json.load(f)
-        changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in vars(cfg).items()
-                   if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if changed:
-            raise ConfigError(f"RESUME=True with settings that differ from the checkpoint's: {'; '.join(changed)}. "
-                              f"Resume with the run's own settings (see {path}/settings.json).")
-    elif not cfg.OVERWRITE and any(os.path.exists(os.path.join(out, f))
-                                   for f in ("metrics.jsonl", "checkpoint", "checkpoint.prev")):
-        raise ConfigError(f"OUTPUT_DIR={out!r} already holds a run: continue it with --RESUME=True, replace it with "
-                          f"--OVERWRITE=True, or choose another --OUTPUT_DIR.")
-
-
-def is_reward_function(name):
-    return ":" in name and not os.path.exists(name)
-
-
-def load_reward_function(name):
-    module_name, _, function_name = name.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {function_name} from {module_name} ({e}). "
-                          f"A reward function is given as module:function, the module importable from here.")
-    if not callable(fn):
-        raise ConfigError(f"REWARD_MODEL={name!r} is not callable: it must be a function(prompts, responses).")
-    return fn
-
-
-def load_prompts(cfg, min_prompts=1):
-    """The PROMPT_KEY column of DATASET, through the datasets library, as a list of non-empty strings."""
-    import datasets
-    path, split, key = cfg.DATASET, cfg.DATASET_SPLIT, cfg.PROMPT_KEY
-    builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-    ext = os.path.splitext(path)[1].lower()
-    if not os.path.exists(path) and (ext in builders or _looks_like_path(path)):
-        raise ConfigError(f"DATASET={path!r}: no such file or folder.")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise ConfigError(f"DATASET={path!r} is an empty file: write one {{\"{key}\": \"...\"}} line per prompt.")
-    try:
-        if os.path.isfile(path):
-            if ext not in builders:
-                raise ConfigError(f"DATASET={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or .parquet.")
-            ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
-        elif os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json")):
-            ds = datasets.load_from_disk(path)
-            ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        else:
-            ds = datasets.load_dataset(path, split=split)
-    except ConfigError:
-        raise
-    except Exception as e:
-        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error names the real problem
-            e = e.__cause__ or e.__context__
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"DATASET={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
-                          f"e.g. a .jsonl file of lines like {{\"{key}\": \"...\"}}.") from None
-    if len(ds) == 0:
-        raise ConfigError(f"DATASET={path!r} has no rows: write one {{\"{key}\": \"...\"}} line per prompt.")
-    if key not in ds.column_names:
-        raise ConfigError(f"DATASET={path!r} has no column PROMPT_KEY={key!r}; its columns are {ds.column_names}. "
-                          f"Set --PROMPT_KEY to the one holding the prompts.")
-    prompts = ds[key]
-    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
-    if bad:
-        raise ConfigError(f"DATASET={path!r}: {len(bad)} row(s) have an empty or non-text {key!r} "
-                          f"(first at row {bad[0]}: {prompts[bad[0]]!r}).")
-    if len(prompts) < min_prompts:
-        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({min_prompts}): "
-                          f"lower BATCH_SIZE or add prompts.")
-    return prompts
 
 
 def load_tokenizer(name, setting, log=print):
@@ -688,25 +460,6 @@ class RewardModel:
             batch = tok(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
                         return_tensors="pt")
         return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
-
-
-def call_reward_function(fn, prompts, responses):
-    """Calls a user reward function and checks what it returns: one finite float per response."""
-    name = getattr(fn, "__name__", repr(fn))
-    try:
-        scores = fn(prompts, responses)
-    except Exception as e:
-        raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
-                          f"{prompts[0]!r})") from e
-    try:
-        scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats "
-                          f"(first prompt of the batch: {prompts[0]!r})") from None
-    if len(scores) != len(responses):
-        raise RewardError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses "
-                          f"(first prompt of the batch: {prompts[0]!r})")
-    return scores  # NaN or inf pass through: the trainer's guard skips that update and says which prompt
 
 
 def load_scorer(name, device, dtype):
@@ -1001,7 +754,7 @@ class PPOTrainer:
         check_settings(cfg)
         check_distributed(cfg, self.ranks.world)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
-        check_output_dir(cfg)
+        self.resume_from = check_output_dir(cfg, log)  # the checkpoint to resume from, checked whole
         self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         check_models(cfg, self.prompts)
         self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world)
@@ -1047,7 +800,7 @@ class PPOTrainer:
         decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
         self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE)]
         if self.critic is not None:
-            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE or cfg.LEARNING_RATE))
+            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE))
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
         self.critic_thread = ThreadPoolExecutor(1, thread_name_prefix="critic") if self.critic is not None else None
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
@@ -1056,16 +809,22 @@ class PPOTrainer:
         self.responses_generated = 0  # dropped ones included
         self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
         self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # this step's, reset by step()
+        self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
+        self.saved_step = 0  # step_count of the last checkpoint written or loaded (0: none)
         if cfg.RESUME:
-            self.load_checkpoint(find_checkpoint(cfg.OUTPUT_DIR))
+            self.load_checkpoint(self.resume_from)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     COUNTERS = ("step_count", "data_position", "responses_generated", "skipped_updates", "skipped_in_a_row")
 
     def light_state(self):
-        """Counters, the KL coefficient and every random state: what a step changes besides weights and optimisers."""
+        """Counters, the KL coefficient and every random state: what a step changes besides weights and optimisers.
+        Tensors and plain values only (NumPy's state as a tensor), so the checkpoint loads with weights_only=True."""
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         return {"counters": {k: getattr(self, k) for k in self.COUNTERS}, "kl_coef": self.kl_ctl.value,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                                  "has_gauss": has_gauss, "gauss": gauss},
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
 
     def restore_light_state(self, state):
@@ -1073,41 +832,40 @@ class PPOTrainer:
             setattr(self, k, v)
         self.kl_ctl.value = state["kl_coef"]
         random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
+        s = state["rng"]["numpy"]
+        np.random.set_state((s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save_checkpoint(self):
-        """Everything needed to continue exactly, written to checkpoint.tmp and then renamed into place, so a kill
-        at any instant leaves a whole checkpoint (or checkpoint.prev, between the two renames) behind."""
+        """Everything needed to continue exactly, written atomically (write_folder): a kill at any instant, or a
+        full disk, leaves the previous checkpoint whole."""
         if not self.ranks.writes:  # one copy, from rank 0
             return
-        out = self.cfg.OUTPUT_DIR
-        final, tmp, prev = (os.path.join(out, name) for name in ("checkpoint", "checkpoint.tmp", "checkpoint.prev"))
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
-        self.policy.save_pretrained(os.path.join(tmp, "policy"))
-        self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-        if self.critic is not None:
-            self.critic.model.save_pretrained(os.path.join(tmp, "critic"))
-        with open(os.path.join(tmp, "settings.json"), "w") as f:
-            json.dump(vars(self.cfg), f, indent=2)
-        torch.save({**self.light_state(), "optimizers": [o.state_dict() for o in self.optimizers],
-                    "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
-        if os.path.exists(final):
-            shutil.rmtree(prev, ignore_errors=True)
-            os.rename(final, prev)
-        os.rename(tmp, final)
-        shutil.rmtree(prev, ignore_errors=True)
+
+        def write(tmp):
+            self.policy.save_pretrained(os.path.join(tmp, "policy"))
+            self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
+            if self.critic is not None:
+                self.critic.model.save_pretrained(os.path.join(tmp, "critic"))
+            with open(os.path.join(tmp, "settings.json"), "w") as f:
+                json.dump(vars(self.cfg), f, indent=2)
+            torch.save({**self.light_state(), "optimizers": [o.state_dict() for o in self.optimizers],
+                        "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
+
+        write_folder(os.path.join(self.cfg.OUTPUT_DIR, "checkpoint"), write)
+        self.saved_step = self.step_count
 
     def load_checkpoint(self, path):
         load_trained_weights(self.policy, os.path.join(path, "policy"))
         if self.critic is not None:
             load_trained_weights(self.critic.model, os.path.join(path, "critic"))
-        state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+        state = load_trainer_state(os.path.join(path, "trainer_state.pt"))  # tensors and plain values only
         for obj, saved in zip(self.optimizers + self.schedulers, state["optimizers"] + state["schedulers"]):
             obj.load_state_dict(saved)
         self.restore_light_state(state)  # last: loading models above may draw random numbers
+        self.saved_step = self.step_count
         self.log(f"resuming from {path} after step {self.step_count - 1}")
 
     # ---- rollout ---------------------------------------------------------------------------------------------
@@ -1268,6 +1026,7 @@ class PPOTrainer:
         for key, x in (("logp", logp), ("ref_logp", ref_logp), ("values", values), ("returns", returns)):
             if x is not None:
                 rollout[key] = x[mine]
+        self.updating = True  # from here on a fault may leave the weights half-way through a step
         update_stats = self.update(rollout, Tp, lengths)
         lr = self.schedulers[0].get_last_lr()[0]
         for sched in self.schedulers:
@@ -1494,31 +1253,37 @@ class PPOTrainer:
     # ---- the run -------------------------------------------------------------------------------------------------
     def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
         """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots, and returns
-        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 when the reward function fails or the guard gives up.
+        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 on a fault (the reward function fails, the guard gives up, an
+        error in a step, a save that cannot be written). A fault before the step's update rolls the step back and
+        saves; one during the update, or a second Ctrl-C/SIGTERM, keeps the last checkpoint instead.
         Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
         from tqdm import tqdm
         cfg, out_dir, writes = self.cfg, self.cfg.OUTPUT_DIR, self.ranks.writes
         metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
-        kept = []
-        if writes:  # the rows the checkpoint covers; what came after it goes
-            kept = keep_rows_before(metrics_path, self.step_count)
-            keep_rows_before(samples_path, self.step_count)
         resume_hint = f"continue with: {resume_command}"
         stop = {}
 
         def request_stop(signum, frame):
             if stop:  # a second signal: stop at once; the last checkpoint stays
-                raise KeyboardInterrupt
+                raise Interrupted(signum)
             stop["signal"] = signum
             self.log(f"\n{signal.Signals(signum).name}: finishing this step, then saving (again to abort at once)")
 
         handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)  # `elapsed` goes on across a resume
         bar = tqdm(total=self.total_steps, initial=self.step_count, desc=cfg.ALGORITHM, dynamic_ncols=True,
                    disable=not writes)
+        kept, before, t0 = [], None, time.time()
         try:
+            if writes:
+                if cfg.OVERWRITE:  # the replaced run's checkpoints go; its logs are rewritten below
+                    for name in CHECKPOINTS + ("checkpoint.tmp",):
+                        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+                write_file(os.path.join(out_dir, "config.json"), json.dumps(vars(cfg), indent=2))
+                kept = keep_rows_before(metrics_path, self.step_count)  # the rows the checkpoint covers
+                keep_rows_before(samples_path, self.step_count)
+            t0 -= kept[-1].get("elapsed", 0.0) if kept else 0.0  # `elapsed` goes on across a resume
             while self.step_count < self.total_steps:
-                before = self.light_state()
+                before, self.updating = self.light_state(), False
                 try:
                     metrics, samples = self.step()
                 except RewardError as e:  # raised while scoring, before any update: roll back to the step's start
@@ -1555,21 +1320,47 @@ class PPOTrainer:
                     self.save_checkpoint()
                 if (step + 1) % cfg.PLOT_EVERY == 0:
                     self.plot()
+            self.check_ranks_agree()
+            self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
+            self.plot()
+            self.save()
+        except Interrupted as e:
+            name = signal.Signals(e.signum).name
+            return self.stop_early(f"stopped at once by a second {name}; {resume_hint}", 128 + e.signum, save=False)
+        except SaveError as e:
+            return self.stop_early(f"error: {e}. Free some space, then {resume_hint}", 1, save=False)
+        except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
+            if cfg.DEBUG:
+                traceback.print_exc()
+            rollback = before is not None and not self.updating  # the weights are still those of the step's start
+            if rollback:
+                self.restore_light_state(before)
+            reason = str(e).splitlines()[0] if str(e) else ""
+            return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: {reason}. "
+                                   f"{resume_hint}", 1, save=rollback)
         finally:
             bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        self.check_ranks_agree()
-        self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
-        self.plot()
-        self.save()
         self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ (ppo_metrics.png, training_metrics.png, "
                  f"metrics.jsonl, samples.jsonl, policy/{', critic/' if self.critic is not None else ''})")
         return 0
 
-    def stop_early(self, message, code):
-        self.save_checkpoint()
-        self.plot()
+    def stop_early(self, message, code, save=True):
+        """Saves the checkpoint (or, with save=False, keeps the last one), redraws the plots, says why it stopped
+        and how to continue, and returns the exit code."""
+        if save:
+            try:
+                self.save_checkpoint()
+            except SaveError as e:
+                save, message = False, f"{message}\nerror: {e}"
+        if not save:
+            kept = f"after step {self.saved_step - 1}" if self.saved_step else "none was written yet"
+            message += f"\nThe last checkpoint is kept ({kept})."
+        try:
+            self.plot()
+        except Exception as e:  # the plots are redrawn from metrics.jsonl on the next save; never lose the message
+            message += f"\nwarning: the plots could not be redrawn ({type(e).__name__}: {e})"
         self.log(message)
         return code
 
@@ -1600,15 +1391,73 @@ class PPOTrainer:
         out_dir = self.cfg.OUTPUT_DIR
         if self.cfg.LORA_RANK:
             self.policy = self.policy.merge_and_unload()
-        self.policy.save_pretrained(os.path.join(out_dir, "policy"))
-        self.tokenizer.save_pretrained(os.path.join(out_dir, "policy"))
+        models = {"policy": self.policy}
         if self.critic is not None:
-            critic = self.critic.model.merge_and_unload() if self.cfg.LORA_RANK else self.critic.model
-            critic.save_pretrained(os.path.join(out_dir, "critic"))
-            self.tokenizer.save_pretrained(os.path.join(out_dir, "critic"))
+            models["critic"] = self.critic.model.merge_and_unload() if self.cfg.LORA_RANK else self.critic.model
+        for name, model in models.items():  # each folder replaced atomically, like the checkpoint
+            write_folder(os.path.join(out_dir, name),
+                         lambda tmp, model=model: (model.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("ppo.py", "config.py"):  # the code that produced these weights, beside them
             shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+
+
+class Interrupted(BaseException):
+    """A second Ctrl-C or SIGTERM during training: stop at once, keeping the last checkpoint. A BaseException, so
+    that no `except Exception` on the way (a reward function's, say) swallows it."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class SaveError(RuntimeError):
+    """A checkpoint or the final folders could not be written (a full disk, say): the previous ones are kept."""
+
+
+def write_folder(final, write):
+    """write(tmp) fills final.tmp, which is then renamed into place: a kill at any instant leaves the old folder or
+    the new one whole (between the two renames the old one waits as final.prev, which a resume also reads).
+    A write that fails (ENOSPC, EDQUOT, EIO) removes its partial final.tmp and raises SaveError; the old folder
+    stays."""
+    tmp, prev = final + ".tmp", final + ".prev"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
+    try:
+        write(tmp)
+    except Exception as e:  # torch.save reports a full disk as a RuntimeError ("unexpected pos"), not an OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SaveError(f"could not write {final} ({write_failure(e, final)}); "
+                        f"{'the previous one is kept' if os.path.exists(final) else 'there was none before'}") from e
+    if os.path.exists(final):
+        shutil.rmtree(prev, ignore_errors=True)
+        os.rename(final, prev)
+    os.rename(tmp, final)
+    shutil.rmtree(prev, ignore_errors=True)
+
+
+def write_failure(error, path):
+    """Why a write under path failed, in words: the OS's reason, else the writer's, with the free space left."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+        (str(error).splitlines()[0] if str(error) else type(error).__name__)
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return reason
+    if "space" in reason or free > 2 ** 26:
+        return reason
+    return f"{free / 2 ** 20:.1f} MiB free on that disk: most likely full; the writer said {reason!r}"
+
+
+def write_file(path, text):
+    """Writes path.tmp and renames it into place: a reader, or a kill, never meets a half-written file."""
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise SaveError(f"could not write {path} ({write_failure(e, path)}); the previous one is kept") from e
 
 
 def keep_rows_before(path, step):
@@ -1616,8 +1465,7 @@ def keep_rows_before(path, step):
     returns them. A half-written last line, left by a kill, goes too (read_metrics skips it)."""
     import plotting
     rows = [r for r in plotting.read_metrics(path) if r["step"] < step] if step and os.path.exists(path) else []
-    with open(path, "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
+    write_file(path, "".join(json.dumps(row) + "\n" for row in rows))
     return rows
 
 
@@ -1636,12 +1484,33 @@ def quiet_progress_bars():
     datasets.disable_progress_bars()
 
 
+def interrupt(signum, frame):
+    """Ctrl-C or SIGTERM while starting: nothing is written yet, so stop at once (main says so in one line)."""
+    raise Interrupted(signum)
+
+
+def lock_output_dir(out_dir, ranks):
+    """Rank 0 takes OUTPUT_DIR's run lock (preflight.RunLock) and every rank hears its refusal."""
+    lock = error = None
+    if ranks.writes:
+        try:
+            lock = RunLock(out_dir)
+        except ConfigError as e:
+            error = str(e)
+    error = ranks.first_object(error)
+    if error:
+        raise ConfigError(error)
+    return lock
+
+
 def main(argv):
-    """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code."""
+    """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code:
+    0 done, 1 a fault (saved where it could be), 2 refused before any work, 130/143 interrupted."""
     quiet_progress_bars()
     ranks = Ranks()
     log = print if ranks.writes else (lambda *args, **kwargs: None)
-    cfg = None
+    debug, lock = debug_requested(argv), None
+    handlers = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}  # start-up only
     try:
         # Join the process group first, so that a refusal below is said by rank 0 before any rank leaves: torchrun
         # stops the other ranks as soon as one exits, and rank 0 could be stopped before it had printed.
@@ -1649,33 +1518,42 @@ def main(argv):
         cfg = load_config(argv)
         check_settings(cfg)
         check_distributed(cfg, ranks.world)
+        check_output_path(cfg)
+        lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
         import default_task
         if ranks.writes and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
             default_task.build()  # the embedded default policy, built once and cached
         ranks.barrier()
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
         trainer = PPOTrainer(cfg, log=log, ranks=ranks)
-    except ConfigError as e:  # every rank meets the same refusal: they check the same inputs
-        if cfg is not None and cfg.DEBUG:
+    except (Exception, Interrupted) as e:
+        if lock is not None:
+            lock.release(refused=True)  # and the folder, if this run made it and wrote nothing else
+        if debug:
             raise
+        if isinstance(e, Interrupted):
+            code, message = 128 + e.signum, f"{signal.Signals(e.signum).name} while starting; nothing was written"
+        elif isinstance(e, ConfigError):
+            code, message = 2, str(e)
+        else:  # a fault while loading: out of memory, a weights file that passed the checks but not the loader
+            code, message = 1, f"could not start: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if ranks.writes:
-            print(f"error: {e}", file=sys.stderr)
-        ranks.stop()  # a barrier: the others wait until rank 0 has said it
-        return 2
+            print(f"error: {message}", file=sys.stderr)
+        if code == 2:
+            ranks.stop()  # a barrier: the others wait until rank 0 has said it
+        return code
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
-    if ranks.writes:
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        if cfg.OVERWRITE:
-            for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
-                shutil.rmtree(os.path.join(cfg.OUTPUT_DIR, name), ignore_errors=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, "config.json"), "w") as f:
-            json.dump(vars(cfg), f, indent=2)
     log(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
         f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps"
         + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each" if ranks.active else ""))
     resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
     launcher = "torchrun <the same options> ppo.py" if ranks.active else "python ppo.py"
     code = trainer.train(resume_command=" ".join([launcher, *resume, "--RESUME=True"]))
+    if lock is not None:
+        lock.release()
     ranks.stop()
     return code
 

@@ -41,7 +41,7 @@ CASES = [  # (overrides, with {name} from the fixtures, expected message)
     ({"CRITIC_MODEL": "{other_vocab}"}, r"CRITIC_MODEL vocabulary \(\d+\) differs from ACTOR_MODEL's"),
     ({"REWARD_MODEL": "{policy}"}, "REWARD_MODEL=.* is a Qwen3ForCausalLM, not a sequence classifier"),
     ({"REWARD_MODEL": "{missing}"}, "REWARD_MODEL='.*nope': no such folder"),
-    ({"REWARD_MODEL": "no_such_module:score"}, "cannot import score from no_such_module"),
+    ({"REWARD_MODEL": "no_such_module:score"}, "cannot import no_such_module .ModuleNotFoundError"),
     ({"REWARD_MODEL": "reward_fns:raises"}, "failed on a test call: reward function raises raised KeyError"),
     ({"REWARD_MODEL": "reward_fns:wrong_count"}, "returned 1 values for 2 responses"),
     ({"DATASET": "{missing}.jsonl"}, "DATASET=.*: no such file"),

@@ -21,11 +21,11 @@ def test_unknown_setting_names_the_closest_one():
 @pytest.mark.parametrize("args,message", [
     (["--BATCH_SIZE=6", "--MINI_BATCH_SIZE=4"], r"BATCH_SIZE \(6\) must be divisible by MINI_BATCH_SIZE \(4\)"),
     (["--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=3"], r"MINI_BATCH_SIZE \(8\) must be divisible by MICRO_BATCH_SIZE"),
-    (["--TEMPERATURE=0"], "TEMPERATURE must be > 0"),
-    (["--KL_ESTIMATOR=k2"], "KL_ESTIMATOR must be 'k1' or 'k3'"),
+    (["--TEMPERATURE=0"], "TEMPERATURE must be a number > 0, got 0.0"),
+    (["--KL_ESTIMATOR=k2"], "KL_ESTIMATOR must be one of 'k1', 'k3' or None, got 'k2'"),
     (["--DTYPE=fp8"], "DTYPE must be"),
-    (["--MAX_STEPS=0"], "MAX_STEPS must be a positive integer"),
-    (["--LAM=1.5"], r"must lie in \[0, 1\]"),
+    (["--MAX_STEPS=0"], "MAX_STEPS must be an integer >= 1 or None, got 0"),
+    (["--LAM=1.5"], r"LAM must be a number in \[0, 1\], got 1.5"),
 ])
 def test_settings_that_cannot_work_are_refused(args, message):
     with pytest.raises(ppo.ConfigError, match=message):

@@ -98,7 +98,7 @@ sys.exit(ppo.main(sys.argv[1:]))
 def test_a_kill_while_saving_leaves_the_previous_checkpoint_whole(tiny, tmp_path, uninterrupted, where, survivor):
     killed = run_cli([where, *fault_args(tiny, tmp_path)], wrapper=KILL_WHILE_SAVING)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert ppo.find_checkpoint(str(tmp_path)) == os.path.join(tmp_path, survivor)
+    assert [n for n in ppo.CHECKPOINTS if (tmp_path / n).is_dir()] == [survivor]
     assert saved_step(os.path.join(tmp_path, survivor)) == 2  # the first checkpoint, whole
     reward_fns.reset_faults()
     assert ppo.main(fault_args(tiny, tmp_path, RESUME=True)) == 0
@@ -107,7 +107,7 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_whole(tiny, tmp_path
     assert not os.path.exists(os.path.join(tmp_path, "checkpoint.prev"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGTERM takes the same handler: test_hostile sends it twice
 def test_ctrl_c_and_sigterm_finish_the_step_save_and_say_how_to_resume(tiny, tmp_path, sig):
     args = fault_args(tiny, tmp_path, MAX_STEPS=40)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}

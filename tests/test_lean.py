@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 import bench
 import default_task
 import ppo
+import preflight
 from conftest import tiny_args
 
 
@@ -122,8 +123,8 @@ def test_a_lora_run_saves_merged_folders_and_resumes_exactly(tiny, tmp_path):
 
 
 def test_lora_without_peft_is_refused_before_loading(tiny, tmp_path, monkeypatch):
-    real = ppo.importlib.util.find_spec
-    monkeypatch.setattr(ppo.importlib.util, "find_spec", lambda name: None if name == "peft" else real(name))
+    real = preflight.importlib.util.find_spec
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None if name == "peft" else real(name))
     with pytest.raises(ppo.ConfigError, match="pip install peft"):
         ppo.check_settings(ppo.load_config(tiny_args(tiny, tmp_path, LORA_RANK=8)))
     with pytest.raises(ppo.ConfigError, match="LORA_RANK"):
@@ -143,7 +144,7 @@ def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
     cfg = ppo.load_config(bench.TRL_PPO_ARGS)
     ppo.check_settings(cfg)
     assert (cfg.BATCH_SIZE, cfg.MINI_BATCH_SIZE, cfg.PPO_EPOCHS, cfg.MAX_NEW_TOKENS) == (32, 8, 4, 16)
-    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_LEARNING_RATE is None  # TRL: no clipping, one learning rate
+    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: no clipping, one lr
     with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
         runner = f.read()
     for theirs in ("per_device_train_batch_size=32", "num_mini_batches=4", "num_ppo_epochs=4",

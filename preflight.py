@@ -1,0 +1,649 @@
+"""What ppo.py checks before any weight loads, so that bad input costs the user a second, not a run: typed
+settings, local folders and hub ids, the dataset, reward functions, the output folder and its lock, checkpoints.
+
+Every refusal is a ConfigError whose message names the setting and says what to change; ppo.main prints it as
+one line and exits with code 2 (`--DEBUG=True` shows the traceback). Kept out of ppo.py so that ppo.py reads as
+the algorithm, as nanoGPT keeps its configurator out of train.py.
+"""
+import difflib
+import errno
+import fcntl
+import importlib
+import importlib.util
+import json
+import math
+import os
+import re
+import socket
+import tempfile
+
+import numpy as np
+import torch
+
+
+class ConfigError(Exception):
+    """Bad settings or inputs, found before any expensive work: the message says what to change."""
+
+
+class RewardError(RuntimeError):
+    """The reward function raised or returned the wrong number of values: the run stops, after saving."""
+
+
+# =============================================================================================================
+# Typed settings: what each constant of config.py accepts, in one table
+# =============================================================================================================
+class Kind:
+    """The type and range one setting accepts. `parse` reads the text of --NAME=value; `problem` says what is
+    wrong with a value (from the command line or from an edited config.py), or returns None."""
+
+    def __init__(self, type_, lo=None, hi=None, lo_open=False, choices=None, none=False):
+        self.type, self.lo, self.hi, self.lo_open, self.choices, self.none = type_, lo, hi, lo_open, choices, none
+
+    def describe(self):
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(repr, self.choices))
+        elif self.type is bool:
+            text = "True or False"
+        elif self.type is list:
+            text = "'all-linear' or a list of module names such as ['q_proj', 'v_proj']"
+        elif self.type is str:
+            text = "a non-empty string"
+        else:
+            text = "an integer" if self.type is int else "a number"
+            if self.lo is not None and self.hi is not None:
+                text += f" in [{self.lo}, {self.hi}]"
+            elif self.lo is not None:
+                text += f" {'>' if self.lo_open else '>='} {self.lo}"
+        return text + (" or None" if self.none else "")
+
+    def parse(self, text):
+        """The value written as `text` on the command line; text that is not of this kind is returned as it is,
+        for `problem` to refuse with the setting's name."""
+        lowered = text.strip().lower()
+        if self.none and lowered == "none":
+            return None
+        if (self.type is bool or True in (self.choices or ())) and lowered in ("true", "false"):
+            return lowered == "true"
+        if self.type is int:
+            try:
+                return int(text.replace("_", ""))
+            except ValueError:
+                return text
+        if self.type is float:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+        if self.type is list and text != "all-linear":  # q_proj,v_proj or ['q_proj', 'v_proj']
+            names = text.strip("[]").replace("'", "").replace('"', "").split(",")
+            return [n.strip() for n in names if n.strip()]
+        return text
+
+    def problem(self, name, value):
+        if value is None:
+            return None if self.none else f"{name} must be {self.describe()}, got None"
+        if self.choices is not None:  # by type too: 1 == True, but 1 is not a choice of CHAT_TEMPLATE
+            ok = any(type(value) is type(c) and value == c for c in self.choices)
+            return None if ok else f"{name} must be {self.describe()}, got {value!r}"
+        ok = {
+            bool: lambda v: isinstance(v, bool),
+            int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+            float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+            str: lambda v: isinstance(v, str) and v.strip() != "",
+            list: lambda v: v == "all-linear" if isinstance(v, str) else (
+                isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x for x in v)),
+        }[self.type](value)
+        if ok and self.lo is not None:
+            ok = value > self.lo if self.lo_open else value >= self.lo
+        if ok and self.hi is not None:
+            ok = value <= self.hi
+        return None if ok else f"{name} must be {self.describe()}, got {value!r}"
+
+
+def Int(lo=1, hi=None, none=False):
+    return Kind(int, lo=lo, hi=hi, none=none)
+
+
+def Float(lo=None, hi=None, lo_open=False, none=False):
+    return Kind(float, lo=lo, hi=hi, lo_open=lo_open, none=none)
+
+
+def Choice(*choices, none=False):
+    return Kind(str, choices=choices, none=none)
+
+
+TEXT, FLAG = Kind(str), Kind(bool)
+LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")  # ppo.loss_weights
+# Every constant of config.py, with what it accepts (a test checks that the two list the same names). None in a
+# setting marked none=True means "off" or, for the settings ALGORITHMS fills in, "the algorithm's default".
+SETTINGS = {
+    "ALGORITHM": Choice("ppo", "grpo", "dapo", "reinforce"),
+    "GROUP_SIZE": Int(),
+    "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT, "REWARD_MODEL": TEXT,
+    "CHAT_TEMPLATE": Kind(str, choices=("auto", True, False)),
+    "DATASET": TEXT, "DATASET_SPLIT": TEXT, "PROMPT_KEY": TEXT,
+    "MAX_PROMPT_LENGTH": Int(),
+    "OUTPUT_DIR": TEXT,
+    "SEED": Int(0, 2 ** 32 - 1),  # numpy's legacy seeding takes 32 bits
+    "DEVICE_POLICY": TEXT, "DEVICE_REF": TEXT, "DEVICE_CRITIC": TEXT, "DEVICE_REWARD": TEXT,  # resolve_devices
+    "DTYPE": Choice("auto", "float32", "bfloat16", "float16"),
+    "GRADIENT_CHECKPOINTING": FLAG,
+    "LORA_RANK": Int(0),
+    "LORA_ALPHA": Float(0, lo_open=True),
+    "LORA_TARGET_MODULES": Kind(list),
+    "BATCH_SIZE": Int(),
+    "MAX_NEW_TOKENS": Int(),
+    "TEMPERATURE": Float(0, lo_open=True),
+    "MISSING_EOS_PENALTY": Float(none=True),
+    "OVERLONG_BUFFER": Int(0, none=True),
+    "OVERLONG_PENALTY": Float(0),
+    "DYNAMIC_SAMPLING": Kind(bool, none=True),
+    "MAX_SAMPLING_ROUNDS": Int(0),
+    "MAX_RESPONSES": Int(none=True),
+    "LEARNING_RATE": Float(0),
+    "CRITIC_LEARNING_RATE": Float(0, none=True),
+    "LR_SCHEDULE": Choice("linear", "constant"),
+    "MINI_BATCH_SIZE": Int(), "MICRO_BATCH_SIZE": Int(), "PPO_EPOCHS": Int(),
+    "CLIP_RANGE": Float(0, lo_open=True),
+    "CLIP_RANGE_LOW": Float(0, 1, lo_open=True, none=True),  # the ratio is kept above 1 - CLIP_RANGE_LOW
+    "CLIP_RANGE_HIGH": Float(0, lo_open=True, none=True),
+    "LOSS_AGG": Choice(*LOSS_AGGREGATIONS, none=True),
+    "VALUE_CLIP_RANGE": Float(0, lo_open=True, none=True),
+    "MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
+    "ENTROPY_COEF": Float(),
+    "KL_COEF": Float(0, none=True),
+    "KL_ESTIMATOR": Choice("k1", "k3", none=True),
+    "ALWAYS_LOAD_REFERENCE": FLAG,
+    "KL_TARGET": Float(0, lo_open=True, none=True),
+    "KL_HORIZON": Int(),
+    "GAMMA": Float(0, 1), "LAM": Float(0, 1),
+    "NUM_EPOCHS": Int(),
+    "MAX_STEPS": Int(none=True),
+    "SAVE_EVERY": Int(),
+    "RESUME": FLAG, "OVERWRITE": FLAG,
+    "MAX_SKIPPED_IN_A_ROW": Int(),
+    "DEBUG": FLAG,
+    "PLOT_EVERY": Int(), "SAMPLE_EVERY": Int(),
+    "NUM_SAMPLES": Int(0),
+    "EVAL_SAMPLES": Int(),
+}
+
+
+def parse_overrides(argv, defaults):
+    """`--NAME=value` pairs -> dict, each value read as its setting's kind (true/false/none in any case)."""
+    overrides = {}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16")
+        name, value = arg[2:].split("=", 1)
+        if name not in defaults:
+            close = difflib.get_close_matches(name.upper(), list(defaults), n=1)
+            hint = f" Did you mean --{close[0]}?" if close else " See config.py for the settings."
+            raise ConfigError(f"unknown setting --{name}.{hint}")
+        overrides[name] = SETTINGS[name].parse(value) if name in SETTINGS else value
+    return overrides
+
+
+def check_types(settings):
+    """Each setting against its kind in SETTINGS, before anything else reads it."""
+    for name, value in settings.items():
+        message = SETTINGS[name].problem(name, value) if name in SETTINGS else f"{name} in config.py has no " \
+            f"entry in preflight.SETTINGS: add one saying what it accepts"
+        if message:
+            raise ConfigError(message)
+
+
+def debug_requested(argv):
+    """--DEBUG=True, read before the settings are parsed, so that a refusal while parsing shows its traceback."""
+    return any(a.split("=", 1)[-1].strip().lower() == "true" for a in argv if a.startswith("--DEBUG="))
+
+
+def check_settings(cfg):
+    """Checks that involve several settings (each one alone was checked by check_types)."""
+    def need(ok, message):
+        if not ok:
+            raise ConfigError(message)
+
+    need(cfg.ALGORITHM not in ("grpo", "dapo") or cfg.GROUP_SIZE >= 2,
+         f"ALGORITHM={cfg.ALGORITHM!r} compares the responses within each prompt's group, so GROUP_SIZE must be at "
+         f"least 2 (got {cfg.GROUP_SIZE}); 4 to 16 is usual: --GROUP_SIZE=4")
+    need((cfg.BATCH_SIZE * cfg.GROUP_SIZE) % cfg.MINI_BATCH_SIZE == 0,
+         f"BATCH_SIZE ({cfg.BATCH_SIZE}) must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})"
+         if cfg.GROUP_SIZE == 1 else f"BATCH_SIZE * GROUP_SIZE ({cfg.BATCH_SIZE} * {cfg.GROUP_SIZE} sequences) "
+                                     f"must be divisible by MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE})")
+    need(cfg.OVERLONG_BUFFER < cfg.MAX_NEW_TOKENS,
+         f"OVERLONG_BUFFER must be an integer in [0, MAX_NEW_TOKENS), got {cfg.OVERLONG_BUFFER!r}")
+    need(not cfg.DYNAMIC_SAMPLING or cfg.GROUP_SIZE >= 2,
+         f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 (got {cfg.GROUP_SIZE})")
+    need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
+         f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
+    need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
+         "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full fine-tuning)")
+
+
+# =============================================================================================================
+# Local folders and hub ids
+# =============================================================================================================
+def is_hub_id(name):
+    """`gpt2` or `owner/name`: what the hub accepts as a repository id (a path such as ./x, /x or a/b/c is not)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_hub_id(setting, name, repo_type="model"):
+    """A name that is no local path goes to the hub. Refuses at once, without the hub client's retries (half a
+    minute), when the hub cannot be reached and the model is not in the local hub cache."""
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+    from huggingface_hub.utils import build_hf_headers
+    local = "a local folder" if repo_type == "model" else "a local file or folder"
+    if repo_type == "model" and isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # in the hub cache: from_pretrained finds it, offline too
+    if constants.is_offline_mode():
+        if repo_type == "dataset":
+            return  # datasets looks in its own cache; load_prompts turns its error into one line
+        raise ConfigError(f"{setting}={name!r} is neither {local} nor in the hub cache, and HF_HUB_OFFLINE is set: "
+                          f"download it once with a network (hf download {name}), or give a local folder.")
+    url = f"{constants.ENDPOINT}/api/{repo_type}s/{name}"
+    try:  # one request: no retries, a 10 s timeout (the hub client's own default)
+        response = get_session().get(url, headers=build_hf_headers(), timeout=10, follow_redirects=True)
+    except Exception as e:  # DNS failure, refused, timed out, proxy
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{setting}={name!r} is neither {local} nor reachable on the hub ({constants.ENDPOINT}: "
+                          f"{reason}). Check the path, or connect; a copy already in the hub cache loads with "
+                          f"HF_HUB_OFFLINE=1.") from None
+    if response.status_code in (401, 403, 404):
+        raise ConfigError(f"{setting}={name!r} is neither {local} nor a {repo_type} on the hub (HTTP "
+                          f"{response.status_code}); a private or gated one needs `hf auth login` first.")
+
+
+def load_model_config(setting, name):
+    """AutoConfig of a local folder or hub id, with a message that says which setting is wrong."""
+    from transformers import AutoConfig
+    if os.path.isdir(name):
+        if not os.path.exists(os.path.join(name, "config.json")):
+            raise ConfigError(f"{setting}={name!r} is a folder without config.json: give a folder written by "
+                              f"save_pretrained.")
+        problem = weights_problem(name)
+        if problem:
+            raise ConfigError(f"{setting}={name!r}: {problem}; save the model again with save_pretrained.")
+    elif os.path.exists(name):
+        raise ConfigError(f"{setting}={name!r} is a file: give the folder save_pretrained wrote, or a hub id.")
+    elif not is_hub_id(name):
+        raise ConfigError(f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained or a hub id "
+                          f"such as Qwen/Qwen3-0.6B.")
+    else:
+        check_hub_id(setting, name)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except Exception as e:  # unknown model_type, malformed config.json, ...
+        raise ConfigError(f"{setting}={name!r} could not be read as a transformers model: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def safetensors_problem(path):
+    """What is wrong with a .safetensors file (truncated, not safetensors), read from its header alone; None if
+    whole. Layout: an 8-byte little-endian header length, a JSON header, then the tensors' bytes."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{os.path.basename(path)} is truncated or not a safetensors file"
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"{os.path.basename(path)} is not a readable safetensors file"
+    if size != 8 + n + end:
+        return f"{os.path.basename(path)} is truncated ({size} bytes of {8 + n + end})"
+    return None
+
+
+def weights_problem(folder):
+    """What is wrong with the weight files of a save_pretrained folder, or None."""
+    names = os.listdir(folder)
+    weights = [n for n in names if n.endswith(".safetensors")]
+    if not weights and not any(n.endswith((".bin", ".pt", ".pth")) for n in names):
+        return "no weights file (model.safetensors) in it"
+    return next(filter(None, (safetensors_problem(os.path.join(folder, n)) for n in sorted(weights))), None)
+
+
+def lora_target_problem(setting, name, config, targets, auto_class):
+    """LORA_TARGET_MODULES must name modules the model has; read from a weightless (meta-device) copy."""
+    if targets == "all-linear":
+        return None
+    with torch.device("meta"):
+        model = auto_class.from_config(config)
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if not missing:
+        return None
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    return (f"LORA_TARGET_MODULES names {missing}, which {setting}={name!r} ({type(model).__name__}) lacks: its "
+            f"linear layers are {linear}, or use 'all-linear'")
+
+
+# =============================================================================================================
+# Reward functions
+# =============================================================================================================
+def is_reward_function(name):
+    return ":" in name and not os.path.exists(name)
+
+
+def load_reward_function(name):
+    """module:function -> the function. Any error while importing (a syntax error, an exception raised at import,
+    a relative or empty module name) is a refusal naming the module."""
+    module_name, _, function_name = name.partition(":")
+    if not module_name or not function_name or module_name.startswith("."):
+        raise ConfigError(f"REWARD_MODEL={name!r}: write a reward function as module:function, with an absolute "
+                          f"module name importable from here, e.g. my_rewards:score")
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as e:
+        where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+        raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {module_name} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}{where}). A reward function is given as "
+                          f"module:function, the module importable from here.") from None
+    fn = getattr(module, function_name, None)
+    if fn is None:
+        raise ConfigError(f"REWARD_MODEL={name!r}: module {module_name} ({getattr(module, '__file__', '?')}) has "
+                          f"no {function_name}.")
+    if not callable(fn):
+        raise ConfigError(f"REWARD_MODEL={name!r} is not callable: it must be a function(prompts, responses).")
+    return fn
+
+
+def call_reward_function(fn, prompts, responses):
+    """Calls a user reward function and checks what it returns: one float per response. Whatever it raises,
+    sys.exit() and KeyboardInterrupt included, becomes a RewardError naming it: a fault of this run."""
+    name = getattr(fn, "__name__", repr(fn))
+    try:
+        scores = fn(prompts, responses)
+    except (Exception, SystemExit, KeyboardInterrupt) as e:
+        raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
+                          f"{prompts[0]!r})") from e
+    try:
+        scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats "
+                          f"(first prompt of the batch: {prompts[0]!r})") from None
+    if len(scores) != len(responses):
+        raise RewardError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses "
+                          f"(first prompt of the batch: {prompts[0]!r})")
+    return scores  # NaN or inf pass through: the trainer's guard skips that update and says which prompt
+
+
+# =============================================================================================================
+# The models, read from their config.json before any weight loads
+# =============================================================================================================
+def check_models(cfg, prompts):
+    """Reads only config.json files and weight-file headers (and calls a reward function once): each model is
+    there, whole, and of the right kind; LORA_TARGET_MODULES names modules the models have."""
+    from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+                              AutoModelForCausalLM, AutoModelForSequenceClassification)
+    actor = load_model_config("ACTOR_MODEL", cfg.ACTOR_MODEL)
+    archs = actor.architectures or []
+    if type(actor) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
+            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
+        raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r} is a {', '.join(archs) or actor.model_type}, not a "
+                          f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
+    if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
+        critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
+        if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+            raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
+                              f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
+                              f"ACTOR_MODEL folder itself, or a reward model trained from it).")
+        if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
+            raise ConfigError(f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
+                              f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share the "
+                              f"policy's tokenizer.")
+    if cfg.LORA_RANK:
+        problem = lora_target_problem("ACTOR_MODEL", cfg.ACTOR_MODEL, actor, cfg.LORA_TARGET_MODULES,
+                                      AutoModelForCausalLM)
+        if problem is None and cfg.ALGORITHM == "ppo":
+            problem = lora_target_problem("CRITIC_MODEL", cfg.CRITIC_MODEL, critic, cfg.LORA_TARGET_MODULES,
+                                          AutoModelForSequenceClassification)
+        if problem:
+            raise ConfigError(problem)
+    if is_reward_function(cfg.REWARD_MODEL):
+        fn = load_reward_function(cfg.REWARD_MODEL)
+        try:  # one cheap call now, so a broken function fails before any model loads
+            scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
+        except RewardError as e:
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} failed on a test call: {e}") from None
+        if not torch.isfinite(scores).all():
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} returned {scores.tolist()} on a test call with "
+                              f"prompts {prompts[:2]!r}: rewards must be finite numbers.")
+    else:
+        reward = load_model_config("REWARD_MODEL", cfg.REWARD_MODEL)
+        archs = reward.architectures or []
+        if type(reward) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or \
+                (archs and not any(a.endswith("ForSequenceClassification") for a in archs)):
+            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} is a {', '.join(archs) or reward.model_type}, not "
+                              f"a sequence classifier: give a reward-model folder (config.json architectures "
+                              f"*ForSequenceClassification) or a Python function as module:function.")
+
+
+# =============================================================================================================
+# The dataset
+# =============================================================================================================
+def load_prompts(cfg, min_prompts=1):
+    """The PROMPT_KEY column of DATASET, through the datasets library, as a list of non-empty strings."""
+    import datasets
+    path, split, key = cfg.DATASET, cfg.DATASET_SPLIT, cfg.PROMPT_KEY
+    builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+    ext = os.path.splitext(path)[1].lower()
+    hub = not os.path.exists(path)
+    if hub and (ext in builders or not is_hub_id(path)):
+        raise ConfigError(f"DATASET={path!r}: no such file or folder.")
+    if hub:
+        check_hub_id("DATASET", path, "dataset")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ConfigError(f"DATASET={path!r} is an empty file: write one {{\"{key}\": \"...\"}} line per prompt.")
+    try:
+        if os.path.isfile(path):
+            if ext not in builders:
+                raise ConfigError(f"DATASET={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or .parquet.")
+            ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
+        elif os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json")):
+            ds = datasets.load_from_disk(path)
+            ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+        else:
+            ds = datasets.load_dataset(path, split=split)
+    except ConfigError:
+        raise
+    except Exception as e:
+        while e.__cause__ is not None or e.__context__ is not None:  # the innermost error names the real problem
+            e = e.__cause__ or e.__context__
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if hub:
+            raise ConfigError(f"DATASET={path!r} is neither a local file or folder nor loadable from the hub "
+                              f"({reason}).") from None
+        raise ConfigError(f"DATASET={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
+                          f"e.g. a .jsonl file of lines like {{\"{key}\": \"...\"}}.") from None
+    if len(ds) == 0:
+        raise ConfigError(f"DATASET={path!r} has no rows: write one {{\"{key}\": \"...\"}} line per prompt.")
+    if key not in ds.column_names:
+        raise ConfigError(f"DATASET={path!r} has no column PROMPT_KEY={key!r}; its columns are {ds.column_names}. "
+                          f"Set --PROMPT_KEY to the one holding the prompts.")
+    prompts = ds[key]
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise ConfigError(f"DATASET={path!r}: {len(bad)} row(s) have an empty or non-text {key!r} "
+                          f"(first at row {bad[0]}: {prompts[bad[0]]!r}).")
+    if len(prompts) < min_prompts:
+        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({min_prompts}): "
+                          f"lower BATCH_SIZE or add prompts.")
+    return prompts
+
+
+# =============================================================================================================
+# The output folder: writable, one run at a time, checkpoints that are whole and hold only data
+# =============================================================================================================
+def check_output_path(cfg):
+    """OUTPUT_DIR must be a folder, or a name that can become one, where this process can write, and no folder of
+    the code, a model or the data (config.json and policy/ would land on theirs). Creates nothing: the probe is
+    a nameless temporary file in the nearest folder that exists."""
+    out = cfg.OUTPUT_DIR
+    path = os.path.abspath(out)
+    while True:
+        try:
+            os.stat(path)
+            break
+        except (FileNotFoundError, NotADirectoryError):  # the latter: a file further up, named below
+            path = os.path.dirname(path)
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte, a file where a folder should be, ...
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ConfigError(f"OUTPUT_DIR={out!r} cannot be a folder: {reason}. Choose another --OUTPUT_DIR.") from None
+    if not os.path.isdir(path):
+        what = "is a file" if path == os.path.abspath(out) else f"lies under {path!r}, which is a file"
+        raise ConfigError(f"OUTPUT_DIR={out!r} {what}, not a folder: choose another --OUTPUT_DIR.")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        reason = "a read-only file system" if e.errno == errno.EROFS else e.strerror
+        raise ConfigError(f"OUTPUT_DIR={out!r} cannot be written ({path!r}: {reason}): choose another --OUTPUT_DIR "
+                          f"or fix its permissions.") from None
+    here = os.path.dirname(os.path.abspath(__file__))
+    for setting, other in (("the code's folder", here), ("ACTOR_MODEL", cfg.ACTOR_MODEL),
+                           ("CRITIC_MODEL", cfg.CRITIC_MODEL), ("REWARD_MODEL", cfg.REWARD_MODEL),
+                           ("DATASET", cfg.DATASET)):
+        if os.path.isdir(other) and os.path.realpath(other) == os.path.realpath(out):
+            raise ConfigError(f"OUTPUT_DIR={out!r} is {setting if ' ' in setting else setting + ' itself'}: the "
+                              f"run's files would land among its files. Choose another --OUTPUT_DIR.")
+
+
+class RunLock:
+    """One run per OUTPUT_DIR: an exclusive flock on OUTPUT_DIR/run.lock, held for the whole run and released by
+    the kernel when the process ends, however it ends (so a killed run leaves no stale lock). The file holds the
+    holder's process id and host, which a refused second run names. The file stays after the run."""
+    NAME = "run.lock"
+
+    def __init__(self, out_dir):
+        self.out_dir, self.created = out_dir, not os.path.exists(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        self.path = os.path.join(out_dir, self.NAME)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self.fd, 200).decode(errors="replace").split()
+            os.close(self.fd)
+            who = f"process {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise ConfigError(f"OUTPUT_DIR={out_dir!r} is in use by a run that is still going ({who}): wait for it "
+                              f"to end, stop it, or choose another --OUTPUT_DIR.") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+
+    def release(self, refused=False):
+        """Unlocks. A run refused after the lock was taken leaves no folder it created itself."""
+        if refused and self.created and os.listdir(self.out_dir) == [self.NAME]:
+            os.remove(self.path)
+            os.rmdir(self.out_dir)
+        os.close(self.fd)
+
+
+# Settings that may differ when resuming: run length, logging, devices, and how the folder is spelled.
+RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES", "PLOT_EVERY",
+                     "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES", "MAX_SKIPPED_IN_A_ROW",
+                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "OUTPUT_DIR"}
+CHECKPOINTS = ("checkpoint", "checkpoint.prev")  # .prev: a kill fell between save_checkpoint's two renames
+
+
+def load_trainer_state(path):
+    """trainer_state.pt holds tensors and plain values only, so it is read with weights_only=True: a checkpoint
+    from someone else cannot run code through pickle (as HF's Trainer closed for its RNG states)."""
+    import pickle
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise ConfigError(f"{path} holds Python objects besides tensors and plain values, which could run code "
+                              f"when read; this trainer does not unpickle them. Use a checkpoint this version "
+                              f"wrote.") from None
+        raise
+
+
+def checkpoint_problem(path, trained):
+    """What is damaged or missing in a checkpoint folder, named by file, or None. `trained`: the model folders
+    it must hold (policy, and critic for ppo). Reads trainer_state.pt memory-mapped: cheap at any size."""
+    for name in ("settings.json", "trainer_state.pt", *(f"{m}/" for m in trained)):
+        if not os.path.exists(os.path.join(path, name)):
+            return f"{os.path.join(path, name)} is missing"
+    try:
+        with open(os.path.join(path, "settings.json")) as f:
+            if not isinstance(json.load(f), dict):
+                raise ValueError("not a JSON object")
+    except ValueError as e:
+        return f"{os.path.join(path, 'settings.json')} is damaged ({e})"
+    state_path = os.path.join(path, "trainer_state.pt")
+    try:
+        state = torch.load(state_path, weights_only=True, mmap=True, map_location="cpu")
+        missing = {"counters", "rng", "optimizers", "schedulers"} - set(state)
+        if missing:
+            return f"{state_path} is damaged (no {', '.join(sorted(missing))})"
+    except ConfigError:
+        raise
+    except Exception as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            load_trainer_state(state_path)  # raises the refusal that says why
+        return f"{state_path} is damaged ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    for model in trained:
+        folder = os.path.join(path, model)
+        adapters = os.path.exists(os.path.join(folder, "adapter_config.json"))
+        if not adapters and not os.path.exists(os.path.join(folder, "config.json")):
+            return f"{os.path.join(folder, 'config.json')} is missing"
+        problem = weights_problem(folder)
+        if problem:
+            return f"{folder}/: {problem}"
+    return None
+
+
+def check_output_dir(cfg, log=print):
+    """Refuse to mix two runs in one OUTPUT_DIR. When resuming, returns the checkpoint to resume from: whole, and
+    saved with the same settings; a damaged checkpoint falls back to a whole checkpoint.prev, and says so."""
+    out = cfg.OUTPUT_DIR
+    if cfg.RESUME and cfg.OVERWRITE:
+        raise ConfigError("RESUME=True and OVERWRITE=True contradict each other: set one of them.")
+    found = [os.path.join(out, name) for name in CHECKPOINTS if os.path.isdir(os.path.join(out, name))]
+    metrics = os.path.join(out, "metrics.jsonl")
+    logged = os.path.exists(metrics) and os.path.getsize(metrics) > 0
+    if not cfg.RESUME:
+        if cfg.OVERWRITE or not (found or logged):
+            return None
+        if found:
+            raise ConfigError(f"OUTPUT_DIR={out!r} already holds a run: continue it with --RESUME=True, replace it "
+                              f"with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+        raise ConfigError(f"OUTPUT_DIR={out!r} holds the logs of a run that stopped before its first checkpoint, so "
+                          f"it cannot be resumed: replace it with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+    if not found:
+        if logged:
+            raise ConfigError(f"RESUME=True but the run in OUTPUT_DIR={out!r} stopped before its first checkpoint "
+                              f"(one is written every SAVE_EVERY steps), so there is nothing to resume: start it "
+                              f"again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+        raise ConfigError(f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint: start the run without --RESUME, "
+                          f"or point OUTPUT_DIR at the run.")
+    trained = ["policy"] + (["critic"] if cfg.ALGORITHM == "ppo" else [])
+    problems = []
+    for path in found:
+        problem = checkpoint_problem(path, trained)
+        if problem is None:
+            break
+        problems.append(problem)
+    else:
+        raise ConfigError(f"RESUME=True but {'; '.join(problems)}, and no other whole checkpoint is left: start "
+                          f"again with --OVERWRITE=True, or resume from a copy of the run.")
+    if problems:
+        log(f"notice: {problems[0]}; resuming from {path} instead")
+    with open(os.path.join(path, "settings.json")) as f:
+        saved = json.load(f)
+    changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in vars(cfg).items()
+               if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+    if changed:
+        raise ConfigError(f"RESUME=True with settings that differ from the checkpoint's: {'; '.join(changed)}. "
+                          f"Resume with the run's own settings (see {path}/settings.json).")
+    return path
