@@ -53,3 +53,29 @@ def sentiment_with_faults(prompts, responses):
     if os.environ.get("PPO_TEST_RAISE_AT") == str(_calls["n"]):
         raise ConnectionError("reward server went away")
     return default_task.sentiment_reward(prompts, responses)
+
+
+def exits_after_probe(prompts, responses):
+    """Fine on the start-up probe, then calls sys.exit(0) as a careless script might: a fault, not a clean end."""
+    if responses[0] != " a test response.":
+        raise SystemExit(0)
+    return [0.0 for _ in responses]
+
+
+def interrupts_after_probe(prompts, responses):
+    """Fine on the start-up probe, then raises KeyboardInterrupt from inside the function."""
+    if responses[0] != " a test response.":
+        raise KeyboardInterrupt
+    return [0.0 for _ in responses]
+
+
+def exits(prompts, responses):
+    raise SystemExit(3)
+
+
+def slow(prompts, responses):
+    """The word count, slowly (one second a batch after the probe): time to send a process two signals."""
+    import time
+    if responses[0] != " a test response.":
+        time.sleep(1.0)
+    return word_count(prompts, responses)
