@@ -234,6 +234,13 @@ def is_hub_id(name):
     return True
 
 
+def is_module(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent is no package
+        return False
+
+
 def check_hub_id(setting, name, repo_type="model"):
     """A name that is no local path goes to the hub. Refuses at once, without the hub client's retries (half a
     minute), when the hub cannot be reached and the model is not in the local hub cache."""
@@ -276,6 +283,9 @@ def load_model_config(setting, name):
         raise ConfigError(f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained or a hub id "
                           f"such as Qwen/Qwen3-0.6B.")
     else:
+        if setting == "REWARD_MODEL" and "/" not in name and is_module(name):
+            raise ConfigError(f"REWARD_MODEL={name!r} is a Python module here, not a model: name its reward "
+                              f"function as {name}:FUNCTION.")
         check_hub_id(setting, name)
     try:
         return AutoConfig.from_pretrained(name)
@@ -342,10 +352,9 @@ def load_reward_function(name):
                           f"module name importable from here, e.g. my_rewards:score")
     try:
         module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as e:
-        where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+    except (Exception, SystemExit) as e:  # str() of a SyntaxError names the file and line
         raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {module_name} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}{where}). A reward function is given as "
+                          f"{str(e).splitlines()[0] if str(e) else ''}). A reward function is given as "
                           f"module:function, the module importable from here.") from None
     fn = getattr(module, function_name, None)
     if fn is None:
@@ -366,6 +375,8 @@ def call_reward_function(fn, prompts, responses):
         raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
                           f"{prompts[0]!r})") from e
     try:
+        if scores is None:
+            raise TypeError
         scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
     except (TypeError, ValueError):
         raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats "

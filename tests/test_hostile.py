@@ -557,3 +557,9 @@ def test_a_damaged_checkpoint_falls_back_to_a_whole_prev_in_a_moved_run(tiny, tm
         assert [json.loads(line)["step"] for line in f] == [0, 1, 2]
     assert preflight.checkpoint_problem(str(out / "checkpoint"), ["policy", "critic"]) is None
     assert not (out / "checkpoint.prev").exists()
+
+
+def test_a_module_named_as_reward_model_without_its_function_says_so(tiny, tmp_path, capsys):
+    assert ppo.main(args_for(tiny, tmp_path / "run", REWARD_MODEL="reward_fns")) == 2
+    assert_one_message("".join(capsys.readouterr()), 2, "is a Python module here, not a model: name its reward "
+                                                        "function as reward_fns:FUNCTION")
