@@ -810,7 +810,7 @@ class PPOTrainer:
         self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
         self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # this step's, reset by step()
         self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
-        self.saved_step = 0  # step_count of the last checkpoint written or loaded (0: none)
+        self.saved_step = None  # step_count of the last checkpoint written or loaded
         if cfg.RESUME:
             self.load_checkpoint(self.resume_from)
 
@@ -1355,8 +1355,8 @@ class PPOTrainer:
             except SaveError as e:
                 save, message = False, f"{message}\nerror: {e}"
         if not save:
-            kept = f"after step {self.saved_step - 1}" if self.saved_step else "none was written yet"
-            message += f"\nThe last checkpoint is kept ({kept})."
+            message += (f"\nThe last checkpoint is kept (it resumes at step {self.saved_step})."
+                        if self.saved_step is not None else "\nNo checkpoint was written yet.")
         try:
             self.plot()
         except Exception as e:  # the plots are redrawn from metrics.jsonl on the next save; never lose the message
@@ -1398,7 +1398,7 @@ class PPOTrainer:
             write_folder(os.path.join(out_dir, name),
                          lambda tmp, model=model: (model.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
         here = os.path.dirname(os.path.abspath(__file__))
-        for name in ("ppo.py", "config.py"):  # the code that produced these weights, beside them
+        for name in ("ppo.py", "preflight.py", "config.py"):  # the code that produced these weights, beside them
             shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
 
 
