@@ -64,6 +64,7 @@ CLIP_RANGE_HIGH = None  # upper clip epsilon: the ratio is kept below 1 + CLIP_R
 LOSS_AGG = None  # "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum" (None: the algorithm's own)
 VALUE_CLIP_RANGE = 0.2  # value prediction clip around the rollout values (None: unclipped value loss)
 MAX_GRAD_NORM = 1.0  # gradient-norm clip, for policy and critic separately (None: no clipping)
+WEIGHT_DECAY = 0.0  # AdamW weight decay on matrices (biases and norms exempt); TRL and OpenRLHF use 0
 ENTROPY_COEF = 0.0  # entropy bonus weight in the policy loss
 KL_COEF = None  # beta, the KL weight, in the reward (ppo, reinforce) or loss (grpo); None: 0.05, grpo 0.04, dapo 0
 KL_ESTIMATOR = None  # "k1": log p - log q (unbiased); "k3": (q/p - 1) - log(q/p) (>= 0). None: k1, grpo k3

@@ -149,6 +149,9 @@ def entropy_from_logits(logits):
     return torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
 
 
+LOG_RATIO_LIMIT = 20.0  # |log pi/pi_old| is clamped here before exp(), as verl's compute_policy_loss does
+
+
 def kl_penalty(logp, ref_logp, estimator="k1"):
     """Per-token estimate of KL(pi || pi_ref) from samples of pi (Schulman, joschu.net/blog/kl-approx.html).
     k1 = log pi - log pi_ref: unbiased, can be negative (Ziegler et al. 2019 use this one).
@@ -156,7 +159,8 @@ def kl_penalty(logp, ref_logp, estimator="k1"):
     log_ratio = logp - ref_logp
     if estimator == "k1":
         return log_ratio
-    if estimator == "k3":
+    if estimator == "k3":  # clamped before exp() (OpenRLHF, verl): a masked position must not overflow to inf
+        log_ratio = log_ratio.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}")
 
@@ -196,9 +200,13 @@ def group_advantages(scores, group_size, eps=1e-4):
 
 def baseline_advantages(scores, group_size):
     """REINFORCE with a baseline: each score minus the mean of the *other* responses to the same prompt
-    (leave-one-out, Kool et al. 2019; Ahmadian et al. 2024), or minus the batch mean when group_size is 1."""
+    (leave-one-out, Kool et al. 2019; Ahmadian et al. 2024). With group_size 1 the others are the rest of the
+    batch: leave-one-out again, so no score is its own baseline (which would shrink each advantage by 1 - 1/B).
+    A batch of one has no other: its advantage is the score itself."""
     if group_size == 1:
-        return scores - scores.mean()
+        if len(scores) == 1:
+            return scores.clone()
+        group_size = len(scores)
     groups = scores.view(-1, group_size)
     others_mean = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
     return (groups - others_mean).view(-1)
@@ -239,13 +247,22 @@ def token_share(x, mask, n_tokens):
     return (x * mask.to(x.device)).sum() / n_tokens.to(x.device)
 
 
-def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None):
+def probability_ratio(logp, old_logp, mask=None):
+    """pi / pi_old per token, from log-probs: masked positions get log-ratio 0 before exp(), and the log-ratio is
+    clamped to +-LOG_RATIO_LIMIT (verl), so padding can never overflow into inf * 0 = NaN. (B, Tr) -> (B, Tr)."""
+    log_ratio = logp - old_logp
+    if mask is not None:
+        log_ratio = torch.where(mask.bool(), log_ratio, 0.0)
+    return torch.exp(log_ratio.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
+
+
+def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):
     """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise, with the ratio kept in
     [1 - clip_low, 1 + clip_high] (clip_high defaults to clip_low; DAPO's clip-higher sets it larger). All (B, Tr).
+    The ratio comes from probability_ratio, so padding cannot turn the loss or its gradient into NaN.
     Returns (loss, clipped, ratio): clipped is 1 where the clipped branch was the active one."""
     clip_high = clip_low if clip_high is None else clip_high
-    log_ratio = logp - old_logp
-    ratio = torch.exp(log_ratio)
+    ratio = probability_ratio(logp, old_logp, mask)
     loss_unclipped = -advantages * ratio
     loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
@@ -274,12 +291,16 @@ def explained_variance(values, returns, mask):
     return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
 
 
-def make_optimizer(model, lr):
+def make_optimizer(model, lr, weight_decay=0.0):
     """AdamW over the trainable parameters, eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's
-    ppo.py). fused=True: one kernel over all parameters; on a CPU torch otherwise loops over them in Python
-    (3x slower for the default policy, 6% of a default step; bench.py)."""
+    ppo.py). Weight decay 0 by default, as TRL and OpenRLHF (torch's own default, 0.01, pulls every weight toward
+    0 rather than toward the reference); when > 0, biases and norm weights (1-D parameters) are exempt, as in
+    nanoGPT's configure_optimizers. fused=True: one kernel over all parameters; on a CPU torch otherwise loops
+    over them in Python (3x slower for the default policy, 6% of a default step; bench.py)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, eps=1e-5, fused=True)
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=1e-5, fused=True)
 
 
 class AdaptiveKLController:
@@ -367,19 +388,29 @@ def load_tokenizer(name, setting, log=print):
 
 def _no_dropout(name, **kwargs):
     """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6: dropout makes the
-    log-probs of the rollout and of the update disagree)."""
+    log-probs of the rollout and of the update disagree): `*dropout*`, and GPT-2's `*_pdrop`. Some attention
+    code reads these numbers directly, so they are zeroed here as well as in the modules (disable_dropout)."""
     from transformers import AutoConfig
     config = AutoConfig.from_pretrained(name, **kwargs)
     for key, value in vars(config).items():
-        if "dropout" in key and isinstance(value, float):
+        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, float):
             setattr(config, key, 0.0)
     return {"config": config}
+
+
+def disable_dropout(model):
+    """p = 0 on every nn.Dropout module, whatever the config calls it (TRL's disable_dropout_in_model): training
+    mode, which gradient checkpointing needs, must not switch dropout on."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 def load_causal_lm(name, device, dtype):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **_no_dropout(name))
-    return model.to(device).eval()
+    return disable_dropout(model).to(device).eval()
 
 
 def add_lora(model, cfg, task_type):
@@ -421,6 +452,7 @@ class ValueModel(nn.Module):
         from transformers import AutoModelForSequenceClassification
         model = AutoModelForSequenceClassification.from_pretrained(
             name, dtype=dtype, **_no_dropout(name, num_labels=1)).to(device).eval()
+        disable_dropout(model)
         if not isinstance(getattr(model, "score", None), nn.Linear):
             raise ConfigError(f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
                               f"to read per-token values from: use a decoder such as the ACTOR_MODEL folder.")
@@ -442,8 +474,8 @@ class RewardModel:
     def __init__(self, name, device, dtype, max_length=1024):
         from transformers import AutoModelForSequenceClassification
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name)).to(device).eval()
+        self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
+            name, dtype=dtype, **_no_dropout(name))).to(device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.device, self.max_length = device, max_length
@@ -798,9 +830,9 @@ class PPOTrainer:
             self.total_steps = min(self.total_steps, -(-cfg.MAX_RESPONSES // (cfg.BATCH_SIZE * cfg.GROUP_SIZE)))
         # Separate optimisers: the two models may sit on different devices.
         decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
-        self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE)]
+        self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE, cfg.WEIGHT_DECAY)]
         if self.critic is not None:
-            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE))
+            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE, cfg.WEIGHT_DECAY))
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
         self.critic_thread = ThreadPoolExecutor(1, thread_name_prefix="critic") if self.critic is not None else None
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
@@ -1219,11 +1251,11 @@ class PPOTrainer:
             if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would have given
                 stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
         if cfg.ALGORITHM == "reinforce":
-            pg, clipped, ratio = reinforce_loss(logp, old["advantages"]), torch.zeros_like(logp), torch.exp(
-                logp - old["logp"])
+            pg, clipped = reinforce_loss(logp, old["advantages"]), torch.zeros_like(logp)
+            ratio = probability_ratio(logp.detach(), old["logp"], mask)  # a statistic only
         else:
             pg, clipped, ratio = policy_loss(logp, old["logp"], old["advantages"], cfg.CLIP_RANGE_LOW,
-                                             cfg.CLIP_RANGE_HIGH)
+                                             cfg.CLIP_RANGE_HIGH, mask)
         pg_loss = (pg * weights).sum()
         loss = pg_loss - cfg.ENTROPY_COEF * (entropy * weights).sum()
         if cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl:  # GRPO eq. 3: beta * KL(pi || pi_ref) in the loss

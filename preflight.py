@@ -150,6 +150,7 @@ SETTINGS = {
     "LOSS_AGG": Choice(*LOSS_AGGREGATIONS, none=True),
     "VALUE_CLIP_RANGE": Float(0, lo_open=True, none=True),
     "MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
+    "WEIGHT_DECAY": Float(0),
     "ENTROPY_COEF": Float(),
     "KL_COEF": Float(0, none=True),
     "KL_ESTIMATOR": Choice("k1", "k3", none=True),
