@@ -469,28 +469,55 @@ class ValueModel(nn.Module):
 
 class RewardModel:
     """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair for encoders
-    such as DeBERTa (the OpenAssistant reward models' format), the chat template where the tokenizer has one."""
+    such as DeBERTa (the OpenAssistant reward models' format), the chat template where the tokenizer has one.
+    Text longer than the model reads (the tokenizer's model_max_length or the config's max_position_embeddings)
+    loses the start of its prompt: the response, the part being scored, stays whole. Only a response that alone
+    exceeds the limit is cut, from its start. `truncated` counts the rows cut in the last call."""
 
-    def __init__(self, name, device, dtype, max_length=1024):
+    def __init__(self, name, device, dtype):
         from transformers import AutoModelForSequenceClassification
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
+        self.tokenizer.truncation_side = "left"
         self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
             name, dtype=dtype, **_no_dropout(name))).to(device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.device, self.max_length = device, max_length
+        limits = [n for n in (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings",
+                                                                        None)) if n and n < 10 ** 6]
+        self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
 
-    @torch.inference_mode()
-    def __call__(self, prompts, responses):
+    def encode(self, prompts, responses, **kwargs):
         tok = self.tokenizer
         if tok.chat_template:
             texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
                                              tokenize=False) for p, r in zip(prompts, responses)]
-            batch = tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                        add_special_tokens=False)
-        else:
-            batch = tok(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
-                        return_tensors="pt")
+            return tok(texts, add_special_tokens=False, **kwargs)
+        return tok(prompts, responses, **kwargs)
+
+    def fit(self, prompt, response, length):
+        """The prompt without as many of its first tokens as the pair's `length` exceeds max_length (a few more
+        when decoding and re-encoding shifts a token boundary); "" when the response alone is too long."""
+        for _ in range(4):
+            if length <= self.max_length:
+                break
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if length - self.max_length >= len(ids):
+                return ""
+            prompt = self.tokenizer.decode(ids[length - self.max_length:])
+            length = len(self.encode([prompt], [response])["input_ids"][0])
+        return prompt
+
+    @torch.inference_mode()
+    def __call__(self, prompts, responses):
+        prompts = list(prompts)
+        if self.max_length is not None:
+            lengths = [len(ids) for ids in self.encode(prompts, responses)["input_ids"]]
+            long = [i for i, n in enumerate(lengths) if n > self.max_length]
+            for i in long:
+                prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
+            self.truncated = len(long)
+        batch = self.encode(prompts, responses, padding=True, truncation=self.max_length is not None,
+                            max_length=self.max_length, return_tensors="pt")  # cuts only an over-long response
         return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
 
 
@@ -841,6 +868,7 @@ class PPOTrainer:
         self.responses_generated = 0  # dropped ones included
         self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
         self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # this step's, reset by step()
+        self.reward_truncated = 0  # this step's rows cut to fit the reward model, reset by step()
         self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
         self.saved_step = None  # step_count of the last checkpoint written or loaded
         if cfg.RESUME:
@@ -929,6 +957,7 @@ class PPOTrainer:
         error = scores = None
         try:
             scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
+            self.reward_truncated += getattr(self.scorer, "truncated", 0)
         except RewardError as e:
             error = e
         if self.ranks.any(error is not None):  # every rank enters: the message comes from the one that failed
@@ -984,6 +1013,7 @@ class PPOTrainer:
     def step(self):
         cfg, dev, G = self.cfg, self.devices, self.cfg.GROUP_SIZE
         self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # summed over dynamic-sampling rounds
+        self.reward_truncated = 0
         t_start = self.clock()
 
         # 1. Rollout: sample GROUP_SIZE responses per prompt from the current policy and score them.
@@ -1075,6 +1105,7 @@ class PPOTrainer:
             **update_stats,
             "response_length": lengths.mean(),
             "eos_fraction": ended.float().mean(),
+            "reward_truncated": self.ranks.sum_(torch.tensor(self.reward_truncated)),
             "prompts_truncated": self.ranks.sum_(torch.tensor(
                 sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G)),
             "lr": lr,

@@ -82,3 +82,22 @@ def test_reinforce_with_one_response_per_prompt_uses_the_rest_of_the_batch_as_ba
     for i in range(7):
         others = [scores[j].item() for j in range(7) if j != i]
         assert adv[i].item() == pytest.approx(scores[i].item() - sum(others) / 6)
+
+
+# ---- 4. the reward model keeps the response whole and reads no more than it can -----------------------------------
+def test_a_long_prompt_loses_its_start_not_the_response(tiny):
+    """The tiny DeBERTa has 128 positions; a 1024-token limit let longer text through (an index error in its
+    position embeddings), and right-side truncation cut the response, the part being scored."""
+    rm = ppo.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
+    assert rm.max_length == 128
+    prompt, response = "the movie was long and " * 40, " great and i loved it."
+    scores = rm([prompt, "the food"], [response, " awful."])
+    assert rm.truncated == 1 and torch.isfinite(scores).all()
+    fitted = rm.fit(prompt, response, len(rm.encode([prompt], [response])["input_ids"][0]))
+    assert prompt.rstrip().endswith(fitted.strip()) and len(fitted) > len(prompt) / 2  # its end, not ""
+    ids = rm.encode([fitted], [response])["input_ids"][0]
+    tail = rm.tokenizer(response, add_special_tokens=False)["input_ids"]
+    assert len(ids) <= 128 and ids[-1 - len(tail):-1] == tail  # the whole response, before the final [SEP]
+    assert scores[0].item() == pytest.approx(rm([fitted, "the food"], [response, " awful."])[0].item(), abs=1e-6)
+    rm(["the movie"], [" great" * 300])  # a response longer than the limit alone is cut, not an error
+    assert rm.truncated == 1
