@@ -99,8 +99,9 @@ def parameter_counts(lora_rank):
 def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256):
     """GiB per part for PPO on one GPU with Qwen3-0.6B as policy, reference and critic and DeBERTa-v3-large as
     reward model, DTYPE=bfloat16 (autocast over float32 master weights). Trained weights: 16 bytes per parameter
-    (float32 weight, gradient and two AdamW moments); frozen ones 2 (bfloat16); with LoRA the base is frozen and
-    the adapters train, and there is no reference copy. Activations of one micro-batch in the update (the
+    (float32 weight, gradient and two AdamW moments); the reference 4 (float32, computed exactly as the policy);
+    the reward model 2 (bfloat16); with LoRA the base is frozen and the adapters train, and there is no reference
+    copy. Activations of one micro-batch in the update (the
     rollout's forwards keep no graph): ~68 bytes x tokens x hidden per layer and model, twice the 34 of GPT blocks
     in Korthikanti et al. 2022 (sec. 4) because of Qwen3's three-matrix SwiGLU MLP and the float32 copies its
     RMSNorms make under autocast (the factor is fitted to the measured peak on an H100, measure_memory); with
@@ -114,7 +115,7 @@ def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=
     per_layer = (4 if checkpointing else 68) * tokens * cfg["hidden_size"]
     layers = per_layer * cfg["num_hidden_layers"] + (68 * tokens * cfg["hidden_size"] if checkpointing else 0)
     logits = 20 * micro_batch * (response_len + 1) * cfg["vocab_size"]
-    return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 2 * n_policy) * gib,
+    return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 4 * n_policy) * gib,
             "critic": trained(n_critic) * gib, "reward model": 2 * n_reward * gib,
             "activations (policy update)": (layers + logits) * gib, "activations (critic update)": layers * gib}
 
@@ -122,7 +123,7 @@ def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=
 def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256,
                    device="cuda"):
     """Peak GPU memory (GiB) of two PPO updates of Qwen3-0.6B-shaped policy and critic (random weights, the shapes
-    are what count) beside a bf16 reference and a DeBERTa-v3-large-shaped reward model, one micro-batch of random
+    are what count) beside a float32 reference and a DeBERTa-v3-large-shaped reward model, one micro-batch of random
     tokens, with the trainer's own pieces: bf16 autocast over float32 master weights, fused AdamW, LoRA through
     add_lora, the policy's and the critic's backward in two threads. Needs a GPU; checks memory_estimate."""
     from concurrent.futures import ThreadPoolExecutor
@@ -140,7 +141,7 @@ def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=5
     with dev:  # initialised on the GPU: seconds instead of minutes
         policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B)).to(trained_dtype)
         critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3_06B, num_labels=1)).to(trained_dtype)
-        ref = None if lora_rank else Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B)).to(bf16).eval()
+        ref = None if lora_rank else Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B)).eval()  # float32, as the trainer
         reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE)).to(bf16).eval()
     if lora_rank:
         policy, critic = ppo.add_lora(policy, lora, "CAUSAL_LM"), ppo.add_lora(critic, lora, "SEQ_CLS")

@@ -19,8 +19,9 @@ implementation details catalogued by Huang et al. 2024, "The N+ Implementation D
     not share a vocabulary (TRL's PPOTrainer requires one).
   * Sampling is our own KV-cached loop rather than `generate()`, so that no processor from a checkpoint's
     generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the distribution the log-probs assume.
-  * Trained models keep float32 weights and run under bf16 autocast on GPU; frozen models are stored in bf16.
-    The reference therefore differs from the step-0 policy by bf16 rounding (a KL of ~1e-3 nats at step 0).
+  * Trained models keep float32 weights and run under bf16 autocast on GPU; so does the reference (a frozen
+    float32 copy, computed exactly as the policy, so that the KL at step 0 is 0: a bf16 copy differed by its
+    rounding); the reward model is stored in bf16.
   * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's policy
     forward is skipped and the update's own log-probs stand for the old ones, as TRL does with num_iterations=1.
 
@@ -842,8 +843,8 @@ class PPOTrainer:
         self.uses_kl = cfg.KL_COEF > 0 or (cfg.ALGORITHM == "ppo" and cfg.KL_TARGET is not None)
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
         self.ref_policy = None
-        if self.has_reference and not lora:
-            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], self.dtype).requires_grad_(False)
+        if self.has_reference and not lora:  # float32 like the policy, run the same way: at step 0 the KL is 0
+            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], torch.float32).requires_grad_(False)
         self.critic = None
         if cfg.ALGORITHM == "ppo":
             self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"], self.dtype if lora else torch.float32, lora)

@@ -101,3 +101,14 @@ def test_a_long_prompt_loses_its_start_not_the_response(tiny):
     assert scores[0].item() == pytest.approx(rm([fitted, "the food"], [response, " awful."])[0].item(), abs=1e-6)
     rm(["the movie"], [" great" * 300])  # a response longer than the limit alone is cut, not an error
     assert rm.truncated == 1
+
+
+# ---- 3. the reference computes exactly as the policy: at step 0 the KL is 0 in every DTYPE ------------------------
+@pytest.mark.parametrize("dtype,lora", [("float32", 0), ("bfloat16", 0), ("bfloat16", 4)])
+def test_step_0_kl_is_exactly_0(tiny, tmp_path, dtype, lora):
+    """Before: a bf16 copy of the reference under CPU autocast gave -3.7e-4 nats per sequence at step 0. With LoRA
+    the reference is the base under the adapters, which start at 0."""
+    cfg = ppo.load_config(tiny_args(tiny, tmp_path / "run", DTYPE=dtype, LORA_RANK=lora,
+                                    REWARD_MODEL="reward_fns:word_count"))
+    metrics, _ = ppo.PPOTrainer(cfg, log=lambda *a: None).step()
+    assert metrics["kl"] == 0.0 and metrics["non_score_reward"] == 0.0
