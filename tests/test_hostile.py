@@ -280,7 +280,8 @@ def test_the_table_covers_every_class_three_times():
 
 
 # ---- 3. one run per folder, with real processes ----------------------------------------------------------------
-HOLD = "import sys, time, preflight; lock = preflight.RunLock(sys.argv[1]); print('locked', flush=True); time.sleep(300)"
+HOLD = ("import sys, time, preflight; lock = preflight.RunLock(sys.argv[1]); print('locked', flush=True); "
+        "time.sleep(300)")
 
 
 def test_a_busy_folder_is_refused_naming_the_holder_and_freed_when_it_dies(tiny, tmp_path, capsys):
@@ -346,7 +347,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path, 
     out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=ROOT, env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    assert_one_message(out.stdout + out.stderr, 1, r"checkpoint \(.* MiB free on that disk: most likely full; .*\); the previous one is kept")
+    assert_one_message(out.stdout + out.stderr, 1,
+                       r"checkpoint \(.* MiB free on that disk: most likely full; .*\); the previous one is kept")
     assert preflight.checkpoint_problem(str(copy / "checkpoint"), ["policy", "critic"]) is None
     assert not (copy / "checkpoint.tmp").exists()
 
