@@ -196,7 +196,7 @@ def check_types(settings):
 
 def debug_requested(argv):
     """--DEBUG=True, read before the settings are parsed, so that a refusal while parsing shows its traceback."""
-    return any(a.split("=", 1)[-1].strip().lower() == "true" for a in argv if a.startswith("--DEBUG="))
+    return any(SETTINGS["DEBUG"].parse(a.split("=", 1)[1]) is True for a in argv if a.startswith("--DEBUG="))
 
 
 def check_settings(cfg):
