@@ -125,11 +125,12 @@ def test_reward_function_and_missing_pad_token(tiny, tmp_path, capsys):
 
 
 def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
-    """DTYPE=bfloat16 is what a GPU run uses (autocast for the trained models, bf16 frozen models); it runs on a
-    CPU too, so this path is exercised without a GPU."""
+    """DTYPE=bfloat16 is what a GPU run uses (autocast for the trained models and the float32 reference, a bf16
+    reward model); it runs on a CPU too, so this path is exercised without a GPU."""
     cfg = ppo.load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
     trainer = ppo.PPOTrainer(cfg)
-    assert trainer.ref_policy.dtype == torch.bfloat16 and trainer.policy.dtype == torch.float32
+    assert trainer.ref_policy.dtype == trainer.policy.dtype == torch.float32
+    assert trainer.scorer.model.dtype == torch.bfloat16
     metrics, _ = trainer.step()
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # float32 master weights
