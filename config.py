@@ -18,7 +18,7 @@ REWARD_MODEL = "default_task:sentiment_reward"  # a sequence-classifier folder, 
 CHAT_TEMPLATE = "auto"  # "auto": wrap prompts in the tokenizer's chat template if it has one; True; False
 
 # ---- data ---------------------------------------------------------------------------------------------------
-DATASET = os.path.join(_HERE, "data", "prompts.jsonl")  # .jsonl/.json/.csv/.parquet file, save_to_disk folder, or hub id
+DATASET = os.path.join(_HERE, "data", "prompts.jsonl")  # .jsonl/.json/.csv/.parquet, save_to_disk folder, or hub id
 DATASET_SPLIT = "train"  # split to read from DATASET
 PROMPT_KEY = "prompt"  # column holding the prompt text
 MAX_PROMPT_LENGTH = 128  # prompts longer than this (in tokens) keep their last MAX_PROMPT_LENGTH tokens

@@ -16,6 +16,7 @@ import sys
 import torch
 
 import ppo
+import preflight
 
 
 @torch.inference_mode()
@@ -56,7 +57,7 @@ def main(argv):
     try:
         cfg = ppo.load_config([a for a in argv if a.startswith("--")])
         for path in paths:
-            ppo.load_model_config("policy", path)
+            preflight.load_model_config("policy", path)
         prompts = ppo.load_prompts(cfg)
         devices = ppo.resolve_devices(cfg, torch.cuda.device_count())
         dtype = ppo.resolve_dtype(cfg.DTYPE, devices["policy"])

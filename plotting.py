@@ -3,7 +3,8 @@
     python plotting.py runs/ppo        # redraws runs/ppo/ppo_metrics.png and runs/ppo/training_metrics.png
 
 ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy);
-training_metrics.png shows every logged metric, related ones sharing a panel. Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
+training_metrics.png shows every logged metric, related ones sharing a panel. Each panel draws the raw per-step
+value faintly and a centred moving average over ~10% of the run on top.
 """
 
 import json

@@ -47,10 +47,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from preflight import (CHECKPOINTS, LOSS_AGGREGATIONS, ConfigError, RewardError, RunLock, call_reward_function,
-                       check_models, check_output_dir, check_output_path, check_settings, check_types,
-                       debug_requested, is_reward_function, load_model_config, load_prompts, load_reward_function,
-                       load_trainer_state, parse_overrides)
+from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
+                       check_output_dir, check_output_path, check_settings, check_types, debug_requested,
+                       is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides)
 
 
 # =============================================================================================================

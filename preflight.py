@@ -13,7 +13,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import socket
 import tempfile
 
@@ -215,7 +214,8 @@ def check_settings(cfg):
     need(cfg.OVERLONG_BUFFER < cfg.MAX_NEW_TOKENS,
          f"OVERLONG_BUFFER must be an integer in [0, MAX_NEW_TOKENS), got {cfg.OVERLONG_BUFFER!r}")
     need(not cfg.DYNAMIC_SAMPLING or cfg.GROUP_SIZE >= 2,
-         f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 (got {cfg.GROUP_SIZE})")
+         f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 "
+         f"(got {cfg.GROUP_SIZE})")
     need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
          f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
@@ -404,7 +404,8 @@ def check_models(cfg, prompts):
                           f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
     if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
         critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
-        if type(critic) not in MODEL_FOR_CAUSAL_LM_MAPPING or type(critic) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        kind = type(critic)
+        if kind not in MODEL_FOR_CAUSAL_LM_MAPPING or kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
             raise ConfigError(f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic reads "
                               f"the policy's token ids, so give a decoder sharing the policy's tokenizer (usually the "
                               f"ACTOR_MODEL folder itself, or a reward model trained from it).")
@@ -460,7 +461,7 @@ def load_prompts(cfg, min_prompts=1):
             if ext not in builders:
                 raise ConfigError(f"DATASET={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or .parquet.")
             ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
-        elif os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json")):
+        elif any(os.path.exists(os.path.join(path, name)) for name in ("dataset_info.json", "state.json")):
             ds = datasets.load_from_disk(path)
             ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
         else:
@@ -509,7 +510,8 @@ def check_output_path(cfg):
             path = os.path.dirname(path)
         except (OSError, ValueError) as e:  # a name too long, a NUL byte, a file where a folder should be, ...
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise ConfigError(f"OUTPUT_DIR={out!r} cannot be a folder: {reason}. Choose another --OUTPUT_DIR.") from None
+            raise ConfigError(f"OUTPUT_DIR={out!r} cannot be a folder: {reason}. Choose another "
+                              f"--OUTPUT_DIR.") from None
     if not os.path.isdir(path):
         what = "is a file" if path == os.path.abspath(out) else f"lies under {path!r}, which is a file"
         raise ConfigError(f"OUTPUT_DIR={out!r} {what}, not a folder: choose another --OUTPUT_DIR.")

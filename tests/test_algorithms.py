@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ppo
+import preflight
 from conftest import tiny_args
 
 
@@ -49,7 +50,7 @@ def test_overlong_penalty_follows_dapo_eq_13():
     assert ppo.overlong_penalty(lengths, 16, 0).tolist() == [0.0] * 5
 
 
-@pytest.mark.parametrize("mode", ppo.LOSS_AGGREGATIONS)
+@pytest.mark.parametrize("mode", preflight.LOSS_AGGREGATIONS)
 def test_loss_aggregations_match_brute_force_and_split_exactly(mode):
     gen = torch.Generator().manual_seed(1)
     lengths = [3, 1, 5, 2]
@@ -90,7 +91,8 @@ def test_algorithm_defaults_resolve_and_overrides_win():
     assert (dapo.KL_COEF, dapo.CLIP_RANGE_LOW, dapo.CLIP_RANGE_HIGH, dapo.LOSS_AGG, dapo.OVERLONG_BUFFER,
             dapo.DYNAMIC_SAMPLING) == (0.0, 0.2, 0.28, "token-mean", 4, True)
     grpo = ppo.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4"])
-    assert (grpo.KL_COEF, grpo.KL_ESTIMATOR, grpo.LOSS_AGG, grpo.CLIP_RANGE_HIGH) == (0.04, "k3", "seq-mean-token-mean", 0.2)
+    assert (grpo.KL_COEF, grpo.KL_ESTIMATOR, grpo.LOSS_AGG, grpo.CLIP_RANGE_HIGH) == (
+        0.04, "k3", "seq-mean-token-mean", 0.2)
     assert ppo.load_config([]).KL_COEF == 0.05 and ppo.load_config([]).LOSS_AGG == "token-mean"
     mine = ppo.load_config(["--ALGORITHM=dapo", "--KL_COEF=0.01", "--DYNAMIC_SAMPLING=False"])
     assert mine.KL_COEF == 0.01 and mine.DYNAMIC_SAMPLING is False
@@ -119,7 +121,8 @@ def test_concat_rollouts_repads_prompts_left_and_responses_right():
          "prompts": ["b"]}
     joined = ppo.concat_rollouts([a, b], pad_id=0)
     assert joined["prompt_ids"].tolist() == [[5, 6], [0, 8]] and joined["prompt_mask"].tolist() == [[1, 1], [0, 1]]
-    assert joined["response_ids"].tolist() == [[7, 0, 0], [9, 0, 0]] and joined["mask"].tolist() == [[1, 0, 0], [1, 1, 0]]
+    assert joined["response_ids"].tolist() == [[7, 0, 0], [9, 0, 0]]
+    assert joined["mask"].tolist() == [[1, 0, 0], [1, 1, 0]]
     assert joined["scores"].tolist() == [1.0, 2.0] and joined["prompts"] == ["a", "b"]
 
 

@@ -32,8 +32,7 @@ def test_a_gpt2_in_training_mode_has_ratio_exactly_1_on_its_first_minibatch(tiny
     ratios, real = [], ppo.probability_ratio
     monkeypatch.setattr(ppo, "probability_ratio", lambda *a, **k: ratios.append(real(*a, **k)) or ratios[-1])
     trainer.step()
-    first, mask = ratios[0], None
-    assert torch.equal(first, torch.ones_like(first))  # the update's first forward equals the rollout's
+    assert torch.equal(ratios[0], torch.ones_like(ratios[0]))  # the update's first forward equals the rollout's
 
 
 # ---- 2. weight decay: 0 by default, so a zero gradient leaves the weights as they were ---------------------------
