@@ -212,6 +212,26 @@ def baseline_advantages(scores, group_size):
     return (groups - others_mean).view(-1)
 
 
+def advantages_for(algorithm, scores, kl, values, mask, kl_coef, gamma, lam, group_size):
+    """Shaped scores (B,) -> per-token advantages (B, Tr): with the loss, the one place where the algorithms differ.
+      ppo        per-token rewards (the KL penalty on each token, the score on the last), GAE with the critic's
+                 values, whitened over valid tokens (N+ detail 19); the returns (the critic's targets) come from
+                 the unwhitened advantages
+      grpo/dapo  the group-normalised score on every token (Shao et al. 2024); the KL term, if any, is in the loss
+      reinforce  the sequence reward with the KL penalty (Ahmadian et al. 2024) minus the leave-one-out baseline
+    kl (B, Tr) or None. Returns (rewards, raw advantages, advantages, returns), returns None without a critic."""
+    if algorithm == "ppo":
+        rewards = per_token_rewards(scores, kl if kl is not None else torch.zeros_like(mask), mask, kl_coef)
+        raw, returns = gae(rewards, values, mask, gamma, lam)
+        return rewards, raw, masked_whiten(raw, mask), returns
+    if algorithm in ("grpo", "dapo"):
+        advantages = group_advantages(scores, group_size)[:, None] * mask
+        return scores, advantages, advantages, None
+    rewards = scores - kl_coef * (kl.sum(1) if kl is not None else 0.0)
+    advantages = baseline_advantages(rewards, group_size)[:, None] * mask
+    return rewards, advantages, advantages, None
+
+
 def uniform_groups(scores, group_size):
     """True for each group whose rewards are all equal: it has zero advantage everywhere, so no gradient (DAPO
     dynamic sampling drops these). (B,) -> (B / group_size,)."""
@@ -266,6 +286,27 @@ def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None)
     loss_unclipped = -advantages * ratio
     loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
+
+
+def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, clip_low, clip_high,
+               entropy_coef=0.0, ref_logp=None, kl_coef=0.0, kl_estimator="k3"):
+    """The policy's whole loss on a (micro-)batch, in one place as in CleanRL's ppo.py: the clipped surrogate
+    (REINFORCE: the plain policy gradient), minus the entropy bonus, plus GRPO's KL term when ref_logp is given
+    (Shao et al. 2024 eq. 3: beta * KL(pi || pi_ref) in the loss rather than the reward). Per-token terms are
+    summed with `weights` (loss_weights: the aggregation and the minibatch's totals). All (b, Tr).
+    Returns (loss, stats): policy_loss (and kl_loss) scalars, clipped and ratio per token for the statistics."""
+    if algorithm == "reinforce":
+        pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
+        ratio = probability_ratio(logp.detach(), old_logp, mask)  # a statistic only: one update, no clipping
+    else:
+        pg, clipped, ratio = policy_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
+    pg_loss = (pg * weights).sum()
+    loss = pg_loss - entropy_coef * (entropy * weights).sum()
+    stats = {"policy_loss": pg_loss, "clipped": clipped, "ratio": ratio}
+    if ref_logp is not None:
+        stats["kl_loss"] = (kl_penalty(logp, ref_logp, kl_estimator) * weights).sum()
+        loss = loss + kl_coef * stats["kl_loss"]
+    return loss, stats
 
 
 def reinforce_loss(logp, advantages):
@@ -1065,21 +1106,8 @@ class PPOTrainer:
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
 
         # 4. Advantages, the one place besides the loss where the algorithms differ.
-        returns = None
-        if cfg.ALGORITHM == "ppo":
-            # Per-token rewards (KL penalty on each token, score on the last), GAE, whitening over valid tokens
-            # (N+ detail 19); returns come from the unwhitened advantages.
-            rewards = per_token_rewards(shaped, kl if kl is not None else torch.zeros_like(mask), mask, kl_coef)
-            raw_advantages, returns = gae(rewards, values, mask, cfg.GAMMA, cfg.LAM)  # (B, Tr) x2
-            advantages = masked_whiten(raw_advantages, mask)
-        elif cfg.ALGORITHM in ("grpo", "dapo"):
-            # One advantage per response, the group-normalised score, on every token (Shao et al. 2024); the KL
-            # term, if any, goes into the loss instead of the reward.
-            rewards = shaped
-            raw_advantages = advantages = group_advantages(shaped, G)[:, None] * mask
-        else:  # reinforce: the sequence reward with the KL penalty (Ahmadian et al. 2024), minus a baseline
-            rewards = shaped - kl_coef * (kl.sum(1) if kl is not None else 0.0)
-            raw_advantages = advantages = baseline_advantages(rewards, G)[:, None] * mask
+        rewards, raw_advantages, advantages, returns = advantages_for(
+            cfg.ALGORITHM, shaped, kl, values, mask, kl_coef, cfg.GAMMA, cfg.LAM, G)  # (B, Tr) each
 
         # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
         mine = (share, slice(0, Tr))  # this rank's rows and columns
@@ -1281,21 +1309,14 @@ class PPOTrainer:
             old["logp"] = logp.detach()
             if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would have given
                 stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
-        if cfg.ALGORITHM == "reinforce":
-            pg, clipped = reinforce_loss(logp, old["advantages"]), torch.zeros_like(logp)
-            ratio = probability_ratio(logp.detach(), old["logp"], mask)  # a statistic only
-        else:
-            pg, clipped, ratio = policy_loss(logp, old["logp"], old["advantages"], cfg.CLIP_RANGE_LOW,
-                                             cfg.CLIP_RANGE_HIGH, mask)
-        pg_loss = (pg * weights).sum()
-        loss = pg_loss - cfg.ENTROPY_COEF * (entropy * weights).sum()
-        if cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl:  # GRPO eq. 3: beta * KL(pi || pi_ref) in the loss
-            kl_loss = (kl_penalty(logp, old["ref_logp"], cfg.KL_ESTIMATOR) * weights).sum()
-            loss = loss + self.kl_ctl.value * kl_loss
-            stats["kl_loss"] = kl_loss
+        kl_in_loss = cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl
+        loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask, cfg.ALGORITHM,
+                                 cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
+                                 old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value, cfg.KL_ESTIMATOR)
         loss.backward()
+        clipped, ratio = terms.pop("clipped"), terms.pop("ratio")
         with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
-            stats.update(policy_loss=pg_loss, update_entropy=share(entropy), clipfrac=share(clipped),
+            stats.update(terms, update_entropy=share(entropy), clipfrac=share(clipped),
                          clipfrac_low=share(clipped * (ratio < 1)), clipfrac_high=share(clipped * (ratio > 1)),
                          ratio=share(ratio), approx_kl=share(kl_penalty(old["logp"], logp, "k3")))
         return stats

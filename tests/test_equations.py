@@ -217,3 +217,69 @@ def test_adaptive_kl_controller_follows_ziegler_update():
     fixed = ppo.AdaptiveKLController(0.1, target=None, horizon=10000)
     fixed.update(100.0, 1000)
     assert fixed.value == 0.1
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "reinforce"])
+def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
+    """The whole policy loss against a loop over tokens: surrogate, entropy bonus, GRPO's KL term, aggregation."""
+    B, T, eps_low, eps_high, ent_coef, beta = 3, 5, 0.2, 0.28, 0.01, 0.04
+    logp = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3
+    old = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
+    ref = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
+    adv = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    ent = torch.rand(B, T, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.float64)
+    weights = ppo.loss_weights(mask, "seq-mean-token-mean", mask.sum(), B)
+    loss, stats = ppo.actor_loss(logp, old, adv, ent, weights, mask, algorithm, eps_low, eps_high, ent_coef,
+                                 ref if algorithm == "grpo" else None, beta, "k3")
+    expected = 0.0
+    for i in range(B):
+        n = int(mask[i].sum())
+        for t in range(n):
+            lp, a = logp[i, t].item(), adv[i, t].item()
+            if algorithm == "reinforce":
+                term = -a * lp
+            else:
+                r = math.exp(lp - old[i, t].item())
+                term = -min(r * a, min(max(r, 1 - eps_low), 1 + eps_high) * a)
+            term -= ent_coef * ent[i, t].item()
+            if algorithm == "grpo":
+                q = math.exp(ref[i, t].item() - lp)
+                term += beta * (q - 1 - math.log(q))
+            expected += term / (n * B)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    assert ("kl_loss" in stats) == (algorithm == "grpo") and stats["ratio"].shape == (B, T)
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "reinforce"])
+def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
+    """advantages_for against per-row loops: GAE with gamma = lam = 1 is reward-to-go minus value, then whitened;
+    GRPO's is the group z-score; REINFORCE's the KL-penalised score minus the mean of the group's others."""
+    B, T, G, beta = 4, 4, 2, 0.1
+    scores = torch.randn(B, generator=gen, dtype=torch.float64)
+    kl = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.1
+    values = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float64)
+    kl = kl * mask
+    rewards, raw, adv, returns = ppo.advantages_for(algorithm, scores, kl, values, mask, beta, 1.0, 1.0, G)
+    for i in range(B):
+        n = int(mask[i].sum())
+        if algorithm == "ppo":
+            r = [-beta * kl[i, t].item() + (scores[i].item() if t == n - 1 else 0.0) for t in range(n)]
+            for t in range(n):
+                assert raw[i, t].item() == pytest.approx(sum(r[t:]) - values[i, t].item())
+                assert returns[i, t].item() == pytest.approx(sum(r[t:]))
+        elif algorithm == "grpo":
+            g = scores.view(-1, G)[i // G].numpy()
+            z = (scores[i].item() - g.mean()) / (g.std(ddof=1) + 1e-4)
+            assert all(adv[i, t].item() == pytest.approx(z) for t in range(n))
+        else:
+            seq = scores - beta * kl.sum(1)
+            other = seq[i + 1 if i % 2 == 0 else i - 1].item()
+            assert all(adv[i, t].item() == pytest.approx(seq[i].item() - other) for t in range(n))
+        assert (adv[i, n:] == 0).all()
+    if algorithm == "ppo":
+        valid = raw[mask.bool()]
+        torch.testing.assert_close(adv[mask.bool()], (valid - valid.mean()) / (valid.var() + 1e-8).sqrt())
+    else:
+        assert returns is None
