@@ -1342,93 +1342,89 @@ class PPOTrainer:
         saves; one during the update, or a second Ctrl-C/SIGTERM, keeps the last checkpoint instead.
         Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
         from tqdm import tqdm
-        cfg, out_dir, writes = self.cfg, self.cfg.OUTPUT_DIR, self.ranks.writes
-        metrics_path, samples_path = os.path.join(out_dir, "metrics.jsonl"), os.path.join(out_dir, "samples.jsonl")
-        resume_hint = f"continue with: {resume_command}"
-        stop = {}
-
-        def request_stop(signum, frame):
-            if stop:  # a second signal: stop at once; the last checkpoint stays
-                raise Interrupted(signum)
-            stop["signal"] = signum
-            self.log(f"\n{signal.Signals(signum).name}: finishing this step, then saving (again to abort at once)")
-
-        handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.total_steps, initial=self.step_count, desc=cfg.ALGORITHM, dynamic_ncols=True,
-                   disable=not writes)
-        kept, before, t0 = [], None, time.time()
-        try:
-            if writes:
-                if cfg.OVERWRITE:  # the replaced run's checkpoints go; its logs are rewritten below
-                    for name in CHECKPOINTS + ("checkpoint.tmp",):
-                        shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-                write_file(os.path.join(out_dir, "config.json"), json.dumps(vars(cfg), indent=2))
-                kept = keep_rows_before(metrics_path, self.step_count)  # the rows the checkpoint covers
-                keep_rows_before(samples_path, self.step_count)
-            t0 -= kept[-1].get("elapsed", 0.0) if kept else 0.0  # `elapsed` goes on across a resume
-            while self.step_count < self.total_steps:
-                before, self.updating = self.light_state(), False
-                try:
-                    metrics, samples = self.step()
-                except RewardError as e:  # raised while scoring, before any update: roll back to the step's start
+        cfg, hint, before = self.cfg, f"continue with: {resume_command}", None
+        with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps, initial=self.step_count,
+                                                     desc=cfg.ALGORITHM, dynamic_ncols=True,
+                                                     disable=not self.ranks.writes) as bar:
+            try:
+                self.start_logs()
+                while self.step_count < self.total_steps:
+                    before, self.updating = self.light_state(), False
+                    try:
+                        metrics, samples = self.step()
+                    except RewardError as e:  # raised while scoring, before any update: roll the step back
+                        self.restore_light_state(before)
+                        return self.stop_early(f"error: {e}\nThe run is saved; fix the reward function, then {hint}", 1)
+                    last = self.step_count == self.total_steps or (
+                        cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
+                    self.write_logs(metrics, samples, last, bar)
+                    if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
+                        return self.stop_early(
+                            f"error: {self.skipped_in_a_row} updates in a row were skipped for NaN/inf (last: "
+                            f"{metrics.get('skip_reason', 'a non-finite gradient')}). Check the reward, lower "
+                            f"LEARNING_RATE, or use DTYPE=bfloat16 rather than float16. The run is saved; {hint}", 1)
+                    if last:
+                        break
+                    signum = self.ranks.max_(signals.signum)  # a signal to any rank stops all after this step
+                    if signum:
+                        return self.stop_early(f"stopped by {signal.Signals(signum).name} after step "
+                                               f"{metrics['step']}; {hint}", 128 + signum)
+                    if self.step_count % cfg.SAVE_EVERY == 0:
+                        self.save_checkpoint()
+                    if self.step_count % cfg.PLOT_EVERY == 0:
+                        self.plot()
+                self.check_ranks_agree()
+                self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
+                self.plot()
+                self.save()
+            except Interrupted as e:
+                return self.stop_early(f"stopped at once by a second {signal.Signals(e.signum).name}; {hint}",
+                                       128 + e.signum, save=False)
+            except SaveError as e:
+                return self.stop_early(f"error: {e}. Free some space, then {hint}", 1, save=False)
+            except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
+                if cfg.DEBUG:
+                    traceback.print_exc()
+                rollback = before is not None and not self.updating  # the weights are still the step's start's
+                if rollback:
                     self.restore_light_state(before)
-                    return self.stop_early(f"error: {e}\nThe run is saved; fix the reward function, then "
-                                           f"{resume_hint}", 1)
-                step = metrics["step"]
-                metrics["elapsed"] = time.time() - t0
-                if writes:
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(metrics) + "\n")
-                bar.update()
-                bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
-                                 if k in metrics})
-                last = self.step_count == self.total_steps or (
-                    cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
-                if writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
-                    with open(samples_path, "a") as f:
-                        for s in samples[:cfg.NUM_SAMPLES]:
-                            f.write(json.dumps(s) + "\n")
-                    bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
-                if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
-                    return self.stop_early(
-                        f"error: {self.skipped_in_a_row} updates in a row were skipped for NaN/inf (last: "
-                        f"{metrics.get('skip_reason', 'a non-finite gradient')}). Check the reward, lower "
-                        f"LEARNING_RATE, or use DTYPE=bfloat16 rather than float16. The run is saved; {resume_hint}", 1)
-                if last:
-                    break
-                signum = self.ranks.max_(stop.get("signal", 0))  # a signal to any rank stops all after this step
-                if signum:
-                    return self.stop_early(f"stopped by {signal.Signals(signum).name} after step {step}; "
-                                           f"{resume_hint}", 128 + signum)
-                if (step + 1) % cfg.SAVE_EVERY == 0:
-                    self.save_checkpoint()
-                if (step + 1) % cfg.PLOT_EVERY == 0:
-                    self.plot()
-            self.check_ranks_agree()
-            self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
-            self.plot()
-            self.save()
-        except Interrupted as e:
-            name = signal.Signals(e.signum).name
-            return self.stop_early(f"stopped at once by a second {name}; {resume_hint}", 128 + e.signum, save=False)
-        except SaveError as e:
-            return self.stop_early(f"error: {e}. Free some space, then {resume_hint}", 1, save=False)
-        except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
-            if cfg.DEBUG:
-                traceback.print_exc()
-            rollback = before is not None and not self.updating  # the weights are still those of the step's start
-            if rollback:
-                self.restore_light_state(before)
-            reason = str(e).splitlines()[0] if str(e) else ""
-            return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: {reason}. "
-                                   f"{resume_hint}", 1, save=rollback)
-        finally:
-            bar.close()
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-        self.log(f"done in {time.time() - t0:.0f}s; outputs in {out_dir}/ (ppo_metrics.png, training_metrics.png, "
-                 f"metrics.jsonl, samples.jsonl, policy/{', critic/' if self.critic is not None else ''})")
+                return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
+                                       f"{str(e).splitlines()[0] if str(e) else ''}. {hint}", 1, save=rollback)
+        self.log(f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
+                 f"training_metrics.png, metrics.jsonl, samples.jsonl, policy/"
+                 f"{', critic/' if self.critic is not None else ''})")
         return 0
+
+    def start_logs(self):
+        """Rank 0 writes config.json and trims metrics.jsonl and samples.jsonl to the steps the checkpoint covers
+        (a new run: none; OVERWRITE also removes the replaced run's checkpoints). The clock `elapsed` goes on
+        across a resume."""
+        out, kept = self.cfg.OUTPUT_DIR, []
+        if self.ranks.writes:
+            if self.cfg.OVERWRITE:
+                for name in CHECKPOINTS + ("checkpoint.tmp",):
+                    shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+            write_file(os.path.join(out, "config.json"), json.dumps(vars(self.cfg), indent=2))
+            kept = keep_rows_before(os.path.join(out, "metrics.jsonl"), self.step_count)
+            keep_rows_before(os.path.join(out, "samples.jsonl"), self.step_count)
+        self.t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)
+
+    def write_logs(self, metrics, samples, last, bar):
+        """One step's row in metrics.jsonl; its samples in samples.jsonl and on the console every SAMPLE_EVERY
+        steps and at the last; the progress bar. Rank 0 writes."""
+        cfg, out, step = self.cfg, self.cfg.OUTPUT_DIR, metrics["step"]
+        metrics["elapsed"] = time.time() - self.t0
+        bar.update()
+        bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
+                         if k in metrics})
+        if not self.ranks.writes:
+            return
+        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if samples and (step % cfg.SAMPLE_EVERY == 0 or last):
+            with open(os.path.join(out, "samples.jsonl"), "a") as f:
+                f.writelines(json.dumps(s) + "\n" for s in samples[:cfg.NUM_SAMPLES])
+            bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
 
     def stop_early(self, message, code, save=True):
         """Saves the checkpoint (or, with save=False, keeps the last one), redraws the plots, says why it stopped
@@ -1484,6 +1480,28 @@ class PPOTrainer:
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("ppo.py", "preflight.py", "config.py"):  # the code that produced these weights, beside them
             shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+
+
+class StopOnSignal:
+    """Ctrl-C or SIGTERM during training: the first asks to stop after the step in progress (`signum` is set), a
+    second raises Interrupted at once. The previous handlers come back on exit."""
+
+    def __init__(self, log):
+        self.log, self.signum, self.previous = log, 0, {}
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.signum:  # a second signal: stop at once; the last checkpoint stays
+            raise Interrupted(signum)
+        self.signum = signum
+        self.log(f"\n{signal.Signals(signum).name}: finishing this step, then saving (again to abort at once)")
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class Interrupted(BaseException):
