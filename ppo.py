@@ -607,7 +607,7 @@ class Ranks:
             dist.barrier()
             dist.destroy_process_group()
 
-    def my_share(self, n):
+    def my_rows(self, n):
         """This rank's slice of n rows split evenly in rank order."""
         size = n // self.world
         return slice(self.rank * size, (self.rank + 1) * size)
@@ -655,11 +655,11 @@ class Ranks:
             dist.barrier()
 
 
-def rank_minibatch(mb, share):
-    """The rows of global minibatch mb (indices into the whole batch) held by the rank whose rows are `share`,
+def rank_minibatch(mb, my_rows):
+    """The rows of global minibatch mb (indices into the whole batch) held by the rank whose rows are `my_rows`,
     as indices into its own rows."""
-    mine = mb[(mb >= share.start) & (mb < share.stop)]
-    return mine - share.start
+    mine = mb[(mb >= my_rows.start) & (mb < my_rows.stop)]
+    return mine - my_rows.start
 
 
 def sum_gradients(model, ranks, group, bucket_size=2 ** 24):
@@ -980,12 +980,12 @@ class PPOTrainer:
         token ids: the policy's text is never re-tokenised. Under torchrun, prompt_indices are the whole batch's
         and this rank takes its share (whole groups), with the random numbers the whole batch's rows would get."""
         cfg, dev, tok, G = self.cfg, self.devices, self.tokenizer, self.cfg.GROUP_SIZE
-        share = self.ranks.my_share(len(prompt_indices))
-        rows = [i for i in prompt_indices[share] for _ in range(G)]
+        my_prompts = self.ranks.my_rows(len(prompt_indices))
+        rows = [i for i in prompt_indices[my_prompts] for _ in range(G)]
         prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in rows], tok.pad_token_id)
         prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
         uniforms = uniforms_for(cfg.SEED, self.data_position, len(prompt_indices) * G,
-                                slice(share.start * G, share.stop * G))
+                                slice(my_prompts.start * G, my_prompts.stop * G))
         t0 = self.clock()
         with autocast(dev["policy"], self.dtype):
             response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
@@ -1092,7 +1092,7 @@ class PPOTrainer:
         t_forward = self.clock()
         # Under torchrun every rank gathers the whole batch (token columns padded to MAX_NEW_TOKENS), computes
         # advantages and statistics on it exactly as one process would, and trains on its own rows.
-        share, Tr = self.ranks.my_share(len(mask) * self.ranks.world), mask.shape[1]
+        my_rows, Tr = self.ranks.my_rows(len(mask) * self.ranks.world), mask.shape[1]
         mask, ended, scores, logp, entropy, ref_logp, values = (
             self.all_rows(x) for x in (mask, ended, scores, logp, entropy, ref_logp, values))
 
@@ -1110,9 +1110,9 @@ class PPOTrainer:
             cfg.ALGORITHM, shaped, kl, values, mask, kl_coef, cfg.GAMMA, cfg.LAM, G)  # (B, Tr) each
 
         # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
-        mine = (share, slice(0, Tr))  # this rank's rows and columns
+        mine = (my_rows, slice(0, Tr))  # this rank's rows and columns
         rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask[mine],
-                   "advantages": advantages[mine], "lengths": lengths[share].long().cpu()}  # on the host: no sync
+                   "advantages": advantages[mine], "lengths": lengths[my_rows].long().cpu()}  # on the host: no sync
         for key, x in (("logp", logp), ("ref_logp", ref_logp), ("values", values), ("returns", returns)):
             if x is not None:
                 rollout[key] = x[mine]
@@ -1163,7 +1163,7 @@ class PPOTrainer:
         out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
         self.step_count += 1
         samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}  # this rank's rows
-                   for p, r, s in zip(batch["prompts"], batch["responses"], scores[share].tolist())]
+                   for p, r, s in zip(batch["prompts"], batch["responses"], scores[my_rows].tolist())]
         return out, samples
 
     def all_rows(self, x):
@@ -1213,8 +1213,8 @@ class PPOTrainer:
         cfg = self.cfg
         B = len(lengths)
         epochs, mb_size = (1, B) if cfg.ALGORITHM == "reinforce" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
-        share = self.ranks.my_share(B)
-        minibatches = [(rank_minibatch(mb, share), lengths[mb].sum(), len(mb))  # (my rows, n_tokens, n_seqs)
+        my_rows = self.ranks.my_rows(B)
+        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb))  # (my rows, n_tokens, n_seqs)
                        for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
         # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread) rather than each
         # taking all of them and oversubscribing the machine.

@@ -49,7 +49,7 @@ def test_each_rank_takes_its_rows_of_a_global_minibatch():
     assert ppo.rank_minibatch(mb, slice(4, 8)).tolist() == [1, 2, 3]
     assert ppo.rank_minibatch(torch.tensor([0, 1]), slice(4, 8)).tolist() == []
     ranks = ppo.Ranks({"WORLD_SIZE": "2", "RANK": "1"})
-    assert ranks.my_share(8) == slice(4, 8) and ranks.active
+    assert ranks.my_rows(8) == slice(4, 8) and ranks.active
 
 
 def test_settings_that_do_not_split_over_the_processes_are_refused():
