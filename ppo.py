@@ -848,11 +848,12 @@ def select_rows(rollout, rows):
 class PPOTrainer:
     """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one iteration."""
 
-    def __init__(self, cfg, log=print, ranks=None):
+    def __init__(self, cfg, log=print, ranks=None, settings_checked=False):
         self.cfg, self.log = cfg, log
         self.ranks = ranks or Ranks({})  # torchrun's processes; by default this one alone
-        check_settings(cfg)
-        check_distributed(cfg, self.ranks.world)
+        if not settings_checked:  # main() checks them before it locks OUTPUT_DIR
+            check_settings(cfg)
+            check_distributed(cfg, self.ranks.world)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
         self.resume_from = check_output_dir(cfg, log)  # the checkpoint to resume from, checked whole
         self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
@@ -1627,7 +1628,7 @@ def main(argv):
             default_task.build()  # the embedded default policy, built once and cached
         ranks.barrier()
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
-        trainer = PPOTrainer(cfg, log=log, ranks=ranks)
+        trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True)
     except (Exception, Interrupted) as e:
         if lock is not None:
             lock.release(refused=True)  # and the folder, if this run made it and wrote nothing else
