@@ -48,7 +48,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
-                       check_output_dir, check_output_path, check_settings, check_types, debug_requested,
+                       check_output_dir, check_output_path, check_settings, check_types, debug_requested, first_line,
                        is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides)
 
 
@@ -1390,7 +1390,7 @@ class PPOTrainer:
                 if rollback:
                     self.restore_light_state(before)
                 return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
-                                       f"{str(e).splitlines()[0] if str(e) else ''}. {hint}", 1, save=rollback)
+                                       f"{first_line(e)}. {hint}", 1, save=rollback)
         self.log(f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
                  f"training_metrics.png, metrics.jsonl, samples.jsonl, policy/"
                  f"{', critic/' if self.critic is not None else ''})")
@@ -1541,7 +1541,7 @@ def write_folder(final, write):
 def write_failure(error, path):
     """Why a write under path failed, in words: the OS's reason, else the writer's, with the free space left."""
     reason = error.strerror if isinstance(error, OSError) and error.strerror else \
-        (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        (first_line(error) or type(error).__name__)
     try:
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     except OSError:
@@ -1639,7 +1639,7 @@ def main(argv):
         elif isinstance(e, ConfigError):
             code, message = 2, str(e)
         else:  # a fault while loading: out of memory, a weights file that passed the checks but not the loader
-            code, message = 1, f"could not start: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            code, message = 1, f"could not start: {type(e).__name__}: {first_line(e)}"
         if ranks.writes:
             print(f"error: {message}", file=sys.stderr)
         if code == 2:

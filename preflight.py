@@ -28,6 +28,11 @@ class RewardError(RuntimeError):
     """The reward function raised or returned the wrong number of values: the run stops, after saving."""
 
 
+def first_line(error):
+    """The first line of an exception's message ("" if it has none): what a one-line refusal quotes of it."""
+    return str(error).splitlines()[0] if str(error) else ""
+
+
 # =============================================================================================================
 # Typed settings: what each constant of config.py accepts, in one table
 # =============================================================================================================
@@ -259,7 +264,7 @@ def check_hub_id(setting, name, repo_type="model"):
     try:  # one request: no retries, a 10 s timeout (the hub client's own default)
         response = get_session().get(url, headers=build_hf_headers(), timeout=10, follow_redirects=True)
     except Exception as e:  # DNS failure, refused, timed out, proxy
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = first_line(e) or type(e).__name__
         raise ConfigError(f"{setting}={name!r} is neither {local} nor reachable on the hub ({constants.ENDPOINT}: "
                           f"{reason}). Check the path, or connect; a copy already in the hub cache loads with "
                           f"HF_HUB_OFFLINE=1.") from None
@@ -292,7 +297,7 @@ def load_model_config(setting, name):
         return AutoConfig.from_pretrained(name)
     except Exception as e:  # unknown model_type, malformed config.json, ...
         raise ConfigError(f"{setting}={name!r} could not be read as a transformers model: "
-                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                          f"{first_line(e) or type(e).__name__}") from None
 
 
 def safetensors_problem(path):
@@ -355,7 +360,7 @@ def load_reward_function(name):
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as e:  # str() of a SyntaxError names the file and line
         raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {module_name} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}). A reward function is given as "
+                          f"{first_line(e)}). A reward function is given as "
                           f"module:function, the module importable from here.") from None
     fn = getattr(module, function_name, None)
     if fn is None:
@@ -471,7 +476,7 @@ def load_prompts(cfg, min_prompts=1):
     except Exception as e:
         while e.__cause__ is not None or e.__context__ is not None:  # the innermost error names the real problem
             e = e.__cause__ or e.__context__
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = first_line(e) or type(e).__name__
         if hub:
             raise ConfigError(f"DATASET={path!r} is neither a local file or folder nor loadable from the hub "
                               f"({reason}).") from None
@@ -568,12 +573,13 @@ RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", 
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")  # .prev: a kill fell between save_checkpoint's two renames
 
 
-def load_trainer_state(path):
+def load_trainer_state(path, mmap=False):
     """trainer_state.pt holds tensors and plain values only, so it is read with weights_only=True: a checkpoint
-    from someone else cannot run code through pickle (as HF's Trainer closed for its RNG states)."""
+    from someone else cannot run code through pickle (as HF's Trainer closed for its RNG states). mmap=True reads
+    the tensors lazily (the check of a checkpoint before loading)."""
     import pickle
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
             raise ConfigError(f"{path} holds Python objects besides tensors and plain values, which could run code "
@@ -596,16 +602,14 @@ def checkpoint_problem(path, trained):
         return f"{os.path.join(path, 'settings.json')} is damaged ({e})"
     state_path = os.path.join(path, "trainer_state.pt")
     try:
-        state = torch.load(state_path, weights_only=True, mmap=True, map_location="cpu")
+        state = load_trainer_state(state_path, mmap=True)  # a pickle of more than data: the refusal says why
         missing = {"counters", "rng", "optimizers", "schedulers"} - set(state)
         if missing:
             return f"{state_path} is damaged (no {', '.join(sorted(missing))})"
     except ConfigError:
         raise
     except Exception as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
-            load_trainer_state(state_path)  # raises the refusal that says why
-        return f"{state_path} is damaged ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+        return f"{state_path} is damaged ({(first_line(e) or type(e).__name__)[:120]})"
     for model in trained:
         folder = os.path.join(path, model)
         adapters = os.path.exists(os.path.join(folder, "adapter_config.json"))
