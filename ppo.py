@@ -550,15 +550,16 @@ class RewardModel:
 
     @torch.inference_mode()
     def __call__(self, prompts, responses):
-        prompts = list(prompts)
-        if self.max_length is not None:
-            lengths = [len(ids) for ids in self.encode(prompts, responses)["input_ids"]]
-            long = [i for i, n in enumerate(lengths) if n > self.max_length]
+        batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
+        lengths = batch["attention_mask"].sum(1).tolist()
+        long = [i for i, n in enumerate(lengths) if self.max_length is not None and n > self.max_length]
+        self.truncated = len(long)
+        if long:  # encoded a second time only when some row is too long
+            prompts = list(prompts)
             for i in long:
                 prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
-            self.truncated = len(long)
-        batch = self.encode(prompts, responses, padding=True, truncation=self.max_length is not None,
-                            max_length=self.max_length, return_tensors="pt")  # cuts only an over-long response
+            batch = self.encode(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")  # cuts only an over-long response
         return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
 
 
