@@ -40,6 +40,7 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
     "value": "value prediction",
     "return": "return (value target)",
     "prompts_truncated": "prompts truncated in the batch",
+    "reward_truncated": "rows cut to fit the reward model",
     "lr": "policy learning rate",
     "tokens_per_sec": "generated tokens / second",
     "reward_std_in_group": "reward std within a prompt's group",
