@@ -5,6 +5,7 @@ trl.experimental.ppo).
 
     VENV/bin/python bench/trl_runner.py grpo OUTPUT_DIR [SEED]      # also: dapo, rloo
     VENV/bin/python bench/trl_runner.py ppo OUTPUT_DIR SEED STEPS POLICY_DIR REWARD_DIR
+    VENV/bin/python bench/trl_runner.py family ALGORITHM OUTPUT_DIR SEED TASK_DIR LEARNING_RATE   # bench/family.py
 """
 import json
 import os
@@ -13,6 +14,7 @@ import time
 
 t0 = time.time()
 import datasets  # noqa: E402
+import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # noqa: E402
 
@@ -91,8 +93,80 @@ def main_ppo(out_dir, seed, steps, policy, reward):
                    "train_seconds": train_seconds, "steps": steps}, f)
 
 
+def read_reward_without_eos(trainer_module, reward_model, eos_id, pad_id):
+    """TRL's PPOTrainer scores token ids with the response's EOS token kept; ours and evaluate.py score the text,
+    where a response ends before its EOS token. On bench/family.py's random reward models a trailing EOS moves the
+    score by about one standard deviation, so TRL would optimise a different reward from the one evaluated. This
+    has the reward model (only it: the value model's calls are untouched) read each response with its EOS token
+    turned to padding, so that the score is read at the last word, as ours reads it."""
+    get_reward = trainer_module.get_reward
+
+    def patched(model, query_responses, pad_token_id, context_length):
+        if model is reward_model:
+            response = query_responses[:, context_length:]
+            query_responses = torch.cat([query_responses[:, :context_length],
+                                         response.masked_fill(response == eos_id, pad_id)], 1)
+        return get_reward(model, query_responses, pad_token_id, context_length)
+    trainer_module.get_reward = patched
+
+
+def main_family(algorithm, out_dir, seed, task, learning_rate):
+    """One run on a bench/family.py task with TRL's defaults, except what the task fixes for every trainer
+    (prompts per step, group size, new tokens, steps, responses ending at EOS) and the learning rate (constant).
+    ppo: PPOTrainer (trl==1.0.0): 16 prompts per step, 4 epochs of one minibatch, temperature 0.7, k1 KL 0.05,
+    vf_coef 0.1, Adam eps 1e-8, no gradient clipping. grpo/dapo/rloo (trl==1.16.0): 4 prompts x 4 responses per
+    step, one pass (num_iterations=1), temperature 1; grpo: loss_type "grpo", dapo: "dapo" (TRL's default), both
+    beta 0 (TRL's default); rloo: beta 0.05 (its default); their max_grad_norm 1.0 is TRL's default."""
+    from transformers import AutoModelForSequenceClassification
+    sys.path.insert(0, os.path.join(HERE, "bench"))
+    import family
+    policy, reward_dir = os.path.join(task, "policy"), os.path.join(task, "reward")
+    prompts = os.path.join(task, "prompts.jsonl")
+    tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
+    ds = datasets.load_dataset("json", data_files=prompts, split="train")
+    common = dict(output_dir=out_dir, seed=seed, use_cpu=True, bf16=False, save_strategy="no", report_to="none",
+                  learning_rate=learning_rate, lr_scheduler_type="constant", logging_steps=10)
+    if algorithm == "ppo":
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
+        from trl.experimental.ppo import ppo_trainer
+        ds = ds.map(lambda row: {"input_ids": tok(row["prompt"])["input_ids"]}, remove_columns=ds.column_names)
+        args = PPOConfig(**common, per_device_train_batch_size=family.PROMPTS_PER_STEP,
+                         total_episodes=family.PROMPTS_PER_STEP * family.STEPS, response_length=family.NEW_TOKENS,
+                         stop_token="eos", num_sample_generations=0)
+        reward_model = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
+        read_reward_without_eos(ppo_trainer, reward_model, tok.eos_token_id, tok.pad_token_id)
+        trainer = PPOTrainer(args=args, processing_class=tok, model=AutoModelForCausalLM.from_pretrained(policy),
+                             ref_model=AutoModelForCausalLM.from_pretrained(policy), reward_model=reward_model,
+                             value_model=AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1),
+                             train_dataset=ds, eval_dataset=ds)
+    else:
+        scorer = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
+        scorer_tok = AutoTokenizer.from_pretrained(reward_dir)
+
+        @torch.no_grad()
+        def reward(prompts, completions, **kwargs):  # ppo.RewardModel's reading: a (prompt, response) text pair
+            batch = scorer_tok(list(prompts), list(completions), padding=True, return_tensors="pt")
+            return scorer(**batch).logits[:, 0].tolist()
+        group = family.GROUP_SIZE
+        grpo_args = dict(common, num_generations=group, max_completion_length=family.NEW_TOKENS,
+                         per_device_train_batch_size=group * family.GRPO_PROMPTS_PER_STEP, max_steps=family.STEPS)
+        if algorithm in ("grpo", "dapo"):
+            args, trainer_class = GRPOConfig(**grpo_args, loss_type=algorithm), GRPOTrainer
+        else:
+            args, trainer_class = RLOOConfig(**grpo_args), RLOOTrainer
+        trainer = trainer_class(model=AutoModelForCausalLM.from_pretrained(policy), reward_funcs=reward, args=args,
+                                train_dataset=ds, processing_class=tok)
+    trainer.train()
+    trainer.save_model(os.path.join(out_dir, "policy"))
+    tok.save_pretrained(os.path.join(out_dir, "policy"))
+    with open(os.path.join(out_dir, "trl_log.json"), "w") as f:
+        json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "ppo":
+    if sys.argv[1] == "family":
+        main_family(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
+    elif sys.argv[1] == "ppo":
         main_ppo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     else:
         main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
