@@ -21,26 +21,29 @@ import preflight
 
 @torch.inference_mode()
 def evaluate_policy(path, cfg, prompts, scorer, devices, dtype, batch_size=64):
-    """Scores of EVAL_SAMPLES responses per prompt from the policy saved at path. Returns (scores, examples)."""
+    """Scores of EVAL_SAMPLES responses per prompt from the policy saved at path. Returns (scores, response lengths
+    in tokens, EOS included, examples)."""
     tok = ppo.load_tokenizer(path, "policy")
     model = ppo.load_causal_lm(path, devices["policy"], dtype)
     eos_ids = ppo.eos_token_ids(tok, path).to(devices["policy"])
     ids, _ = ppo.tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH)
     order = [i for i in range(len(prompts)) for _ in range(cfg.EVAL_SAMPLES)]
     torch.manual_seed(cfg.SEED)  # every policy sees the same prompts with the same random stream
-    scores, examples = [], []
+    scores, lengths, examples = [], [], []
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         input_ids, mask = ppo.left_pad([ids[i] for i in chunk], tok.pad_token_id)
         response, _ = ppo.sample(model, input_ids.to(devices["policy"]), mask.to(devices["policy"]),
                                  cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE, eos_ids, tok.pad_token_id)
         texts = tok.batch_decode(response, skip_special_tokens=True)
+        ended = torch.isin(response, eos_ids)  # (B, Tr)
+        lengths.append(torch.where(ended.any(1), ended.int().argmax(1) + 1, response.shape[1]).cpu())
         chunk_prompts = [prompts[i] for i in chunk]
         chunk_scores = scorer(chunk_prompts, texts).cpu()
         scores.append(chunk_scores)
         examples += [{"prompt": p, "response": r, "reward": s} for p, r, s in
                      zip(chunk_prompts, texts, chunk_scores.tolist())]
-    return torch.cat(scores), examples
+    return torch.cat(scores), torch.cat(lengths), examples
 
 
 def summary(scores):
@@ -68,10 +71,11 @@ def main(argv):
     print(f"{len(prompts)} prompts from {cfg.DATASET} x {cfg.EVAL_SAMPLES} samples, scored by {cfg.REWARD_MODEL}")
     results = []
     for path in paths:
-        scores, examples = evaluate_policy(path, cfg, prompts, scorer, devices, dtype)
+        scores, lengths, examples = evaluate_policy(path, cfg, prompts, scorer, devices, dtype)
         mean, se, n = summary(scores)
-        results.append({"policy": path, "mean": mean, "stderr": se, "n": n, "examples": examples[:3]})
-        line = f"{path}: reward {mean:+.4f} +- {se:.4f} (n={n})"
+        results.append({"policy": path, "mean": mean, "stderr": se, "n": n, "length": lengths.float().mean().item(),
+                        "examples": examples[:3]})
+        line = f"{path}: reward {mean:+.4f} +- {se:.4f} (n={n}), {results[-1]['length']:.1f} tokens"
         if results[0] is not results[-1]:
             base = results[0]
             gain = mean - base["mean"]
