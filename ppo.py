@@ -55,23 +55,28 @@ from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_rewa
 # =============================================================================================================
 # Settings
 # =============================================================================================================
-# Each algorithm's published defaults, used for the settings config.py leaves at None.
+# Each algorithm's published defaults, used for the settings config.py leaves at None. Updates per batch: PPO makes
+# 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5); the critic-free algorithms one update on
+# the whole batch, as GRPO's paper (one update per exploration stage, mu = 1 in its Algorithm 1), TRL's
+# GRPOTrainer (num_iterations=1) and RLOO do: bench/family.py measured more passes to cost more time than they
+# gained (README, "Defaults chosen on a family of tasks").
+ONE_UPDATE = dict(PPO_EPOCHS=1, MINI_BATCH_SIZE=lambda s: s["BATCH_SIZE"] * s["GROUP_SIZE"])
 ALGORITHMS = {
     # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL and OpenRLHF.
     "ppo": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
-                DYNAMIC_SAMPLING=False),
+                DYNAMIC_SAMPLING=False, PPO_EPOCHS=4, MINI_BATCH_SIZE=8),
     # Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) eq. 3: beta = 0.04 on a k3 KL in the loss, each sequence's
     # token mean averaged over the group.
     "grpo": dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
-                 OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False),
+                 OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE),
     # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss (eq. 8), dynamic
     # sampling, overlong shaping over the last 4096 of 20480 tokens (1/5 of the limit).
     "dapo": dict(KL_COEF=0.0, KL_ESTIMATOR="k3", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28,
-                 OVERLONG_BUFFER=lambda s: s["MAX_NEW_TOKENS"] // 5, DYNAMIC_SAMPLING=True),
+                 OVERLONG_BUFFER=lambda s: s["MAX_NEW_TOKENS"] // 5, DYNAMIC_SAMPLING=True, **ONE_UPDATE),
     # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO, arXiv:2402.14740), whose
     # sequence-level loss sums log-probs over the response; KL in the reward.
     "reinforce": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None,
-                      OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False),
+                      OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE),
 }
 
 
@@ -332,7 +337,7 @@ def explained_variance(values, returns, mask):
     return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
 
 
-def make_optimizer(model, lr, weight_decay=0.0):
+def make_optimizer(model, lr, weight_decay=0.0, eps=1e-5):
     """AdamW over the trainable parameters, eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's
     ppo.py). Weight decay 0 by default, as TRL and OpenRLHF (torch's own default, 0.01, pulls every weight toward
     0 rather than toward the reference); when > 0, biases and norm weights (1-D parameters) are exempt, as in
@@ -341,7 +346,7 @@ def make_optimizer(model, lr, weight_decay=0.0):
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=1e-5, fused=True)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, fused=True)
 
 
 class AdaptiveKLController:
@@ -900,9 +905,10 @@ class PPOTrainer:
             self.total_steps = min(self.total_steps, -(-cfg.MAX_RESPONSES // (cfg.BATCH_SIZE * cfg.GROUP_SIZE)))
         # Separate optimisers: the two models may sit on different devices.
         decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
-        self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE, cfg.WEIGHT_DECAY)]
+        self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON)]
         if self.critic is not None:
-            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE, cfg.WEIGHT_DECAY))
+            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE, cfg.WEIGHT_DECAY,
+                                                  cfg.ADAM_EPSILON))
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
         self.critic_thread = ThreadPoolExecutor(1, thread_name_prefix="critic") if self.critic is not None else None
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
@@ -1266,7 +1272,8 @@ class PPOTrainer:
         cfg, stats, skipped, applied = self.cfg, {}, 0, 0
         if threads is not None:
             torch.set_num_threads(threads)
-        max_norm = float("inf") if cfg.MAX_GRAD_NORM is None else cfg.MAX_GRAD_NORM  # inf: the norm only
+        max_norm = cfg.MAX_GRAD_NORM if model is self.policy else cfg.CRITIC_MAX_GRAD_NORM
+        max_norm = float("inf") if max_norm is None else max_norm  # inf: the norm only
         for mb, n_tokens, n_seqs in minibatches:
             mb_stats = {}
             for micro in mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ():  # a rank may hold none of its rows

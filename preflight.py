@@ -147,13 +147,15 @@ SETTINGS = {
     "LEARNING_RATE": Float(0),
     "CRITIC_LEARNING_RATE": Float(0, none=True),
     "LR_SCHEDULE": Choice("linear", "constant"),
-    "MINI_BATCH_SIZE": Int(), "MICRO_BATCH_SIZE": Int(), "PPO_EPOCHS": Int(),
+    "MINI_BATCH_SIZE": Int(none=True), "MICRO_BATCH_SIZE": Int(), "PPO_EPOCHS": Int(none=True),
     "CLIP_RANGE": Float(0, lo_open=True),
     "CLIP_RANGE_LOW": Float(0, 1, lo_open=True, none=True),  # the ratio is kept above 1 - CLIP_RANGE_LOW
     "CLIP_RANGE_HIGH": Float(0, lo_open=True, none=True),
     "LOSS_AGG": Choice(*LOSS_AGGREGATIONS, none=True),
     "VALUE_CLIP_RANGE": Float(0, lo_open=True, none=True),
     "MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
+    "CRITIC_MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
+    "ADAM_EPSILON": Float(0, lo_open=True),
     "WEIGHT_DECAY": Float(0),
     "ENTROPY_COEF": Float(),
     "KL_COEF": Float(0, none=True),
@@ -222,7 +224,9 @@ def check_settings(cfg):
          f"DYNAMIC_SAMPLING drops groups whose rewards are all equal, so it needs GROUP_SIZE >= 2 "
          f"(got {cfg.GROUP_SIZE})")
     need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
-         f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})")
+         f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})"
+         + ("" if cfg.ALGORITHM == "ppo" else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the whole batch of "
+                                                f"BATCH_SIZE * GROUP_SIZE sequences)"))
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
          "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full fine-tuning)")
 

@@ -59,6 +59,26 @@ def test_max_grad_norm_none_applies_no_clipping(tiny, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(trained_weights(unclipped), trained_weights(clipped)))
 
 
+def test_each_model_is_clipped_by_its_own_setting(tiny, tmp_path):
+    # One step: the rollout is the same in every run, so a model's weights change only through its own update.
+    def weights(trainer):
+        return [p.detach().clone() for p in trainer.policy.parameters()], \
+            [p.detach().clone() for p in trainer.critic.parameters()]
+    settings = dict(MAX_GRAD_NORM=None, CRITIC_MAX_GRAD_NORM=None, LEARNING_RATE=1e-2, CRITIC_LEARNING_RATE=1e-2)
+    free, _ = run_steps(tiny, tmp_path, "free", steps=1, **settings)
+    for name, overrides, policy_same, critic_same in (("policy", dict(MAX_GRAD_NORM=1e-4), False, True),
+                                                      ("critic", dict(CRITIC_MAX_GRAD_NORM=1e-4), True, False)):
+        clipped, _ = run_steps(tiny, tmp_path, name, steps=1, **{**settings, **overrides})
+        for same, a, b in zip((policy_same, critic_same), weights(free), weights(clipped)):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) == same, name
+
+
+def test_adam_epsilon_reaches_both_optimizers(tiny, tmp_path):
+    trainer = ppo.PPOTrainer(ppo.load_config(tiny_args(tiny, tmp_path, ADAM_EPSILON=1e-8)), log=lambda *a: None)
+    assert [g["eps"] for opt in trainer.optimizers for g in opt.param_groups] == [1e-8] * sum(
+        len(opt.param_groups) for opt in trainer.optimizers)
+
+
 def test_gradient_checkpointing_gives_the_same_update(tiny, tmp_path):
     plain, m1 = run_steps(tiny, tmp_path, "plain")
     checkpointed, m2 = run_steps(tiny, tmp_path, "ckpt", GRADIENT_CHECKPOINTING=True)
@@ -144,7 +164,8 @@ def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
     cfg = ppo.load_config(bench.TRL_PPO_ARGS)
     ppo.check_settings(cfg)
     assert (cfg.BATCH_SIZE, cfg.MINI_BATCH_SIZE, cfg.PPO_EPOCHS, cfg.MAX_NEW_TOKENS) == (32, 8, 4, 16)
-    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: no clipping, one lr
+    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_MAX_GRAD_NORM is None  # TRL's PPO loop never clips
+    assert cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: one optimizer, one learning rate
     with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
         runner = f.read()
     for theirs in ("per_device_train_batch_size=32", "num_mini_batches=4", "num_ppo_epochs=4",
