@@ -31,12 +31,12 @@ ALGORITHM_ARGS = {  # 32 responses per step for every algorithm
     "dapo": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
     "reinforce": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
 }
-DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggregation | sampling |
-|---|---|---|---|---|---|---|
-| ppo | yes (GAE, per token) | GAE, whitened over the batch | per-token penalty in the reward (k1, beta 0.05) | 0.2 / 0.2, value clip 0.2 | token mean | 1 response per prompt |
-| grpo | no | (r - group mean) / group std | k3 term in the loss (beta 0.04) | 0.2 / 0.2 | sequence mean of token means | GROUP_SIZE per prompt |
-| dapo | no | as GRPO | none | 0.2 / 0.28 (clip-higher) | token mean | GROUP_SIZE per prompt; groups with equal rewards dropped and refilled; overlong shaping |
-| reinforce | no | r - mean of the other responses (leave-one-out) | penalty in the sequence reward (k1, beta 0.05) | none (one update per batch) | sequence sum of log-probs | GROUP_SIZE per prompt |
+DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggregation | updates per batch | sampling |
+|---|---|---|---|---|---|---|---|
+| ppo | yes (GAE, per token) | GAE, whitened over the batch | per-token penalty in the reward (k1, beta 0.05) | 0.2 / 0.2, value clip 0.2 | token mean | 4 passes over minibatches of 8 | 1 response per prompt |
+| grpo | no | (r - group mean) / group std | k3 term in the loss (beta 0.04) | 0.2 / 0.2 | sequence mean of token means | one, on the whole batch | GROUP_SIZE per prompt |
+| dapo | no | as GRPO | none | 0.2 / 0.28 (clip-higher) | token mean | one, on the whole batch | GROUP_SIZE per prompt; groups with equal rewards dropped and refilled; overlong shaping when OVERLONG_BUFFER is set |
+| reinforce | no | r - mean of the other responses (leave-one-out) | penalty in the sequence reward (k1, beta 0.05) | none | sequence sum of log-probs | one, on the whole batch | GROUP_SIZE per prompt |
 """
 
 

@@ -45,7 +45,7 @@ BATCH_SIZE = 32  # prompts per PPO step
 MAX_NEW_TOKENS = 16  # response length limit; a response with no EOS by then is truncated
 TEMPERATURE = 1.0  # sampling temperature; log-probs use the same temperature (top-k and top-p are off)
 MISSING_EOS_PENALTY = None  # subtracted from the score of responses that hit MAX_NEW_TOKENS without EOS (None: off)
-OVERLONG_BUFFER = None  # DAPO's soft length penalty over the last this-many tokens before MAX_NEW_TOKENS (0: off)
+OVERLONG_BUFFER = None  # DAPO's soft length penalty over the last this-many tokens before MAX_NEW_TOKENS (None, 0: off)
 OVERLONG_PENALTY = 1.0  # the soft length penalty at MAX_NEW_TOKENS (it grows linearly across the buffer)
 DYNAMIC_SAMPLING = None  # drop groups whose rewards are all equal and sample more prompts (DAPO); True/False
 MAX_SAMPLING_ROUNDS = 4  # dynamic sampling: extra generation rounds per step before training on a short batch
@@ -53,7 +53,7 @@ MAX_RESPONSES = None  # stop once this many responses have been generated, dropp
 
 # ---- PPO ----------------------------------------------------------------------------------------------------
 LEARNING_RATE = 3e-4  # policy AdamW learning rate (3e-6 is a typical start for Qwen3-0.6B)
-CRITIC_LEARNING_RATE = 1e-3  # critic AdamW learning rate (None: LEARNING_RATE)
+CRITIC_LEARNING_RATE = None  # critic AdamW learning rate (None: LEARNING_RATE, as TRL's one optimizer)
 LR_SCHEDULE = "linear"  # "linear": decay to 0 over the run (Huang et al. 2024, detail 10); "constant"
 MINI_BATCH_SIZE = None  # sequences per optimizer step (None: ppo 8; grpo, dapo, reinforce the whole batch)
 MICRO_BATCH_SIZE = 8  # sequences per forward/backward (gradient accumulation); MINI_BATCH_SIZE must divide by it
@@ -64,7 +64,7 @@ CLIP_RANGE_HIGH = None  # upper clip epsilon: the ratio is kept below 1 + CLIP_R
 LOSS_AGG = None  # "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum" (None: the algorithm's own)
 VALUE_CLIP_RANGE = 0.2  # value prediction clip around the rollout values (None: unclipped value loss)
 MAX_GRAD_NORM = 1.0  # the policy's gradient-norm clip (None: no clipping)
-CRITIC_MAX_GRAD_NORM = 1.0  # the critic's gradient-norm clip (None: no clipping)
+CRITIC_MAX_GRAD_NORM = None  # the critic's gradient-norm clip (None: no clipping, as TRL; bench/family.py)
 ADAM_EPSILON = 1e-5  # AdamW epsilon, policy and critic (TRL: 1e-8)
 WEIGHT_DECAY = 0.0  # AdamW weight decay on matrices (biases and norms exempt); TRL and OpenRLHF use 0
 ENTROPY_COEF = 0.0  # entropy bonus weight in the policy loss

@@ -70,9 +70,12 @@ ALGORITHMS = {
     "grpo": dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
                  OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE),
     # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss (eq. 8), dynamic
-    # sampling, overlong shaping over the last 4096 of 20480 tokens (1/5 of the limit).
-    "dapo": dict(KL_COEF=0.0, KL_ESTIMATOR="k3", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28,
-                 OVERLONG_BUFFER=lambda s: s["MAX_NEW_TOKENS"] // 5, DYNAMIC_SAMPLING=True, **ONE_UPDATE),
+    # sampling. Departure: its overlong shaping (a penalty rising to 1 over the last 4096 of 20480 tokens, against
+    # +-1 rule rewards, where few responses reach the limit) is off unless OVERLONG_BUFFER is set, as in TRL's
+    # loss_type="dapo": its penalty is in reward units and grows with the share of responses that reach the
+    # buffer, and where most do it outweighs the reward (bench/family.py; README, "Defaults chosen on a family").
+    "dapo": dict(KL_COEF=0.0, KL_ESTIMATOR="k3", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0,
+                 DYNAMIC_SAMPLING=True, **ONE_UPDATE),
     # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO, arXiv:2402.14740), whose
     # sequence-level loss sums log-probs over the response; KL in the reward.
     "reinforce": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None,

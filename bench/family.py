@@ -135,24 +135,36 @@ def build(name):
 # An arm is one trainer with one group of settings: (trainer, algorithm, extra ppo.py settings). Ours gets only
 # what the task fixes plus TRL's learning rate (the task's), schedule (constant) and temperature (PPO 0.7, the
 # others 1.0); everything else is at our defaults, which is what the arms vary.
+CLIP_1 = ["--MAX_GRAD_NORM=1.0", "--CRITIC_MAX_GRAD_NORM=1.0", "--ADAM_EPSILON=1e-5"]  # the defaults before issue 12
+ONE_PASS = ["--PPO_EPOCHS=1", f"--MINI_BATCH_SIZE={GROUP_SIZE * GRPO_PROMPTS_PER_STEP}"]  # grpo/dapo after issue 12
+FOUR_PASSES = ["--PPO_EPOCHS=4", "--MINI_BATCH_SIZE=8"]  # grpo/dapo before issue 12 (two minibatches)
 ARMS = {
     "trl-ppo": ("trl100", "ppo", []),
-    "ours-ppo": ("ours", "ppo", []),
+    "ours-ppo": ("ours", "ppo", CLIP_1),
     "ours-ppo-noclip": ("ours", "ppo", ["--MAX_GRAD_NORM=None", "--CRITIC_MAX_GRAD_NORM=None"]),
     "ours-ppo-critic-noclip": ("ours", "ppo", ["--CRITIC_MAX_GRAD_NORM=None"]),
-    "ours-ppo-eps8": ("ours", "ppo", ["--ADAM_EPSILON=1e-8"]),
-    "ours-ppo-1mb": ("ours", "ppo", [f"--MINI_BATCH_SIZE={PROMPTS_PER_STEP}"]),
+    "ours-ppo-eps8": ("ours", "ppo", [*CLIP_1, "--ADAM_EPSILON=1e-8"]),
+    "ours-ppo-1mb": ("ours", "ppo", [*CLIP_1, f"--MINI_BATCH_SIZE={PROMPTS_PER_STEP}"]),
+    "ours-ppo-linear": ("ours", "ppo", [*CLIP_1, "--LR_SCHEDULE=linear"]),
+    "ours-ppo-noclip-1mb": ("ours", "ppo", ["--MAX_GRAD_NORM=None", "--CRITIC_MAX_GRAD_NORM=None",
+                                            f"--MINI_BATCH_SIZE={PROMPTS_PER_STEP}"]),
+    "ours-ppo-critic-noclip-clr": ("ours", "ppo", ["--MAX_GRAD_NORM=1.0", "--CRITIC_MAX_GRAD_NORM=None",
+                                                   "--CRITIC_LEARNING_RATE=None"]),
+    "ours-ppo-trl-matched": ("ours", "ppo", ["--MAX_GRAD_NORM=None", "--CRITIC_MAX_GRAD_NORM=None",
+                                             "--CRITIC_LEARNING_RATE=None", f"--MINI_BATCH_SIZE={PROMPTS_PER_STEP}",
+                                             "--ADAM_EPSILON=1e-8"]),
+    "ours-ppo-noclip-clr": ("ours", "ppo", ["--MAX_GRAD_NORM=None", "--CRITIC_MAX_GRAD_NORM=None",
+                                            "--CRITIC_LEARNING_RATE=None"]),
     "trl-grpo": ("trl116", "grpo", []),
     "trl-dapo": ("trl116", "dapo", []),
     "trl-rloo": ("trl116", "rloo", []),
     "ours-reinforce": ("ours", "reinforce", []),
-    "ours-grpo-e1": ("ours", "grpo", ["--PPO_EPOCHS=1", f"--MINI_BATCH_SIZE={GROUP_SIZE * GRPO_PROMPTS_PER_STEP}"]),
-    "ours-grpo-e4mb2": ("ours", "grpo", ["--PPO_EPOCHS=4", "--MINI_BATCH_SIZE=8"]),
-    "ours-dapo-e1": ("ours", "dapo", ["--PPO_EPOCHS=1", f"--MINI_BATCH_SIZE={GROUP_SIZE * GRPO_PROMPTS_PER_STEP}",
-                                      f"--OVERLONG_BUFFER={NEW_TOKENS // 5}"]),
-    "ours-dapo-e1-noshape": ("ours", "dapo", ["--PPO_EPOCHS=1", f"--MINI_BATCH_SIZE={GROUP_SIZE * GRPO_PROMPTS_PER_STEP}",
-                                              "--OVERLONG_BUFFER=0"]),
-    "ours-dapo-e4mb2": ("ours", "dapo", ["--PPO_EPOCHS=4", "--MINI_BATCH_SIZE=8", f"--OVERLONG_BUFFER={NEW_TOKENS // 5}"]),
+    "ours-grpo-e1": ("ours", "grpo", ONE_PASS),
+    "ours-grpo-e4mb2": ("ours", "grpo", FOUR_PASSES),
+    "ours-grpo-e1-eps8": ("ours", "grpo", [*ONE_PASS, "--ADAM_EPSILON=1e-8"]),
+    "ours-dapo-e1": ("ours", "dapo", [*ONE_PASS, f"--OVERLONG_BUFFER={NEW_TOKENS // 5}"]),
+    "ours-dapo-e1-noshape": ("ours", "dapo", [*ONE_PASS, "--OVERLONG_BUFFER=0"]),
+    "ours-dapo-e4mb2": ("ours", "dapo", [*FOUR_PASSES, f"--OVERLONG_BUFFER={NEW_TOKENS // 5}"]),
 }
 
 
@@ -230,7 +242,8 @@ def mean_se(values):
 def report(tasks, arms, seeds):
     """The family's table: held-out gain per task and seed, mean +- standard error, whole-process seconds; and the
     family's mean of gain / the task's score spread (so that tasks with wider rewards do not dominate)."""
-    lines = ["| task | arm | gain per seed | mean gain +- s.e. | seconds per run |", "|---|---|---|---|---|"]
+    lines = ["| task | arm | gain per seed | mean gain +- s.e. | response length | seconds per run |",
+             "|---|---|---|---|---|---|"]
     normalised = {arm: [] for arm in arms}
     for task in tasks:
         evals = evaluate(task, arms, seeds)
@@ -242,8 +255,28 @@ def report(tasks, arms, seeds):
             walls = [json.load(open(os.path.join(RUNS, task, k, "run.json")))["wall"] for k in keys]
             normalised[arm] += [g / TASKS[task]["spread"] for g in gains]
             m, se = mean_se(gains)
+            length = sum(evals[k].get("length", float("nan")) for k in keys) / len(keys)
             lines.append(f"| {task} | {arm} | {', '.join(f'{g:+.3f}' for g in gains)} | {m:+.3f} +- {se:.3f} | "
-                         f"{sum(walls) / len(walls):.0f} |")
+                         f"{length:.1f} | {sum(walls) / len(walls):.0f} |")
+    lines += ["", "Inside our runs (mean over tasks and seeds): gradient norms before clipping over the first 10 "
+              "steps, the critic's explained variance over the last 20, KL to the reference (nats per response) and "
+              "the policy's clip fraction over the last 10:", "",
+              "| arm | grad_norm | critic_grad_norm | explained_variance | kl | clipfrac |",
+              "|---|---|---|---|---|---|"]
+    sys.path.insert(0, HERE)
+    import plotting  # here, not at the top: bench/trl_runner.py imports this file in TRL's virtualenv
+    for arm in arms:
+        rows = [plotting.read_metrics(path) for task in tasks for s in seeds
+                if os.path.exists(path := os.path.join(RUNS, task, f"{arm}-seed{s}", "metrics.jsonl"))]
+        if not rows or ARMS[arm][0] != "ours":
+            continue
+
+        def avg(key, part):
+            values = [r[key] for run in rows for r in part(run) if key in r]
+            return f"{sum(values) / len(values):.2f}" if values else "-"
+        lines.append(f"| {arm} | {avg('grad_norm', lambda r: r[:10])} | {avg('critic_grad_norm', lambda r: r[:10])} | "
+                     f"{avg('explained_variance', lambda r: r[-20:])} | {avg('kl', lambda r: r[-10:])} | "
+                     f"{avg('clipfrac', lambda r: r[-10:])} |")
     lines += ["", "| arm | runs | family mean of gain / spread +- s.e. |", "|---|---|---|"]
     for arm, values in normalised.items():
         if values:

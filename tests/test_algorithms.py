@@ -89,11 +89,19 @@ def test_reinforce_loss_gradient_is_advantage_weighted_score_function():
 def test_algorithm_defaults_resolve_and_overrides_win():
     dapo = ppo.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4", "--MAX_NEW_TOKENS=20"])
     assert (dapo.KL_COEF, dapo.CLIP_RANGE_LOW, dapo.CLIP_RANGE_HIGH, dapo.LOSS_AGG, dapo.OVERLONG_BUFFER,
-            dapo.DYNAMIC_SAMPLING) == (0.0, 0.2, 0.28, "token-mean", 4, True)
+            dapo.DYNAMIC_SAMPLING) == (0.0, 0.2, 0.28, "token-mean", 0, True)  # overlong shaping only when asked
     grpo = ppo.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4"])
     assert (grpo.KL_COEF, grpo.KL_ESTIMATOR, grpo.LOSS_AGG, grpo.CLIP_RANGE_HIGH) == (
         0.04, "k3", "seq-mean-token-mean", 0.2)
     assert ppo.load_config([]).KL_COEF == 0.05 and ppo.load_config([]).LOSS_AGG == "token-mean"
+    # Updates per batch: ppo 4 passes of minibatches of 8; the critic-free algorithms one update on the whole batch.
+    assert (ppo.load_config([]).PPO_EPOCHS, ppo.load_config([]).MINI_BATCH_SIZE) == (4, 8)
+    for name, algorithm in (("grpo", grpo), ("dapo", dapo)):
+        assert (algorithm.PPO_EPOCHS, algorithm.MINI_BATCH_SIZE) == (1, 32 * 4), name
+    assert ppo.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4", "--PPO_EPOCHS=2"]).PPO_EPOCHS == 2
+    with pytest.raises(ppo.ConfigError, match=r"MINI_BATCH_SIZE \(15\) must be divisible by MICRO_BATCH_SIZE \(8\) "
+                                              r"\(for grpo, MINI_BATCH_SIZE=None is the whole batch"):
+        ppo.check_settings(ppo.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=3", "--BATCH_SIZE=5"]))
     mine = ppo.load_config(["--ALGORITHM=dapo", "--KL_COEF=0.01", "--DYNAMIC_SAMPLING=False"])
     assert mine.KL_COEF == 0.01 and mine.DYNAMIC_SAMPLING is False
     with pytest.raises(ppo.ConfigError, match="GROUP_SIZE must be at least 2"):
