@@ -35,7 +35,8 @@ PHASES = ["time_generate", "time_reward", "time_forward", "time_update", "step_t
 TRL_PPO_ARGS = ["--BATCH_SIZE=32", "--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=8", "--PPO_EPOCHS=4",
                 "--MAX_NEW_TOKENS=16", "--TEMPERATURE=1.0", "--LEARNING_RATE=3e-4", "--CRITIC_LEARNING_RATE=None",
                 "--LR_SCHEDULE=linear", "--KL_COEF=0.05", "--KL_ESTIMATOR=k1", "--CLIP_RANGE=0.2",
-                "--VALUE_CLIP_RANGE=0.2", "--GAMMA=1.0", "--LAM=0.95", "--MAX_GRAD_NORM=None", "--CRITIC_MAX_GRAD_NORM=None",
+                "--VALUE_CLIP_RANGE=0.2", "--GAMMA=1.0", "--LAM=0.95", "--MAX_GRAD_NORM=None",
+                "--CRITIC_MAX_GRAD_NORM=None",
                 "--PLOT_EVERY=100000", "--SAVE_EVERY=100000", "--OVERWRITE=True"]
 PAD_POLICY_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-sft-pad")
 PAD_REWARD_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-rm-pad")
