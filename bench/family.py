@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)  # compare.py, plotting.py
 CACHE = os.path.join(HERE, ".cache", "family")
 WORDS, TRAIN_PROMPTS, EVAL_PROMPTS, EVAL_SAMPLES = 300, 512, 256, 8
 
@@ -206,22 +207,20 @@ def run_one(task, arm, seed, pythons, threads):
 
 
 def evaluate(task, arms, seeds):
-    """evaluate.py on the initial policy and every finished run of the task (one process); cached per policy."""
+    """evaluate.py on the initial policy and every finished run of the task (one process, through compare.py's
+    evaluate_all; a later --DATASET overrides the one it passes); cached per policy."""
     cache_path = os.path.join(RUNS, task, "eval.json")
     cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
     runs = [f"{arm}-seed{seed}" for arm in arms for seed in seeds
             if os.path.exists(os.path.join(RUNS, task, f"{arm}-seed{seed}", "run.json"))]
     todo = [r for r in runs if r not in cache]
     if todo or "initial" not in cache:
+        import compare  # here, not at the top: bench/trl_runner.py imports this file in TRL's virtualenv
         t = task_dir(task)
-        cmd = [sys.executable, os.path.join(HERE, "evaluate.py"), f"{t}/policy",
-               *[os.path.join(RUNS, task, r, "policy") for r in todo], f"--REWARD_MODEL={t}/reward",
-               f"--DATASET={t}/eval_prompts.jsonl", f"--MAX_NEW_TOKENS={NEW_TOKENS}", "--TEMPERATURE=1.0",
-               f"--EVAL_SAMPLES={EVAL_SAMPLES}"]
-        result = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"evaluation of {task} failed:\n{result.stderr[-3000:]}")
-        scores = json.loads(result.stdout.strip().splitlines()[-1])
+        scores = compare.evaluate_all([f"{t}/policy", *[os.path.join(RUNS, task, r, "policy") for r in todo]],
+                                      [f"--REWARD_MODEL={t}/reward", f"--DATASET={t}/eval_prompts.jsonl",
+                                       f"--MAX_NEW_TOKENS={NEW_TOKENS}", "--TEMPERATURE=1.0",
+                                       f"--EVAL_SAMPLES={EVAL_SAMPLES}"])
         cache["initial"] = scores[0]
         for r, e in zip(todo, scores[1:]):
             cache[r] = e
@@ -263,7 +262,6 @@ def report(tasks, arms, seeds):
               "the policy's clip fraction over the last 10:", "",
               "| arm | grad_norm | critic_grad_norm | explained_variance | kl | clipfrac |",
               "|---|---|---|---|---|---|"]
-    sys.path.insert(0, HERE)
     import plotting  # here, not at the top: bench/trl_runner.py imports this file in TRL's virtualenv
     for arm in arms:
         rows = [plotting.read_metrics(path) for task in tasks for s in seeds
