@@ -1,5 +1,6 @@
-"""Every setting of ppo.py, one UPPER_CASE constant each. Override any of them on the command line:
-    python ppo.py --BATCH_SIZE=32 --REWARD_MODEL=path/to/reward-model --DTYPE=bfloat16
+"""Every setting of ppo.py, one UPPER_CASE constant each. Override any of them with a config file of such
+constants (configs/*.py), then on the command line:
+    python ppo.py configs/arithmetic_grpo.py --BATCH_SIZE=32 --DTYPE=bfloat16
 Values are parsed as Python literals (32, 1e-5, None, True, "text"), anything else is taken as a string.
 The defaults run the embedded task (default_task.py) on a CPU in a few minutes.
 """
@@ -14,13 +15,17 @@ GROUP_SIZE = 1  # responses sampled per prompt; grpo and dapo need at least 2
 # ---- models (local folders or hub ids, all loaded with from_pretrained) ------------------------------------
 ACTOR_MODEL = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # policy (causal LM); also the frozen reference
 CRITIC_MODEL = ACTOR_MODEL  # value model backbone: a causal-LM or reward-model folder sharing the policy's tokenizer
-REWARD_MODEL = "default_task:sentiment_reward"  # a sequence-classifier folder, or module:function(prompts, responses)
+REWARD_MODEL = "default_task:sentiment_reward"  # classifier folder, module:function(prompts, responses, **cols), list
+REWARD_WEIGHTS = None  # with several REWARD_MODELs: the weight of each in the summed reward (None: 1 each)
 CHAT_TEMPLATE = "auto"  # "auto": wrap prompts in the tokenizer's chat template if it has one; True; False
+SYSTEM_PROMPT = None  # a system message put before each prompt that has none (needs a chat template)
+ENABLE_THINKING = False  # Qwen3's thinking switch, passed to the chat template (False: an empty think block)
 
 # ---- data ---------------------------------------------------------------------------------------------------
 DATASET = os.path.join(_HERE, "data", "prompts.jsonl")  # .jsonl/.json/.csv/.parquet, save_to_disk folder, or hub id
+DATASET_CONFIG = None  # the dataset's subset (config name) on the hub, e.g. "main" for openai/gsm8k
 DATASET_SPLIT = "train"  # split to read from DATASET
-PROMPT_KEY = "prompt"  # column holding the prompt text
+PROMPT_KEY = "prompt"  # column holding the prompt: text, or a list of {"role", "content"} messages
 MAX_PROMPT_LENGTH = 128  # prompts longer than this (in tokens) keep their last MAX_PROMPT_LENGTH tokens
 
 # ---- output -------------------------------------------------------------------------------------------------
@@ -91,4 +96,12 @@ DEBUG = False  # show the Python traceback when settings or inputs are refused
 PLOT_EVERY = 25  # redraw the PNGs every this many steps (and at the end); each redraw takes ~2 s on a CPU
 SAMPLE_EVERY = 20  # log samples to samples.jsonl and the console every this many steps (and at the first and last)
 NUM_SAMPLES = 4  # (prompt, response, reward) rows per sample log
-EVAL_SAMPLES = 8  # evaluate.py: responses sampled per prompt
+REPORT_TO = "none"  # also log to "tensorboard" (OUTPUT_DIR/tensorboard), "wandb" or "trackio"
+RUN_NAME = None  # the run's name in the tracker (None: OUTPUT_DIR's last part)
+
+# ---- evaluation on held-out prompts (also evaluate.py) ------------------------------------------------------
+EVAL_DATASET = None  # held-out prompts scored during training, at step 0 and at the end (None: no evaluation)
+EVAL_SPLIT = "test"  # split to read from EVAL_DATASET (hub ids and save_to_disk folders; files have one)
+EVAL_EVERY = None  # also evaluate every this many steps (None: at step 0 and at the end only)
+EVAL_MAX_PROMPTS = None  # evaluate on the first this-many prompts of EVAL_DATASET (None: all)
+EVAL_SAMPLES = 8  # responses sampled per held-out prompt, with the same random numbers at every evaluation

@@ -1,12 +1,15 @@
-"""Charts of a run, drawn from OUTPUT_DIR/metrics.jsonl alone (this file never imports ppo.py).
+"""What a user watches: charts drawn from OUTPUT_DIR/metrics.jsonl alone, and the live trackers (REPORT_TO).
+This file never imports ppo.py.
 
     python plotting.py runs/ppo        # redraws runs/ppo/ppo_metrics.png and runs/ppo/training_metrics.png
 
-ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy);
-training_metrics.png shows every logged metric, related ones sharing a panel. Each panel draws the raw per-step
-value faintly and a centred moving average over ~10% of the run on top.
+ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy, and the held-out
+reward when EVAL_DATASET is set); training_metrics.png shows every logged metric, related ones sharing a panel.
+Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
+Tracker sends the same rows, as they are written, to TensorBoard, Weights & Biases or Trackio.
 """
 
+import importlib
 import json
 import math
 import os
@@ -14,7 +17,7 @@ import sys
 
 from matplotlib.figure import Figure  # no pyplot: files only, no display, no global figure state
 
-MAIN_METRICS = ["reward", "kl", "policy_loss", "value_loss", "advantage", "entropy"]  # the five, plus KL
+MAIN_METRICS = ["reward", "kl", "policy_loss", "value_loss", "advantage", "entropy", "eval_reward"]  # + KL, held-out
 NOT_PLOTTED = {"step"}  # the x axis
 TITLES = {  # what each panel means, in a few words; metrics without an entry are titled by their key
     "policy_loss": "policy loss (clipped surrogate)",
@@ -58,6 +61,10 @@ TITLES = {  # what each panel means, in a few words; metrics without an entry ar
     "time_update": "seconds: PPO update",
     "step_time": "seconds per step",
     "elapsed": "seconds since start",
+    "eval_reward": "held-out reward (EVAL_DATASET)",
+    "eval_reward_se": "held-out reward: standard error",
+    "eval_response_length": "held-out response length (tokens)",
+    "time_eval": "seconds: evaluation",
 }
 
 
@@ -164,6 +171,52 @@ def plot_run(out_dir):
     plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1], f"{name}: all metrics ({len(rows)} steps)",
                  ncols=5)
     return paths
+
+
+class Tracker:
+    """REPORT_TO's live view of a run: each metrics row under its flat names (as in metrics.jsonl) at its step, the
+    samples as a table, the resolved settings and a run name. The package is imported only here, when chosen.
+    TensorBoard writes under OUTPUT_DIR/tensorboard/RUN_NAME (a resumed run drops the events past its checkpoint);
+    wandb and trackio log to the project named by WANDB_PROJECT / TRACKIO_PROJECT (default "ppo")."""
+
+    def __init__(self, kind, out_dir, run_name, settings, start_step=0):
+        self.kind = kind
+        if kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard", run_name), purge_step=start_step or None)
+            self.writer.add_text("config", "```\n" + json.dumps(settings, indent=2) + "\n```", start_step)
+        else:  # wandb and trackio share one API: init(project, name, config), log(dict, step), Table, finish()
+            self.module = importlib.import_module(kind)
+            project = os.environ.get(f"{kind.upper()}_PROJECT", "ppo")
+            extra = {"dir": out_dir} if kind == "wandb" else {}
+            self.module.init(project=project, name=run_name, config=settings, **extra)
+
+    def log(self, metrics, step):
+        numbers = {k: v for k, v in metrics.items()
+                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.kind == "tensorboard":
+            for key, value in numbers.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+        else:
+            self.module.log(numbers, step=step)
+
+    def log_samples(self, samples, step):
+        columns = ["prompt", "response", "reward"]
+        rows = [[str(s["prompt"]), s["response"], s["reward"]] for s in samples]
+        if self.kind == "tensorboard":  # a markdown table
+            table = ["| " + " | ".join(columns) + " |", "|---|---|---|"]
+            table += ["| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in row) + " |"
+                      for row in rows]
+            self.writer.add_text("samples", "\n".join(table), step)
+        else:
+            self.module.log({"samples": self.module.Table(columns=columns, data=rows)}, step=step)
+
+    def close(self):
+        if self.kind == "tensorboard":
+            self.writer.close()
+        else:
+            self.module.finish()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ import torch.nn as nn
 
 from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
                        check_output_dir, check_output_path, check_settings, check_types, debug_requested, first_line,
-                       is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides)
+                       is_config_file, is_reward_function, load_prompts, load_reward_function, load_trainer_state,
+                       parse_overrides, read_config_file, reward_metric_names, reward_names)
 
 
 # =============================================================================================================
@@ -84,12 +85,16 @@ ALGORITHMS = {
 
 
 def load_config(argv=()):
-    """The UPPER_CASE constants of config.py with command-line overrides applied, each checked against its kind in
+    """The UPPER_CASE constants of config.py, then those of any config file named in argv (a path ending in .py),
+    then the --NAME=value overrides, each checked against its kind in
     preflight.SETTINGS, and each None that stands for "the algorithm's default" resolved, as a namespace (printed
     at start and saved as config.json)."""
     import config as config_module
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper() and not k.startswith("_")}
-    settings = {**defaults, **parse_overrides(argv, defaults)}
+    settings = dict(defaults)
+    for path in filter(is_config_file, argv):  # nanoGPT-style: python ppo.py configs/NAME.py --BATCH_SIZE=64
+        settings.update(read_config_file(path, defaults))
+    settings.update(parse_overrides([a for a in argv if not is_config_file(a)], defaults))
     check_types(settings)
     for name, value in ALGORITHMS[settings["ALGORITHM"]].items():
         if settings[name] is None:
@@ -99,9 +104,19 @@ def load_config(argv=()):
             settings[name] = settings["CLIP_RANGE"]
     if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
         settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
-    if isinstance(settings["LORA_TARGET_MODULES"], tuple):  # as settings.json will read it back
-        settings["LORA_TARGET_MODULES"] = list(settings["LORA_TARGET_MODULES"])
+    for name in ("LORA_TARGET_MODULES", "REWARD_MODEL", "REWARD_WEIGHTS"):  # as settings.json will read it back
+        if isinstance(settings[name], tuple):
+            settings[name] = list(settings[name])
+    if isinstance(settings["REWARD_MODEL"], list) and len(settings["REWARD_MODEL"]) == 1:
+        settings["REWARD_MODEL"] = settings["REWARD_MODEL"][0]  # one scorer is written as a name
+    if settings["REWARD_WEIGHTS"] is not None:
+        settings["REWARD_WEIGHTS"] = [float(w) for w in settings["REWARD_WEIGHTS"]]
     return SimpleNamespace(**settings)
+
+
+def config_files(argv):
+    """The config files named on the command line, in the order they apply."""
+    return [a for a in argv if is_config_file(a)]
 
 
 # =============================================================================================================
@@ -536,28 +551,38 @@ class RewardModel:
         self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
 
     def encode(self, prompts, responses, **kwargs):
+        """A chat template receives the whole conversation with the response as the assistant's turn; a pair
+        encoder (DeBERTa) the prompt's text (prompt_text) and the response."""
         tok = self.tokenizer
         if tok.chat_template:
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                             tokenize=False) for p, r in zip(prompts, responses)]
+            texts = [tok.apply_chat_template(conversation(p) + [{"role": "assistant", "content": r}], tokenize=False)
+                     for p, r in zip(prompts, responses)]
             return tok(texts, add_special_tokens=False, **kwargs)
-        return tok(prompts, responses, **kwargs)
+        return tok([prompt_text(p) for p in prompts], responses, **kwargs)
 
     def fit(self, prompt, response, length):
-        """The prompt without as many of its first tokens as the pair's `length` exceeds max_length (a few more
-        when decoding and re-encoding shifts a token boundary); "" when the response alone is too long."""
-        for _ in range(4):
+        """The prompt shortened from its start until the pair's `length` fits max_length: a conversation first loses
+        its oldest messages, then text loses as many of its first tokens as the pair is too long (a few more when
+        decoding and re-encoding shifts a token boundary). Empty when the response alone is too long."""
+        messages = not isinstance(prompt, str)
+        for _ in range(4 + (len(prompt) if messages else 0)):
             if length <= self.max_length:
                 break
-            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            if length - self.max_length >= len(ids):
-                return ""
-            prompt = self.tokenizer.decode(ids[length - self.max_length:])
+            if messages and len(prompt) > 1:
+                prompt = prompt[1:]
+            else:
+                text = prompt[0]["content"] if messages else prompt
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                text = "" if length - self.max_length >= len(ids) else self.tokenizer.decode(
+                    ids[length - self.max_length:])
+                prompt = [{**prompt[0], "content": text}] if messages else text
+                if not text:
+                    break
             length = len(self.encode([prompt], [response])["input_ids"][0])
         return prompt
 
     @torch.inference_mode()
-    def __call__(self, prompts, responses):
+    def __call__(self, prompts, responses, columns=None):
         batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
         lengths = batch["attention_mask"].sum(1).tolist()
         long = [i for i, n in enumerate(lengths) if self.max_length is not None and n > self.max_length]
@@ -572,12 +597,51 @@ class RewardModel:
 
 
 def load_scorer(name, device, dtype):
-    """REWARD_MODEL -> a callable(prompts, responses) -> (B,) float scores: a sequence classifier or a user
-    function given as module:function. NaN/inf pass through to the trainer's non-finite guard."""
+    """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a sequence classifier
+    or a user function given as module:function. NaN/inf pass through to the trainer's non-finite guard."""
     if is_reward_function(name):
         fn = load_reward_function(name)
-        return lambda prompts, responses: call_reward_function(fn, prompts, responses)
+        return lambda prompts, responses, columns=None: call_reward_function(fn, prompts, responses, columns)
     return RewardModel(name, device, dtype)
+
+
+class Scorer:
+    """REWARD_MODEL's scorers with REWARD_WEIGHTS: the reward is the weighted sum of their scores (TRL's GRPO sums
+    its reward_funcs with reward_weights the same way). scorer(prompts, responses, columns) -> the (B,) reward and
+    the (B, number of scorers) scores it sums; `names` are the scorers' metric names, `truncated` counts the rows
+    cut to fit the reward models in the last call."""
+
+    def __init__(self, names, weights, device, dtype):
+        names = reward_names(names)
+        self.names, self.weights = reward_metric_names(names), torch.tensor(weights or [1.0] * len(names))
+        self.parts = [load_scorer(name, device, dtype) for name in names]
+        self.truncated = 0
+
+    def __call__(self, prompts, responses, columns=None):
+        parts = torch.stack([part(prompts, responses, columns).float().cpu() for part in self.parts], 1)  # (B, S)
+        self.truncated = sum(getattr(part, "truncated", 0) for part in self.parts)
+        return (parts * self.weights).sum(1), parts
+
+
+def conversation(prompt, system_prompt=None):
+    """A prompt as a list of messages: text becomes the user's turn; system_prompt goes first unless the
+    conversation has a system message of its own."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if system_prompt is not None and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def as_seen(prompt, system_prompt=None):
+    """A dataset's prompt as the policy sees it and the scorers receive it: unchanged, or with SYSTEM_PROMPT, a
+    conversation that starts with it."""
+    return prompt if system_prompt is None else conversation(prompt, system_prompt)
+
+
+def prompt_text(prompt):
+    """The text of a prompt for a reward model without a chat template (a text-pair encoder such as the
+    OpenAssistant DeBERTa): a conversation's user and assistant turns, one paragraph each."""
+    return prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in prompt if m["role"] != "system")
 
 
 # =============================================================================================================
@@ -786,20 +850,31 @@ def eos_token_ids(tokenizer, model_name):
     return torch.tensor(sorted(ids))
 
 
-def tokenize_prompts(tokenizer, prompts, chat_template, max_length):
+def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_prompt=None, enable_thinking=False):
     """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True, or is "auto"
-    and the tokenizer has one. Over-long prompts keep their last max_length tokens (the end of a prompt is what
-    the response continues). Returns (token-id lists, truncated flags)."""
+    and the tokenizer has one (each prompt as a conversation, system_prompt first). Over-long prompts keep their
+    last max_length tokens (the end of a prompt is what the response continues). Returns (token-id lists,
+    truncated flags)."""
     has_template = bool(tokenizer.chat_template)
     if chat_template is True and not has_template:
         raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
                           "set CHAT_TEMPLATE to 'auto' or False.")
     if has_template and chat_template in (True, "auto"):
-        # enable_thinking=False: Qwen3's template then adds an empty think block; other templates ignore it.
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                               tokenize=False, enable_thinking=False) for p in prompts]
+        # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block; other templates
+        # ignore it.
+        texts = [tokenizer.apply_chat_template(conversation(p, system_prompt), add_generation_prompt=True,
+                                               tokenize=False, enable_thinking=enable_thinking) for p in prompts]
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     else:
+        why = "has no chat template" if not has_template else "is not used (CHAT_TEMPLATE=False)"
+        if system_prompt is not None:
+            raise ConfigError(f"SYSTEM_PROMPT is set, but the chat template of ACTOR_MODEL's tokenizer {why}, which "
+                              f"places a system message: write the instruction into the prompts instead, or use a "
+                              f"model with a chat template.")
+        if any(not isinstance(p, str) for p in prompts):
+            raise ConfigError(f"the prompts are conversations (lists of messages), but the chat template of "
+                              f"ACTOR_MODEL's tokenizer {why}, which turns them into text: give text prompts, or a "
+                              f"model with a chat template.")
         ids = tokenizer(list(prompts))["input_ids"]
     return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
 
@@ -832,6 +907,11 @@ def _pad_columns(x, width, value, left):
     return torch.cat([fill, x] if left else [x, fill], 1)
 
 
+def _pad_rows(x, n):
+    """x with zero rows appended up to n rows."""
+    return torch.cat([x, x.new_zeros((n - len(x), *x.shape[1:]))]) if len(x) < n else x
+
+
 def concat_rollouts(parts, pad_id):
     """Joins rollouts from several generation rounds: prompts are re-left-padded and responses right-padded to
     the widest, other tensors and lists are concatenated."""
@@ -857,7 +937,7 @@ def select_rows(rollout, rows):
 class PPOTrainer:
     """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one iteration."""
 
-    def __init__(self, cfg, log=print, ranks=None, settings_checked=False):
+    def __init__(self, cfg, log=print, ranks=None, settings_checked=False, config_files=()):
         self.cfg, self.log = cfg, log
         self.ranks = ranks or Ranks({})  # torchrun's processes; by default this one alone
         if not settings_checked:  # main() checks them before it locks OUTPUT_DIR
@@ -865,8 +945,15 @@ class PPOTrainer:
             check_distributed(cfg, self.ranks.world)
         # Cheap checks first: every file is read and every model folder inspected before any weight loads.
         self.resume_from = check_output_dir(cfg, log)  # the checkpoint to resume from, checked whole
-        self.prompts = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
-        check_models(cfg, self.prompts)
+        # The prompts as the policy sees them and scorers receive them (with SYSTEM_PROMPT), and the dataset's
+        # other columns, which reward functions may take by name (an answer to check against, say).
+        prompts, self.columns = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
+        self.prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
+        self.eval_prompts = self.eval_columns = None
+        if cfg.EVAL_DATASET is not None:
+            prompts, self.eval_columns = load_prompts(cfg, held_out=True)
+            self.eval_prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
+        check_models(cfg, self.prompts, self.columns, self.eval_columns)
         self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world)
         if self.devices["policy"].type == "cuda":
             torch.cuda.set_device(self.devices["policy"])  # NCCL's collectives run on the current device
@@ -878,8 +965,11 @@ class PPOTrainer:
 
         self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
         self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
-        self.prompt_ids, self.prompts_truncated = tokenize_prompts(self.tokenizer, self.prompts, cfg.CHAT_TEMPLATE,
-                                                                   cfg.MAX_PROMPT_LENGTH)
+        tokenize = partial(tokenize_prompts, self.tokenizer, chat_template=cfg.CHAT_TEMPLATE,
+                           max_length=cfg.MAX_PROMPT_LENGTH, system_prompt=cfg.SYSTEM_PROMPT,
+                           enable_thinking=cfg.ENABLE_THINKING)
+        self.prompt_ids, self.prompts_truncated = tokenize(self.prompts)
+        self.eval_prompt_ids = tokenize(self.eval_prompts)[0] if self.eval_prompts is not None else None
 
         # The algorithm decides which models load: the critic only for PPO, the reference only when a KL term
         # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway).
@@ -901,7 +991,7 @@ class PPOTrainer:
         if cfg.GRADIENT_CHECKPOINTING:
             for model in filter(None, [self.policy, self.critic and self.critic.model]):
                 enable_gradient_checkpointing(model)
-        self.scorer = load_scorer(cfg.REWARD_MODEL, dev["reward"], self.dtype)
+        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype)
 
         self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * len(self.prompts) // cfg.BATCH_SIZE
         if cfg.MAX_RESPONSES is not None:  # the response budget also sets the learning-rate schedule's length
@@ -923,6 +1013,8 @@ class PPOTrainer:
         self.reward_truncated = 0  # this step's rows cut to fit the reward model, reset by step()
         self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
         self.saved_step = None  # step_count of the last checkpoint written or loaded
+        self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
+        self.config_files = config_files  # the config files the settings came from (copied into OUTPUT_DIR)
         if cfg.RESUME:
             self.load_checkpoint(self.resume_from)
 
@@ -1005,11 +1097,13 @@ class PPOTrainer:
         mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
         prompts = [self.prompts[i] for i in rows]
         responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
+        columns = {k: [v[i] for i in rows] for k, v in self.columns.items()}  # aligned with the responses
         # The reward model reads decoded text with its own tokenizer. A failure on any rank stops every rank.
-        error = scores = None
+        error = scores = parts = None
         try:
-            scores = self.scorer(prompts, responses).to(dev["policy"])  # (B,)
-            self.reward_truncated += getattr(self.scorer, "truncated", 0)
+            scores, parts = self.scorer(prompts, responses, columns)  # (B,), (B, number of scorers)
+            scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
+            self.reward_truncated += self.scorer.truncated
         except RewardError as e:
             error = e
         if self.ranks.any(error is not None):  # every rank enters: the message comes from the one that failed
@@ -1019,7 +1113,8 @@ class PPOTrainer:
         self.phase_seconds["reward"] += self.clock() - t1
         self.responses_generated += len(prompt_indices) * G
         return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
-                "ended": ended, "scores": scores, "prompt_index": rows, "prompts": prompts, "responses": responses}
+                "ended": ended, "scores": scores, "score_parts": parts, "prompt_index": rows, "prompts": prompts,
+                "responses": responses}
 
     def rollout(self):
         """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose rewards are all equal
@@ -1167,6 +1262,9 @@ class PPOTrainer:
         if values is not None:
             out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
                        explained_variance=explained_variance(values, returns, mask))
+        if len(self.scorer.names) > 1:  # each scorer's mean, before its weight
+            out.update({f"reward_{name}": self.all_rows(batch["score_parts"][:, j]).mean()
+                        for j, name in enumerate(self.scorer.names)})
         if G > 1:
             out["reward_std_in_group"] = scores.view(-1, G).std(1).mean()
         if cfg.DYNAMIC_SAMPLING:
@@ -1176,6 +1274,42 @@ class PPOTrainer:
         samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}  # this rank's rows
                    for p, r, s in zip(batch["prompts"], batch["responses"], scores[my_rows].tolist())]
         return out, samples
+
+    def evaluation_due(self):
+        """At step 0, every EVAL_EVERY steps, and (train() calls it) at the end."""
+        every = self.cfg.EVAL_EVERY
+        return self.eval_prompts is not None and (self.step_count == 0 or bool(every and self.step_count % every == 0))
+
+    def evaluate(self):
+        """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the eval_* metrics, with
+        evaluate.py's sample_and_score. Its random numbers are fixed, apart from training's, so evaluations are
+        comparable across steps and a run trains the same with or without them. Under torchrun each rank takes an
+        equal share of the rows."""
+        import evaluate as evaluation
+        cfg, dev, world = self.cfg, self.devices["policy"], self.ranks.world
+        n = len(self.eval_prompts) * cfg.EVAL_SAMPLES
+        share = -(-n // world)
+        rows = range(min(n, self.ranks.rank * share), min(n, (self.ranks.rank + 1) * share))
+        t0, error, result = self.clock(), None, None
+        try:
+            result = evaluation.sample_and_score(self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
+                                                 self.eval_prompts, self.eval_columns, self.scorer, cfg, dev,
+                                                 self.dtype, rows)
+        except RewardError as e:
+            error = e
+        if self.ranks.any(error is not None):
+            message = self.ranks.first_object(str(error) if error else None)
+            raise error or RewardError(f"on another process: {message}")
+        scores, parts, lengths, _ = result
+        if self.ranks.active:  # every rank sends `share` rows (the last pads its own), then the padding goes
+            scores, parts, lengths = (self.ranks.gather_rows(_pad_rows(x.float(), share))[:n]
+                                      for x in (scores, parts, lengths))
+        out = {"eval_reward": scores.mean().item(), "eval_reward_se": (scores.std() / n ** 0.5).item(),
+               "eval_response_length": lengths.float().mean().item()}
+        if len(self.scorer.names) > 1:
+            out.update({f"eval_reward_{name}": parts[:, j].mean().item() for j, name in enumerate(self.scorer.names)})
+        out["time_eval"] = self.clock() - t0
+        return out
 
     def all_rows(self, x):
         """A per-row tensor of this rank's rows -> the whole batch's, in rank order (None stays None; on one
@@ -1353,6 +1487,13 @@ class PPOTrainer:
         error in a step, a save that cannot be written). A fault before the step's update rolls the step back and
         saves; one during the update, or a second Ctrl-C/SIGTERM, keeps the last checkpoint instead.
         Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
+        try:
+            return self.run(resume_command)
+        finally:
+            if self.tracker is not None:  # flushed and closed however the run ends
+                self.tracker.close()
+
+    def run(self, resume_command):
         from tqdm import tqdm
         cfg, hint, before = self.cfg, f"continue with: {resume_command}", None
         with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps, initial=self.step_count,
@@ -1363,10 +1504,12 @@ class PPOTrainer:
                 while self.step_count < self.total_steps:
                     before, self.updating = self.light_state(), False
                     try:
+                        evaluation = self.evaluate() if self.evaluation_due() else {}  # of the policy step() samples
                         metrics, samples = self.step()
                     except RewardError as e:  # raised while scoring, before any update: roll the step back
                         self.restore_light_state(before)
                         return self.stop_early(f"error: {e}\nThe run is saved; fix the reward function, then {hint}", 1)
+                    metrics.update(evaluation)
                     last = self.step_count == self.total_steps or (
                         cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
                     self.write_logs(metrics, samples, last, bar)
@@ -1387,6 +1530,9 @@ class PPOTrainer:
                         self.plot()
                 self.check_ranks_agree()
                 self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
+                if self.eval_prompts is not None:  # the final policy: a row of its own, at the step it would start
+                    before = None  # a fault here leaves the saved checkpoint as it is
+                    self.log_row({"step": self.step_count, **self.evaluate()})
                 self.plot()
                 self.save()
             except Interrupted as e:
@@ -1408,7 +1554,8 @@ class PPOTrainer:
         return 0
 
     def start_logs(self):
-        """Rank 0 writes config.json and trims metrics.jsonl and samples.jsonl to the steps the checkpoint covers
+        """Rank 0 writes config.json (and copies the config files into OUTPUT_DIR/configs/), opens the tracker, and
+        trims metrics.jsonl and samples.jsonl to the steps the checkpoint covers
         (a new run: none; OVERWRITE also removes the replaced run's checkpoints). The clock `elapsed` goes on
         across a resume."""
         out, kept = self.cfg.OUTPUT_DIR, []
@@ -1417,26 +1564,42 @@ class PPOTrainer:
                 for name in CHECKPOINTS + ("checkpoint.tmp",):
                     shutil.rmtree(os.path.join(out, name), ignore_errors=True)
             write_file(os.path.join(out, "config.json"), json.dumps(vars(self.cfg), indent=2))
+            for path in self.config_files:  # the config files the settings came from, beside them
+                with open(path) as f:
+                    os.makedirs(os.path.join(out, "configs"), exist_ok=True)
+                    write_file(os.path.join(out, "configs", os.path.basename(path)), f.read())
             kept = keep_rows_before(os.path.join(out, "metrics.jsonl"), self.step_count)
             keep_rows_before(os.path.join(out, "samples.jsonl"), self.step_count)
+            if self.cfg.REPORT_TO != "none":
+                import plotting
+                name = self.cfg.RUN_NAME or os.path.basename(os.path.normpath(os.path.abspath(out)))
+                self.tracker = plotting.Tracker(self.cfg.REPORT_TO, out, name, vars(self.cfg), self.step_count)
         self.t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)
 
     def write_logs(self, metrics, samples, last, bar):
         """One step's row in metrics.jsonl; its samples in samples.jsonl and on the console every SAMPLE_EVERY
         steps and at the last; the progress bar. Rank 0 writes."""
         cfg, out, step = self.cfg, self.cfg.OUTPUT_DIR, metrics["step"]
-        metrics["elapsed"] = time.time() - self.t0
         bar.update()
-        bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length")
-                         if k in metrics})
-        if not self.ranks.writes:
-            return
-        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        if samples and (step % cfg.SAMPLE_EVERY == 0 or last):
+        bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length",
+                                                          "eval_reward") if k in metrics})
+        self.log_row(metrics)
+        if self.ranks.writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
             with open(os.path.join(out, "samples.jsonl"), "a") as f:
                 f.writelines(json.dumps(s) + "\n" for s in samples[:cfg.NUM_SAMPLES])
             bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
+            if self.tracker is not None:
+                self.tracker.log_samples(samples[:cfg.NUM_SAMPLES], step)
+
+    def log_row(self, metrics):
+        """A row of metrics.jsonl, also sent to the tracker (REPORT_TO); rank 0 writes."""
+        metrics["elapsed"] = time.time() - self.t0
+        if not self.ranks.writes:
+            return
+        with open(os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.tracker is not None:
+            self.tracker.log(metrics, metrics["step"])
 
     def stop_early(self, message, code, save=True):
         """Saves the checkpoint (or, with save=False, keeps the last one), redraws the plots, says why it stopped
@@ -1639,7 +1802,7 @@ def main(argv):
             default_task.build()  # the embedded default policy, built once and cached
         ranks.barrier()
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
-        trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True)
+        trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True, config_files=config_files(argv))
     except (Exception, Interrupted) as e:
         if lock is not None:
             lock.release(refused=True)  # and the folder, if this run made it and wrote nothing else

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -50,6 +51,10 @@ class Kind:
             text = "True or False"
         elif self.type is list:
             text = "'all-linear' or a list of module names such as ['q_proj', 'v_proj']"
+        elif self.type == "names":
+            text = "a folder, hub id or module:function, or a list of them"
+        elif self.type == "numbers":
+            text = "a list of numbers such as [1.0, 0.5]"
         elif self.type is str:
             text = "a non-empty string"
         else:
@@ -78,9 +83,15 @@ class Kind:
                 return float(text)
             except ValueError:
                 return text
-        if self.type is list and text != "all-linear":  # q_proj,v_proj or ['q_proj', 'v_proj']
-            names = text.strip("[]").replace("'", "").replace('"', "").split(",")
+        if (self.type is list and text != "all-linear") or (self.type == "names" and (
+                text.strip().startswith("[") or "," in text)):  # q_proj,v_proj or ['q_proj', 'v_proj']
+            names = text.strip().strip("[]").replace("'", "").replace('"', "").split(",")
             return [n.strip() for n in names if n.strip()]
+        if self.type == "numbers":  # 1,0.5 or [1, 0.5]
+            try:
+                return [float(x) for x in text.strip().strip("[]").split(",") if x.strip()]
+            except ValueError:
+                return text
         return text
 
     def problem(self, name, value):
@@ -96,6 +107,10 @@ class Kind:
             str: lambda v: isinstance(v, str) and v.strip() != "",
             list: lambda v: v == "all-linear" if isinstance(v, str) else (
                 isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x for x in v)),
+            "names": lambda v: v.strip() != "" if isinstance(v, str) else (
+                isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x.strip() for x in v)),
+            "numbers": lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
         }[self.type](value)
         if ok and self.lo is not None:
             ok = value > self.lo if self.lo_open else value >= self.lo
@@ -116,16 +131,19 @@ def Choice(*choices, none=False):
     return Kind(str, choices=choices, none=none)
 
 
-TEXT, FLAG = Kind(str), Kind(bool)
+TEXT, FLAG, TEXT_OR_NONE = Kind(str), Kind(bool), Kind(str, none=True)
 LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")  # ppo.loss_weights
+TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}  # -> the package
 # Every constant of config.py, with what it accepts (a test checks that the two list the same names). None in a
 # setting marked none=True means "off" or, for the settings ALGORITHMS fills in, "the algorithm's default".
 SETTINGS = {
     "ALGORITHM": Choice("ppo", "grpo", "dapo", "reinforce"),
     "GROUP_SIZE": Int(),
-    "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT, "REWARD_MODEL": TEXT,
+    "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT,
+    "REWARD_MODEL": Kind("names"), "REWARD_WEIGHTS": Kind("numbers", none=True),
     "CHAT_TEMPLATE": Kind(str, choices=("auto", True, False)),
-    "DATASET": TEXT, "DATASET_SPLIT": TEXT, "PROMPT_KEY": TEXT,
+    "SYSTEM_PROMPT": TEXT_OR_NONE, "ENABLE_THINKING": FLAG,
+    "DATASET": TEXT, "DATASET_CONFIG": TEXT_OR_NONE, "DATASET_SPLIT": TEXT, "PROMPT_KEY": TEXT,
     "MAX_PROMPT_LENGTH": Int(),
     "OUTPUT_DIR": TEXT,
     "SEED": Int(0, 2 ** 32 - 1),  # numpy's legacy seeding takes 32 bits
@@ -172,8 +190,43 @@ SETTINGS = {
     "DEBUG": FLAG,
     "PLOT_EVERY": Int(), "SAMPLE_EVERY": Int(),
     "NUM_SAMPLES": Int(0),
-    "EVAL_SAMPLES": Int(),
+    "EVAL_DATASET": TEXT_OR_NONE, "EVAL_SPLIT": TEXT, "EVAL_EVERY": Int(none=True),
+    "EVAL_MAX_PROMPTS": Int(none=True), "EVAL_SAMPLES": Int(),
+    "REPORT_TO": Choice(*TRACKERS), "RUN_NAME": TEXT_OR_NONE,
 }
+
+
+def unknown_setting(name, defaults, where):
+    close = difflib.get_close_matches(name.upper(), list(defaults), n=1)
+    hint = f" Did you mean {where.format(close[0])}?" if close else " See config.py for the settings."
+    return ConfigError(f"unknown setting {where.format(name)}.{hint}")
+
+
+def is_config_file(arg):
+    return not arg.startswith("--") and arg.endswith(".py")
+
+
+def read_config_file(path, defaults):
+    """The UPPER_CASE constants a config file (Python, nanoGPT-style: `BATCH_SIZE = 64`) sets, as a dict. Its
+    lower-case names (imports, helpers) are ignored; an UPPER_CASE name config.py lacks is refused."""
+    try:
+        with open(path) as f:
+            source = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file {path!r} ({e.strerror}): give the path of a .py file of "
+                          f"settings such as configs/arithmetic_grpo.py.") from None
+    namespace = {"__file__": os.path.abspath(path), "__name__": "__config__"}
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except SyntaxError as e:
+        raise ConfigError(f"the config file {path!r} is not valid Python (line {e.lineno}: {e.msg}).") from None
+    except (Exception, SystemExit) as e:
+        raise ConfigError(f"the config file {path!r} raised {type(e).__name__}: {first_line(e)}") from None
+    settings = {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+    for name in settings:
+        if name not in defaults:
+            raise unknown_setting(name, defaults, f"{{}} in {path}")
+    return settings
 
 
 def parse_overrides(argv, defaults):
@@ -181,12 +234,11 @@ def parse_overrides(argv, defaults):
     overrides = {}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16")
+            raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16, "
+                              f"and a config file as a path ending in .py")
         name, value = arg[2:].split("=", 1)
         if name not in defaults:
-            close = difflib.get_close_matches(name.upper(), list(defaults), n=1)
-            hint = f" Did you mean --{close[0]}?" if close else " See config.py for the settings."
-            raise ConfigError(f"unknown setting --{name}.{hint}")
+            raise unknown_setting(name, defaults, "--{}")
         overrides[name] = SETTINGS[name].parse(value) if name in SETTINGS else value
     return overrides
 
@@ -229,6 +281,17 @@ def check_settings(cfg):
                                                 f"BATCH_SIZE * GROUP_SIZE sequences)"))
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
          "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full fine-tuning)")
+    names = reward_names(cfg.REWARD_MODEL)
+    need(cfg.REWARD_WEIGHTS is None or len(cfg.REWARD_WEIGHTS) == len(names),
+         f"REWARD_WEIGHTS has {len(cfg.REWARD_WEIGHTS or ())} weight(s) for {len(names)} scorer(s) in REWARD_MODEL "
+         f"({', '.join(names)}): give one weight per scorer, in the same order, or None for weights of 1")
+    need(cfg.EVAL_DATASET is not None or cfg.EVAL_EVERY is None,
+         f"EVAL_EVERY={cfg.EVAL_EVERY} evaluates on held-out prompts, but EVAL_DATASET is None: name a dataset of "
+         f"prompts the run does not train on, e.g. --EVAL_DATASET=data/eval_prompts.jsonl")
+    package = TRACKERS[cfg.REPORT_TO]
+    need(package is None or importlib.util.find_spec(package) is not None,
+         f"REPORT_TO={cfg.REPORT_TO!r} needs the {package} package: pip install {package} (or REPORT_TO='none'; "
+         f"metrics.jsonl and the PNGs are written either way)")
 
 
 # =============================================================================================================
@@ -353,34 +416,78 @@ def is_reward_function(name):
     return ":" in name and not os.path.exists(name)
 
 
-def load_reward_function(name):
+def reward_names(setting):
+    """REWARD_MODEL (one name or a list) -> the list of scorer names."""
+    return [setting] if isinstance(setting, str) else list(setting)
+
+
+def reward_metric_names(names):
+    """Each scorer's short name for its metric reward_<name>: a function's name, a folder's or hub id's last part;
+    a name used twice gets _2, _3, one the trainer uses for another metric (reward_std) gets _score."""
+    import re
+    out = []
+    for name in names:
+        base = name.rpartition(":")[2] if is_reward_function(name) else os.path.basename(os.path.normpath(name))
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", base) or "scorer"
+        base += "_score" if base in ("std", "std_in_group", "truncated", "se") else ""  # the trainer's own metrics
+        short, k = base, 2
+        while short in out:
+            short, k = f"{base}_{k}", k + 1
+        out.append(short)
+    return out
+
+
+def load_reward_function(name, setting="REWARD_MODEL"):
     """module:function -> the function. Any error while importing (a syntax error, an exception raised at import,
     a relative or empty module name) is a refusal naming the module."""
     module_name, _, function_name = name.partition(":")
     if not module_name or not function_name or module_name.startswith("."):
-        raise ConfigError(f"REWARD_MODEL={name!r}: write a reward function as module:function, with an absolute "
+        raise ConfigError(f"{setting}={name!r}: write a reward function as module:function, with an absolute "
                           f"module name importable from here, e.g. my_rewards:score")
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as e:  # str() of a SyntaxError names the file and line
-        raise ConfigError(f"REWARD_MODEL={name!r}: cannot import {module_name} ({type(e).__name__}: "
+        raise ConfigError(f"{setting}={name!r}: cannot import {module_name} ({type(e).__name__}: "
                           f"{first_line(e)}). A reward function is given as "
                           f"module:function, the module importable from here.") from None
     fn = getattr(module, function_name, None)
     if fn is None:
-        raise ConfigError(f"REWARD_MODEL={name!r}: module {module_name} ({getattr(module, '__file__', '?')}) has "
+        raise ConfigError(f"{setting}={name!r}: module {module_name} ({getattr(module, '__file__', '?')}) has "
                           f"no {function_name}.")
     if not callable(fn):
-        raise ConfigError(f"REWARD_MODEL={name!r} is not callable: it must be a function(prompts, responses).")
+        raise ConfigError(f"{setting}={name!r} is not callable: it must be a function(prompts, responses, "
+                          f"**columns).")
     return fn
 
 
-def call_reward_function(fn, prompts, responses):
+def reward_arguments(fn):
+    """(the dataset columns fn takes by name, whether it takes **kwargs, the names it requires). A function is
+    called as fn(prompts, responses, **columns), as TRL's GRPOTrainer calls its reward functions, but it receives
+    only the columns it can take: every one with **kwargs, else those its parameters name; so a function of
+    (prompts, responses) alone keeps working."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: give it the two lists only
+        return set(), False, set()
+    by_name = params[2:] if all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params[:2]) else params
+    named = {p.name for p in by_name if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = {p.name for p in by_name if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.default is p.empty}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params), required
+
+
+def columns_for(fn, columns):
+    """The columns (name -> list aligned with the responses) to pass to fn."""
+    named, takes_all, _ = reward_arguments(fn)
+    return {k: v for k, v in (columns or {}).items() if takes_all or k in named}
+
+
+def call_reward_function(fn, prompts, responses, columns=None):
     """Calls a user reward function and checks what it returns: one float per response. Whatever it raises,
     sys.exit() and KeyboardInterrupt included, becomes a RewardError naming it: a fault of this run."""
     name = getattr(fn, "__name__", repr(fn))
     try:
-        scores = fn(prompts, responses)
+        scores = fn(prompts, responses, **columns_for(fn, columns))
     except (Exception, SystemExit, KeyboardInterrupt) as e:
         raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
                           f"{prompts[0]!r})") from e
@@ -400,9 +507,10 @@ def call_reward_function(fn, prompts, responses):
 # =============================================================================================================
 # The models, read from their config.json before any weight loads
 # =============================================================================================================
-def check_models(cfg, prompts):
-    """Reads only config.json files and weight-file headers (and calls a reward function once): each model is
-    there, whole, and of the right kind; LORA_TARGET_MODULES names modules the models have."""
+def check_models(cfg, prompts, columns=None, eval_columns=None):
+    """Reads only config.json files and weight-file headers (and calls each reward function once): each model is
+    there, whole, and of the right kind; LORA_TARGET_MODULES names modules the models have; reward functions get
+    the dataset columns they require (columns: DATASET's other columns; eval_columns: EVAL_DATASET's, if any)."""
     from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
                               AutoModelForCausalLM, AutoModelForSequenceClassification)
     actor = load_model_config("ACTOR_MODEL", cfg.ACTOR_MODEL)
@@ -430,21 +538,36 @@ def check_models(cfg, prompts):
                                           AutoModelForSequenceClassification)
         if problem:
             raise ConfigError(problem)
-    if is_reward_function(cfg.REWARD_MODEL):
-        fn = load_reward_function(cfg.REWARD_MODEL)
+    for name in reward_names(cfg.REWARD_MODEL):
+        check_scorer(name, prompts, columns, eval_columns)
+
+
+def check_scorer(name, prompts, columns, eval_columns=None):
+    """One scorer of REWARD_MODEL: a reward function is imported, given the columns it requires, and called once on
+    two rows; a reward model's config.json must be a sequence classifier's."""
+    from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    if is_reward_function(name):
+        fn = load_reward_function(name)
+        for setting, cols in (("DATASET", columns), ("EVAL_DATASET", eval_columns)):
+            missing = sorted(reward_arguments(fn)[2] - set(cols or {})) if cols is not None else []
+            if missing:
+                raise ConfigError(f"REWARD_MODEL={name!r} requires {', '.join(map(repr, missing))}, which "
+                                  f"{setting} has no column for (its other columns: {sorted(cols) or 'none'}): give "
+                                  f"the parameter a default, or use a dataset with that column.")
+        rows = {k: v[:2] for k, v in (columns or {}).items()}
         try:  # one cheap call now, so a broken function fails before any model loads
-            scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]))
+            scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]), rows)
         except RewardError as e:
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} failed on a test call: {e}") from None
+            raise ConfigError(f"REWARD_MODEL={name!r} failed on a test call: {e}") from None
         if not torch.isfinite(scores).all():
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} returned {scores.tolist()} on a test call with "
+            raise ConfigError(f"REWARD_MODEL={name!r} returned {scores.tolist()} on a test call with "
                               f"prompts {prompts[:2]!r}: rewards must be finite numbers.")
     else:
-        reward = load_model_config("REWARD_MODEL", cfg.REWARD_MODEL)
+        reward = load_model_config("REWARD_MODEL", name)
         archs = reward.architectures or []
         if type(reward) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or \
                 (archs and not any(a.endswith("ForSequenceClassification") for a in archs)):
-            raise ConfigError(f"REWARD_MODEL={cfg.REWARD_MODEL!r} is a {', '.join(archs) or reward.model_type}, not "
+            raise ConfigError(f"REWARD_MODEL={name!r} is a {', '.join(archs) or reward.model_type}, not "
                               f"a sequence classifier: give a reward-model folder (config.json architectures "
                               f"*ForSequenceClassification) or a Python function as module:function.")
 
@@ -452,29 +575,53 @@ def check_models(cfg, prompts):
 # =============================================================================================================
 # The dataset
 # =============================================================================================================
-def load_prompts(cfg, min_prompts=1):
-    """The PROMPT_KEY column of DATASET, through the datasets library, as a list of non-empty strings."""
+ROLES = ("system", "user", "assistant")
+
+
+def prompt_problem(prompt):
+    """What is wrong with one prompt (text, or a conversation in TRL's format: a list of {"role", "content"}
+    messages ending with the user's turn), or None."""
+    if isinstance(prompt, str):
+        return None if prompt.strip() else "empty text"
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        return f"neither text nor a list of messages: {prompt!r}"[:200]
+    for m in prompt:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return (f"a message {m!r} is not a {{'role': 'system'|'user'|'assistant', 'content': text}} "
+                    f"dict")[:200]
+    if prompt[-1]["role"] != "user":
+        return f"a conversation that ends with a {prompt[-1]['role']!r} message, not the user's turn"
+    return None
+
+
+def load_prompts(cfg, min_prompts=1, held_out=False):
+    """The PROMPT_KEY column of DATASET (held_out: of EVAL_DATASET, split EVAL_SPLIT, its first EVAL_MAX_PROMPTS
+    rows), through the datasets library: (prompts, columns), each prompt a non-empty text or a conversation, and
+    columns every other column (name -> list, one value per prompt) for the reward functions."""
     import datasets
-    path, split, key = cfg.DATASET, cfg.DATASET_SPLIT, cfg.PROMPT_KEY
+    setting = "EVAL_DATASET" if held_out else "DATASET"
+    path, key = (cfg.EVAL_DATASET, cfg.PROMPT_KEY) if held_out else (cfg.DATASET, cfg.PROMPT_KEY)
+    split = cfg.EVAL_SPLIT if held_out else cfg.DATASET_SPLIT
     builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
     ext = os.path.splitext(path)[1].lower()
     hub = not os.path.exists(path)
     if hub and (ext in builders or not is_hub_id(path)):
-        raise ConfigError(f"DATASET={path!r}: no such file or folder.")
+        raise ConfigError(f"{setting}={path!r}: no such file or folder.")
     if hub:
-        check_hub_id("DATASET", path, "dataset")
+        check_hub_id(setting, path, "dataset")
     if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise ConfigError(f"DATASET={path!r} is an empty file: write one {{\"{key}\": \"...\"}} line per prompt.")
+        raise ConfigError(f"{setting}={path!r} is an empty file: write one {{\"{key}\": \"...\"}} line per prompt.")
     try:
         if os.path.isfile(path):
             if ext not in builders:
-                raise ConfigError(f"DATASET={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or .parquet.")
+                raise ConfigError(f"{setting}={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or "
+                                  f".parquet.")
             ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
         elif any(os.path.exists(os.path.join(path, name)) for name in ("dataset_info.json", "state.json")):
             ds = datasets.load_from_disk(path)
             ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        else:
-            ds = datasets.load_dataset(path, split=split)
+        else:  # a hub id, or a folder of data files: DATASET_CONFIG names the subset (gsm8k's "main")
+            ds = datasets.load_dataset(path, name=cfg.DATASET_CONFIG, split=split)
     except ConfigError:
         raise
     except Exception as e:
@@ -482,24 +629,28 @@ def load_prompts(cfg, min_prompts=1):
             e = e.__cause__ or e.__context__
         reason = first_line(e) or type(e).__name__
         if hub:
-            raise ConfigError(f"DATASET={path!r} is neither a local file or folder nor loadable from the hub "
+            raise ConfigError(f"{setting}={path!r} is neither a local file or folder nor loadable from the hub "
                               f"({reason}).") from None
-        raise ConfigError(f"DATASET={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
+        raise ConfigError(f"{setting}={path!r} could not be read ({reason}). Expected one {key!r} field per row, "
                           f"e.g. a .jsonl file of lines like {{\"{key}\": \"...\"}}.") from None
+    if held_out and cfg.EVAL_MAX_PROMPTS is not None:
+        ds = ds.select(range(min(len(ds), cfg.EVAL_MAX_PROMPTS)))
     if len(ds) == 0:
-        raise ConfigError(f"DATASET={path!r} has no rows: write one {{\"{key}\": \"...\"}} line per prompt.")
+        raise ConfigError(f"{setting}={path!r} has no rows: write one {{\"{key}\": \"...\"}} line per prompt.")
     if key not in ds.column_names:
-        raise ConfigError(f"DATASET={path!r} has no column PROMPT_KEY={key!r}; its columns are {ds.column_names}. "
-                          f"Set --PROMPT_KEY to the one holding the prompts.")
+        raise ConfigError(f"{setting}={path!r} has no column PROMPT_KEY={key!r}; its columns are "
+                          f"{ds.column_names}. Set --PROMPT_KEY to the one holding the prompts.")
     prompts = ds[key]
-    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+    problems = [(i, prompt_problem(p)) for i, p in enumerate(prompts)]
+    bad = [(i, problem) for i, problem in problems if problem]
     if bad:
-        raise ConfigError(f"DATASET={path!r}: {len(bad)} row(s) have an empty or non-text {key!r} "
-                          f"(first at row {bad[0]}: {prompts[bad[0]]!r}).")
+        raise ConfigError(f"{setting}={path!r}: {len(bad)} row(s) have an unusable {key!r} (first at row "
+                          f"{bad[0][0]}: {bad[0][1]}); a prompt is text or a list of messages "
+                          f"[{{'role': 'user', 'content': '...'}}] ending with the user's turn.")
     if len(prompts) < min_prompts:
-        raise ConfigError(f"DATASET={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({min_prompts}): "
+        raise ConfigError(f"{setting}={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE ({min_prompts}): "
                           f"lower BATCH_SIZE or add prompts.")
-    return prompts
+    return prompts, {c: ds[c] for c in ds.column_names if c != key}
 
 
 # =============================================================================================================
@@ -533,8 +684,9 @@ def check_output_path(cfg):
                           f"or fix its permissions.") from None
     here = os.path.dirname(os.path.abspath(__file__))
     for setting, other in (("the code's folder", here), ("ACTOR_MODEL", cfg.ACTOR_MODEL),
-                           ("CRITIC_MODEL", cfg.CRITIC_MODEL), ("REWARD_MODEL", cfg.REWARD_MODEL),
-                           ("DATASET", cfg.DATASET)):
+                           ("CRITIC_MODEL", cfg.CRITIC_MODEL), ("DATASET", cfg.DATASET),
+                           ("EVAL_DATASET", cfg.EVAL_DATASET or ""),
+                           *(("REWARD_MODEL", name) for name in reward_names(cfg.REWARD_MODEL))):
         if os.path.isdir(other) and os.path.realpath(other) == os.path.realpath(out):
             raise ConfigError(f"OUTPUT_DIR={out!r} is {setting if ' ' in setting else setting + ' itself'}: the "
                               f"run's files would land among its files. Choose another --OUTPUT_DIR.")
@@ -573,7 +725,13 @@ class RunLock:
 # Settings that may differ when resuming: run length, logging, devices, and how the folder is spelled.
 RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES", "PLOT_EVERY",
                      "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES", "MAX_SKIPPED_IN_A_ROW",
-                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "OUTPUT_DIR"}
+                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "OUTPUT_DIR",
+                     "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY", "EVAL_MAX_PROMPTS", "REPORT_TO", "RUN_NAME"}
+# Settings added since checkpoints were first written, with the value that reproduces what a checkpoint saved
+# before them did (a function of its saved settings), so that such a checkpoint still resumes.
+ADDED_SETTINGS = {"ADAM_EPSILON": lambda saved: 1e-5, "CRITIC_MAX_GRAD_NORM": lambda saved: saved.get("MAX_GRAD_NORM"),
+                  "REWARD_WEIGHTS": lambda saved: None, "DATASET_CONFIG": lambda saved: None,
+                  "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False}
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")  # .prev: a kill fell between save_checkpoint's two renames
 
 
@@ -663,6 +821,7 @@ def check_output_dir(cfg, log=print):
         log(f"notice: {problems[0]}; resuming from {path} instead")
     with open(os.path.join(path, "settings.json")) as f:
         saved = json.load(f)
+    saved.update({k: was(saved) for k, was in ADDED_SETTINGS.items() if k not in saved})
     changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in vars(cfg).items()
                if k not in RESUMABLE_CHANGES and saved.get(k) != v]
     if changed:

@@ -49,7 +49,7 @@ CASES = [  # (overrides, with {name} from the fixtures, expected message)
     ({"DATASET": "{malformed}"}, "could not be read"),
     ({"DATASET": "{text_key}"}, r"has no column PROMPT_KEY='prompt'; its columns are \['text'\]"),
     ({"DATASET": "{few}"}, r"has 2 prompts, fewer than BATCH_SIZE \(8\)"),
-    ({"DATASET": "{blank}"}, "1 row.* have an empty or non-text 'prompt' .first at row 8"),
+    ({"DATASET": "{blank}"}, "1 row.* have an unusable 'prompt' .first at row 8: empty text"),
     ({"MINI_BATCH_SIZE": 3}, r"BATCH_SIZE \(8\) must be divisible by MINI_BATCH_SIZE \(3\)"),
     ({"DEVICE_CRITIC": "cuda:7"}, "DEVICE_CRITIC='cuda:7' but this machine has"),
     ({"CHAT_TEMPLATE": True}, "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template"),
