@@ -1797,9 +1797,12 @@ def main(argv):
         check_distributed(cfg, ranks.world)
         check_output_path(cfg)
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
+        import arithmetic_task
         import default_task
-        if ranks.writes and default_task.POLICY_DIR in (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL):
-            default_task.build()  # the embedded default policy, built once and cached
+        for task in (default_task, arithmetic_task):  # the embedded tasks' policies, built once and cached
+            if ranks.writes and os.path.abspath(task.POLICY_DIR) in map(os.path.abspath, (cfg.ACTOR_MODEL,
+                                                                                          cfg.CRITIC_MODEL)):
+                task.build()
         ranks.barrier()
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
         trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True, config_files=config_files(argv))
