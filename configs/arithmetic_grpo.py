@@ -16,5 +16,5 @@ EVAL_SAMPLES = 4
 BATCH_SIZE = 16  # 16 problems x 8 answers = 128 responses per step
 MAX_NEW_TOKENS = 4  # a sum has at most 3 digits, then EOS
 LEARNING_RATE = 1e-3
-MAX_STEPS = 150
+MAX_STEPS = 300
 OUTPUT_DIR = "runs/arithmetic-grpo"

@@ -89,6 +89,8 @@ def test_two_processes_train_like_one(tiny, tmp_path, algorithm):
     extra = {"ALGORITHM": algorithm, "MAX_STEPS": 3}
     if algorithm == "grpo":  # groups of 2: each process must hold whole groups
         extra.update(GROUP_SIZE=2, BATCH_SIZE=4)
+    else:  # held-out evaluation too: 15 rows, which the two processes split 8 + 7
+        extra.update(EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=5, EVAL_SAMPLES=3, EVAL_EVERY=2)
     one, two = tmp_path / "one", tmp_path / "two"
     assert ppo.main(tiny_args(tiny, one, **extra)) == 0
     result = torchrun(tiny_args(tiny, two, **extra))
@@ -97,8 +99,14 @@ def test_two_processes_train_like_one(tiny, tmp_path, algorithm):
     assert result.stdout.count("settings:") == 1  # rank 0 alone speaks and writes
 
     rows_one, rows_two = read_jsonl(one / "metrics.jsonl"), read_jsonl(two / "metrics.jsonl")
-    assert [r["step"] for r in rows_two] == [0, 1, 2]
+    assert [r["step"] for r in rows_two] == ([0, 1, 2] if algorithm == "grpo" else [0, 1, 2, 3])
+    assert [r["step"] for r in rows_two if "eval_reward" in r] == ([] if algorithm == "grpo" else [0, 2, 3])
     for a, b in zip(rows_one, rows_two, strict=True):
+        if "eval_reward" in a:  # the same held-out responses, whatever the number of processes
+            assert (a["eval_reward"], a["eval_response_length"]) == pytest.approx(
+                (b["eval_reward"], b["eval_response_length"]), abs=1e-6)
+        if "reward" not in a:  # the final policy's evaluation
+            continue
         # The same samples (the uniforms belong to the rows, not the processes) and statistics of the whole batch.
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
         assert a["response_length"] == b["response_length"]

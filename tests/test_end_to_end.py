@@ -130,7 +130,7 @@ def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
     cfg = ppo.load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
     trainer = ppo.PPOTrainer(cfg)
     assert trainer.ref_policy.dtype == trainer.policy.dtype == torch.float32
-    assert trainer.scorer.model.dtype == torch.bfloat16
+    assert trainer.scorer.parts[0].model.dtype == torch.bfloat16
     metrics, _ = trainer.step()
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(p.dtype == torch.float32 for p in trainer.policy.parameters())  # float32 master weights

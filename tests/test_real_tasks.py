@@ -213,6 +213,23 @@ def test_hub_configs_are_refused_offline_at_the_first_hub_name_in_one_line(path,
     assert not (tmp_path / "run").exists()
 
 
+def test_the_seed_config_runs_with_local_stand_ins_for_its_hub_models(tiny, chat, tmp_path):
+    """configs/qwen3_0.6b_deberta.py as it is, with only its hub names and sizes replaced on the command line: the
+    tiny Qwen3 with a chat template for Qwen3-0.6B, the tiny DeBERTa-v2 for the OpenAssistant reward model, and a
+    local conversational dataset for UltraFeedback."""
+    out = tmp_path / "seed"
+    args = [os.path.join(ROOT, "configs", "qwen3_0.6b_deberta.py"), f"--ACTOR_MODEL={chat['policy']}",
+            f"--CRITIC_MODEL={chat['policy']}", f"--REWARD_MODEL={tiny['reward']}", f"--DATASET={chat['train']}",
+            f"--EVAL_DATASET={chat['eval']}", f"--OUTPUT_DIR={out}", "--BATCH_SIZE=8", "--MINI_BATCH_SIZE=8",
+            "--MICRO_BATCH_SIZE=4", "--MAX_NEW_TOKENS=6", "--MAX_STEPS=2", "--PLOT_EVERY=100"]
+    assert ppo.main(args) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows if "eval_reward" in r] == [0, 2]
+    settings = json.load(open(out / "config.json"))
+    assert settings["DTYPE"] == "bfloat16" and settings["MISSING_EOS_PENALTY"] == 1.0  # the file's own settings
+    assert (out / "configs" / "qwen3_0.6b_deberta.py").exists() and glob.glob(str(out / "tensorboard" / "seed" / "*"))
+
+
 # ---- settings for evaluation and trackers ----------------------------------------------------------------------
 def test_evaluation_and_tracker_settings_are_checked_before_any_work(monkeypatch):
     with pytest.raises(ppo.ConfigError, match="EVAL_EVERY=5 evaluates on held-out prompts, but EVAL_DATASET is None"):
@@ -229,8 +246,10 @@ def test_evaluation_draws_fixed_numbers_per_row_whatever_the_batching(tiny):
     """The same policy evaluated twice, in other batch sizes, or split into two processes' row ranges, gives the
     same responses and scores row for row: successive evaluations differ only by the policy."""
     import evaluate
-    cfg = ppo.load_config([f"--DATASET={tiny['prompts']}", "--EVAL_SAMPLES=3", "--MAX_NEW_TOKENS=6"])
-    prompts, columns = preflight.load_prompts(cfg)
+    cfg = ppo.load_config([f"--EVAL_DATASET={tiny['prompts']}", "--EVAL_MAX_PROMPTS=12", "--EVAL_SAMPLES=3",
+                           "--MAX_NEW_TOKENS=6"])
+    prompts, columns = preflight.load_prompts(cfg, held_out=True)
+    assert len(prompts) == 12
     scorer = ppo.Scorer("reward_fns:word_count", None, "cpu", torch.float32)
     tok = ppo.load_tokenizer(tiny["policy"], "policy")
     model = ppo.load_causal_lm(tiny["policy"], "cpu", torch.float32)
@@ -239,7 +258,7 @@ def test_evaluation_draws_fixed_numbers_per_row_whatever_the_batching(tiny):
             torch.float32)
     whole = evaluate.sample_and_score(*args, batch_size=64)
     n = len(prompts) * 3
-    halves = [evaluate.sample_and_score(*args, rows=rows, batch_size=5) for rows in (range(0, 17), range(17, n))]
+    halves = [evaluate.sample_and_score(*args, rows=rows, batch_size=5) for rows in (range(0, 19), range(19, n))]
     torch.manual_seed(123)  # the global generator plays no part
     again = evaluate.sample_and_score(*args, batch_size=7)
     responses = [e["response"] for e in whole[3]]
