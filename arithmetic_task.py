@@ -12,7 +12,7 @@ offline on two CPU cores through the same path as a user's math dataset. It hold
     data/arithmetic_eval.jsonl;
   * `build()`: a character-level tokenizer (one token per character, so "46" is two tokens), a tiny Qwen3 and a
     deliberately short SFT warm start on other problems, so that the policy answers some problems right and has
-    something left to learn; cached in POLICY_DIR (~20 s on 2 CPU cores).
+    something left to learn; cached in POLICY_DIR (~40 s on 2 CPU cores).
 
 The reward is `rewards.exact_match`, which reads the `answer` column: ppo.py passes every dataset column to a
 reward function that names it (or takes **kwargs).

@@ -1,5 +1,5 @@
 # The embedded verifiable-reward task with GRPO: a tiny Qwen3 learns two-digit addition from an exact-match reward
-# against the dataset's `answer` column (arithmetic_task.py; the policy is built on first use, ~30 s).
+# against the dataset's `answer` column (arithmetic_task.py; the policy is built on first use, ~40 s).
 #   python ppo.py configs/arithmetic_grpo.py
 import os
 

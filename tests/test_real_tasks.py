@@ -368,3 +368,22 @@ def test_real_trackers_offline(kind, tmp_path, monkeypatch):
     tracker.close()
     if kind == "wandb":
         assert glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
+
+
+def test_a_checkpoint_saved_before_the_newer_settings_existed_still_resumes(tiny, tmp_path):
+    """settings.json of an older version lacks the settings added since (ADAM_EPSILON, CRITIC_MAX_GRAD_NORM, the
+    issue-13 ones): each is read as the value that reproduces the old behaviour, so the run resumes with its own
+    settings, and a setting that now means something else (the critic's clip was MAX_GRAD_NORM) is named."""
+    checkpoint = tmp_path / "run" / "checkpoint"
+    shutil.copytree(tiny["policy"], checkpoint / "policy")
+    shutil.copytree(tiny["policy"], checkpoint / "critic")
+    torch.save({"counters": {}, "rng": {}, "optimizers": [], "schedulers": []}, checkpoint / "trainer_state.pt")
+    args = tiny_args(tiny, tmp_path / "run", RESUME=True, CRITIC_MAX_GRAD_NORM=1.0)
+    old = vars(ppo.load_config(args))
+    for name in ("ADAM_EPSILON", "CRITIC_MAX_GRAD_NORM", "REWARD_WEIGHTS", "SYSTEM_PROMPT", "ENABLE_THINKING",
+                 "DATASET_CONFIG", "EVAL_DATASET", "REPORT_TO"):
+        del old[name]
+    (checkpoint / "settings.json").write_text(json.dumps(old))
+    assert preflight.check_output_dir(ppo.load_config(args)) == str(checkpoint)
+    with pytest.raises(ppo.ConfigError, match=r"CRITIC_MAX_GRAD_NORM 1.0 -> None"):
+        preflight.check_output_dir(ppo.load_config(tiny_args(tiny, tmp_path / "run", RESUME=True)))
