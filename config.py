@@ -100,7 +100,7 @@ REPORT_TO = "none"  # also log to "tensorboard" (OUTPUT_DIR/tensorboard), "wandb
 RUN_NAME = None  # the run's name in the tracker (None: OUTPUT_DIR's last part)
 
 # ---- evaluation on held-out prompts (also evaluate.py) ------------------------------------------------------
-EVAL_DATASET = None  # held-out prompts scored during training, at step 0 and at the end (None: no evaluation)
+EVAL_DATASET = None  # held-out prompts (PROMPT_KEY, DATASET_CONFIG as DATASET's) scored at step 0 and at the end
 EVAL_SPLIT = "test"  # split to read from EVAL_DATASET (hub ids and save_to_disk folders; files have one)
 EVAL_EVERY = None  # also evaluate every this many steps (None: at step 0 and at the end only)
 EVAL_MAX_PROMPTS = None  # evaluate on the first this-many prompts of EVAL_DATASET (None: all)

@@ -355,19 +355,26 @@ def test_wandb_and_trackio_receive_flat_metrics_samples_and_settings(kind, tmp_p
 @pytest.mark.parametrize("kind", ["wandb", "trackio"])
 def test_real_trackers_offline(kind, tmp_path, monkeypatch):
     """Where the package is installed (not in requirements.txt): its own offline mode, end to end."""
-    pytest.importorskip(kind)
-    import plotting
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is imported
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    module = pytest.importorskip(kind)
+    import plotting
     tracker = plotting.Tracker(kind, str(tmp_path), "offline-run", {"SEED": 1})
     for step in range(3):
         tracker.log({"step": step, "reward": step / 2}, step)
     tracker.log_samples([{"prompt": "p", "response": "r", "reward": 0.5}], 2)
     tracker.close()
-    if kind == "wandb":
+    if kind == "wandb":  # the offline run's log, for `wandb sync`
         assert glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
+    else:  # trackio keeps a local SQLite database per project: read the metrics back
+        import sqlite3
+        folder = module.utils.TRACKIO_DIR  # tmp_path/trackio, unless trackio was imported before this test
+        with sqlite3.connect(os.path.join(folder, "ppo.db")) as db:
+            rows = db.execute("select step, metrics from metrics where run_name = 'offline-run'").fetchall()
+        logged = {step: json.loads(m)["reward"] for step, m in rows if "reward" in json.loads(m)}
+        assert logged == {0: 0.0, 1: 0.5, 2: 1.0}
 
 
 def test_a_checkpoint_saved_before_the_newer_settings_existed_still_resumes(tiny, tmp_path):
