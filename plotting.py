@@ -110,8 +110,15 @@ def _panel(ax, steps, rows, keys, title):
         if not finite:
             continue
         xs, ys = zip(*finite)
-        ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1)
-        ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color=color, linewidth=2, label=key)  # ~10% of run
+        if len(xs) < len(steps) / 2:  # logged now and then (eval_*): the points themselves, with their s.e. band
+            ax.plot(xs, ys, color=color, linewidth=2, marker="o", markersize=4, label=key)
+            se = [r.get(key + "_se") for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+            if all(isinstance(x, (int, float)) for x in se):
+                ax.fill_between(xs, [y - e for y, e in zip(ys, se)], [y + e for y, e in zip(ys, se)], color=color,
+                                alpha=0.2, linewidth=0)
+        else:
+            ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1)
+            ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color=color, linewidth=2, label=key)  # ~10%
         drawn += 1
     ax.set_title(title if drawn else title + " (no finite values)", fontsize=10)
     if len(keys) > 1 and drawn:
@@ -154,6 +161,12 @@ def plot_metrics(rows, panels, path, title, ncols):
     os.replace(tmp, path)  # a reader never sees a half-written PNG
 
 
+def training_steps(rows):
+    """The rows that are training steps: the final policy's evaluation (eval_* alone) is a row, not a step."""
+    return sum(1 for r in rows if any(k not in ("step", "elapsed", "time_eval") and not k.startswith("eval_")
+                                      for k in r))
+
+
 def plot_run(out_dir):
     """Draws ppo_metrics.png and training_metrics.png in out_dir from its metrics.jsonl; returns their paths."""
     rows = read_metrics(os.path.join(out_dir, "metrics.jsonl"))
@@ -164,11 +177,12 @@ def plot_run(out_dir):
         numeric += [k for k, v in row.items() if k not in NOT_PLOTTED and k not in numeric
                     and isinstance(v, (int, float)) and not isinstance(v, bool)]
     name = os.path.basename(os.path.normpath(out_dir))
+    n_steps = training_steps(rows)
     main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric  # only skipped steps so far: what there is
     paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
-    plot_metrics(rows, panels_for(main_keys, []), paths[0], f"{name}: PPO metrics ({len(rows)} steps)", ncols=3)
+    plot_metrics(rows, panels_for(main_keys, []), paths[0], f"{name}: PPO metrics ({n_steps} steps)", ncols=3)
     ordered = main_keys + [k for k in numeric if k not in main_keys]  # the figures to watch first lead here too
-    plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1], f"{name}: all metrics ({len(rows)} steps)",
+    plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1], f"{name}: all metrics ({n_steps} steps)",
                  ncols=5)
     return paths
 

@@ -37,3 +37,22 @@ def test_smooth_is_a_centred_moving_average():
     assert plotting.smooth([0, 6, 0, 0, 3], 5) == [0, 2, 1.8, 1, 3]  # the window shrinks symmetrically at the ends
     assert plotting.smooth([1.0, 2.0], 1) == [1.0, 2.0]
     assert all(math.isfinite(v) for v in plotting.smooth([1.0] * 7, 4))
+
+
+def test_evaluations_are_drawn_as_points_and_the_final_one_is_no_step(tmp_path, monkeypatch):
+    write_metrics(tmp_path / "metrics.jsonl")
+    rows = plotting.read_metrics(tmp_path / "metrics.jsonl")
+    for r in rows[::10]:
+        r.update(eval_reward=r["step"] / 30, eval_reward_se=0.01)
+    rows.append({"step": 30, "eval_reward": 0.9, "eval_reward_se": 0.01, "time_eval": 0.1, "elapsed": 5.0})
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    drawn = []
+
+    def capture(rows, panels, path, title, ncols):
+        drawn.append((panels, title))
+    monkeypatch.setattr(plotting, "plot_metrics", capture)
+    plotting.plot_run(str(tmp_path))
+    (main_panels, title), _ = drawn
+    assert title.endswith("(30 steps)") and plotting.training_steps(rows) == 30
+    assert ("held-out reward (EVAL_DATASET)", ["eval_reward"]) in main_panels
