@@ -866,15 +866,15 @@ def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_promp
                                                tokenize=False, enable_thinking=enable_thinking) for p in prompts]
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     else:
-        why = "has no chat template" if not has_template else "is not used (CHAT_TEMPLATE=False)"
+        why = "has no chat template" if not has_template else "has its chat template turned off (CHAT_TEMPLATE=False)"
         if system_prompt is not None:
-            raise ConfigError(f"SYSTEM_PROMPT is set, but the chat template of ACTOR_MODEL's tokenizer {why}, which "
-                              f"places a system message: write the instruction into the prompts instead, or use a "
-                              f"model with a chat template.")
+            raise ConfigError(f"SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer {why}, which is what places a system "
+                              f"message: write the instruction into the prompts instead, or use a model with a chat "
+                              f"template.")
         if any(not isinstance(p, str) for p in prompts):
-            raise ConfigError(f"the prompts are conversations (lists of messages), but the chat template of "
-                              f"ACTOR_MODEL's tokenizer {why}, which turns them into text: give text prompts, or a "
-                              f"model with a chat template.")
+            raise ConfigError(f"the prompts are conversations (lists of messages), but ACTOR_MODEL's tokenizer {why}, "
+                              f"which is what turns them into text: give text prompts, or a model with a chat "
+                              f"template.")
         ids = tokenizer(list(prompts))["input_ids"]
     return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
 

@@ -135,7 +135,7 @@ def test_conversations_and_the_system_prompt_go_through_the_chat_template(chat):
 def test_without_a_chat_template_conversations_and_a_system_prompt_are_refused(tiny):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny["policy"])
-    with pytest.raises(ppo.ConfigError, match="SYSTEM_PROMPT is set, but the chat template .* has no chat template"):
+    with pytest.raises(ppo.ConfigError, match="SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer has no chat template"):
         ppo.tokenize_prompts(tok, ["a"], "auto", 64, system_prompt="be brief")
     with pytest.raises(ppo.ConfigError, match="the prompts are conversations"):
         ppo.tokenize_prompts(tok, [[{"role": "user", "content": "a"}]], "auto", 64)
@@ -394,3 +394,21 @@ def test_a_checkpoint_saved_before_the_newer_settings_existed_still_resumes(tiny
     assert preflight.check_output_dir(ppo.load_config(args)) == str(checkpoint)
     with pytest.raises(ppo.ConfigError, match=r"CRITIC_MAX_GRAD_NORM 1.0 -> None"):
         preflight.check_output_dir(ppo.load_config(tiny_args(tiny, tmp_path / "run", RESUME=True)))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"REWARD_WEIGHTS": "[1, nan]"}, "REWARD_WEIGHTS must be a list of numbers"),
+    ({"EVAL_DATASET": "nope.jsonl"}, "EVAL_DATASET='nope.jsonl': no such file or folder"),
+    ({"EVAL_DATASET": "{answers}"}, r"EVAL_DATASET=.* has no column PROMPT_KEY='prompt'; its columns are \['answer'\]"),
+    ({"SYSTEM_PROMPT": "be brief"}, "SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer has no chat template"),
+    ({"REWARD_MODEL": "{reward},reward_fns:nope"}, "REWARD_MODEL='reward_fns:nope': module reward_fns"),
+    ({"REWARD_MODEL": "{reward},{reward}", "REWARD_WEIGHTS": "1"}, r"REWARD_WEIGHTS has 1 weight\(s\) for 2"),
+])
+def test_bad_issue_13_input_is_one_line_before_any_weights_load(tiny, tmp_path, capsys, overrides, message):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"answer": "1"}) + "\n")
+    overrides = {k: v.format(answers=answers, reward=tiny["reward"]) for k, v in overrides.items()}
+    assert ppo.main(tiny_args(tiny, tmp_path / "run", **overrides)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()
