@@ -26,6 +26,8 @@ import time
 
 import torch
 
+import default_task
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY_DIR = os.path.join(_HERE, ".cache", "tiny-qwen3-arith")  # build() caches the warm-started policy here
 TRAIN_FILE = os.path.join(_HERE, "data", "arithmetic_train.jsonl")  # training problems (shipped)
@@ -88,10 +90,7 @@ def build(out_dir=POLICY_DIR, sft_steps=1200, seed=0, log=print):
         opt.zero_grad(set_to_none=True)
         if i % 50 == 0 or i == sft_steps - 1:
             log(f"  sft step {i:4d}  loss {loss.item():.3f}")
-    tmp = out_dir + ".tmp"
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out_dir)  # atomic: a killed build never leaves a half-written cache behind
+    default_task.save_cached(model, tok, out_dir)
     log(f"  built in {time.time() - t0:.0f}s")
     return out_dir
 

@@ -108,6 +108,15 @@ def build_tokenizer(corpus, vocab_size=400, pad_token=None):
                           eos_token="<|endoftext|>", pad_token=pad_token or "<|endoftext|>", unk_token=None)
 
 
+def save_cached(model, tokenizer, out_dir):
+    """save_pretrained into out_dir.tmp, then renamed into place: a killed build never leaves a half-written cache
+    behind (the builders here and in arithmetic_task.py skip a folder that has a config.json)."""
+    tmp = out_dir + ".tmp"
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, out_dir)
+
+
 def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print, pad_token=None):
     """Build and cache the warm-started tiny Qwen3 policy in out_dir (no-op when it is already there)."""
     if os.path.exists(os.path.join(out_dir, "config.json")):
@@ -145,10 +154,7 @@ def build(out_dir=POLICY_DIR, sft_steps=300, seed=0, log=print, pad_token=None):
         opt.zero_grad(set_to_none=True)
         if i % 100 == 0 or i == sft_steps - 1:
             log(f"  sft step {i:4d}  loss {loss.item():.3f}")
-    tmp = out_dir + ".tmp"
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out_dir)  # atomic: a killed build never leaves a half-written cache behind
+    save_cached(model, tok, out_dir)
     log(f"  built in {time.time() - t0:.0f}s")
     return out_dir
 
@@ -211,10 +217,7 @@ def build_reward_model(policy_dir=POLICY_DIR, out_dir=REWARD_DIR, steps=400, see
     corr = torch.corrcoef(torch.stack([pred, target]))[0, 1].item()
     log(f"built the reward model {out_dir} in {time.time() - t0:.0f}s: held-out MSE "
         f"{torch.nn.functional.mse_loss(pred, target).item():.3f}, correlation with VADER {corr:.3f}")
-    tmp = out_dir + ".tmp"
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out_dir)
+    save_cached(model, tok, out_dir)
     return out_dir
 
 

@@ -1099,22 +1099,28 @@ class PPOTrainer:
         responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
         columns = {k: [v[i] for i in rows] for k, v in self.columns.items()}  # aligned with the responses
         # The reward model reads decoded text with its own tokenizer. A failure on any rank stops every rank.
-        error = scores = parts = None
-        try:
-            scores, parts = self.scorer(prompts, responses, columns)  # (B,), (B, number of scorers)
-            scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
-            self.reward_truncated += self.scorer.truncated
-        except RewardError as e:
-            error = e
-        if self.ranks.any(error is not None):  # every rank enters: the message comes from the one that failed
-            message = self.ranks.first_object(str(error) if error else None)
-            raise error or RewardError(f"on another process: {message}")
+        scores, parts = self.on_every_rank(self.scorer, prompts, responses, columns)  # (B,), (B, number of scorers)
+        scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
+        self.reward_truncated += self.scorer.truncated
         self.phase_seconds["generate"] += t1 - t0
         self.phase_seconds["reward"] += self.clock() - t1
         self.responses_generated += len(prompt_indices) * G
         return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
                 "ended": ended, "scores": scores, "score_parts": parts, "prompt_index": rows, "prompts": prompts,
                 "responses": responses}
+
+    def on_every_rank(self, fn, *args):
+        """fn(*args), which scores responses: a RewardError it raises on any rank is raised on every rank (every
+        rank enters the collective; the message comes from the one that failed), so all stop together."""
+        error = result = None
+        try:
+            result = fn(*args)
+        except RewardError as e:
+            error = e
+        if self.ranks.any(error is not None):
+            message = self.ranks.first_object(str(error) if error else None)
+            raise error or RewardError(f"on another process: {message}")
+        return result
 
     def rollout(self):
         """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose rewards are all equal
@@ -1290,17 +1296,10 @@ class PPOTrainer:
         n = len(self.eval_prompts) * cfg.EVAL_SAMPLES
         share = -(-n // world)
         rows = range(min(n, self.ranks.rank * share), min(n, (self.ranks.rank + 1) * share))
-        t0, error, result = self.clock(), None, None
-        try:
-            result = evaluation.sample_and_score(self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
-                                                 self.eval_prompts, self.eval_columns, self.scorer, cfg, dev,
-                                                 self.dtype, rows)
-        except RewardError as e:
-            error = e
-        if self.ranks.any(error is not None):
-            message = self.ranks.first_object(str(error) if error else None)
-            raise error or RewardError(f"on another process: {message}")
-        scores, parts, lengths, _ = result
+        t0 = self.clock()
+        scores, parts, lengths, _ = self.on_every_rank(
+            evaluation.sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
+            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows)
         if self.ranks.active:  # every rank sends `share` rows (the last pads its own), then the padding goes
             scores, parts, lengths = (self.ranks.gather_rows(_pad_rows(x.float(), share))[:n]
                                       for x in (scores, parts, lengths))
