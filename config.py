@@ -37,6 +37,7 @@ DEVICE_POLICY = "auto"  # auto: cuda:0 when there is a GPU, else cpu
 DEVICE_REF = "auto"  # auto: same device as the policy
 DEVICE_CRITIC = "auto"  # auto: cuda:1 with two GPUs, else the policy's device
 DEVICE_REWARD = "auto"  # auto: same device as the critic
+SHARDING = "auto"  # torchrun: fsdp shards every model over the processes (FSDP2), none copies them; auto: fsdp for 2+
 DTYPE = "auto"  # auto: bfloat16 on GPU, float32 on CPU; trained models keep float32 master weights either way
 
 # ---- memory ------------------------------------------------------------------------------------------------

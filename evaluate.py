@@ -24,25 +24,26 @@ EVAL_POSITION = 2 ** 62  # the random stream of evaluations: a prompt-stream pos
 
 
 def sample_and_score(model, tokenizer, eos_ids, prompt_ids, prompts, columns, scorer, cfg, device, dtype, rows=None,
-                     batch_size=64):
+                     all_done=None, batch_size=64):
     """EVAL_SAMPLES responses to each prompt, sampled and scored: the one implementation of evaluation, used here
     on saved policies and by ppo.py during training. Row r of the len(prompts) * EVAL_SAMPLES rows answers prompt
     r // EVAL_SAMPLES with random numbers fixed by (SEED, r), so successive evaluations of a changing policy use
     the same numbers and differ only by the policy, and the result does not depend on how rows are split into
-    batches or processes. rows: the rows this process takes (default all). Returns the (n,) rewards, the
-    (n, scorers) scores they sum, the (n,) response lengths in tokens (EOS included) and the examples."""
+    batches or processes. rows: the rows this process takes (default all); all_done: as for ppo.sample. Returns
+    the (n,) rewards, the (n, scorers) scores they sum, the (n,) response lengths in tokens (EOS included) and the
+    examples."""
     S = cfg.EVAL_SAMPLES
     n_rows = len(prompts) * S
-    rows = range(n_rows) if rows is None else rows
+    rows = list(range(n_rows) if rows is None else rows)
     scores, parts, lengths, examples = [], [], [], []
-    for start in range(rows.start, rows.stop, batch_size):
-        chunk = range(start, min(start + batch_size, rows.stop))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
         index = [r // S for r in chunk]
         input_ids, mask = ppo.left_pad([prompt_ids[i] for i in index], tokenizer.pad_token_id)
-        uniforms = ppo.uniforms_for(cfg.SEED, EVAL_POSITION, n_rows, slice(chunk.start, chunk.stop))
+        uniforms = ppo.uniforms_for(cfg.SEED, EVAL_POSITION, n_rows, chunk)
         with ppo.autocast(device, dtype):
             response, _ = ppo.sample(model, input_ids.to(device), mask.to(device), cfg.MAX_NEW_TOKENS,
-                                     cfg.TEMPERATURE, eos_ids, tokenizer.pad_token_id, uniforms)
+                                     cfg.TEMPERATURE, eos_ids, tokenizer.pad_token_id, uniforms, all_done)
         texts = tokenizer.batch_decode(response, skip_special_tokens=True)
         ended = torch.isin(response, eos_ids)  # (B, Tr)
         lengths.append(torch.where(ended.any(1), ended.int().argmax(1) + 1, response.shape[1]).cpu())

@@ -44,9 +44,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
+from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count, no_grad_for,
+                         optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
+                         weights_fingerprint, whole)
 from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
                        check_output_dir, check_output_path, check_settings, check_types, debug_requested, first_line,
                        is_config_file, is_reward_function, load_prompts, load_reward_function, load_trainer_state,
@@ -382,12 +384,15 @@ class AdaptiveKLController:
 # =============================================================================================================
 # Devices, models and data
 # =============================================================================================================
-def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1):
+def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
     """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic and reward
     on cuda:1; with one GPU all on cuda:0; without, all on cpu. Under torchrun each of the local_world processes
     on a node gets its own block of the node's GPUs: rank r uses cuda:2r and cuda:2r+1 when there are two per
-    process, cuda:r when there is one."""
+    process, cuda:r when there is one. Sharded, each process takes one GPU for all four models (the shards of
+    every model spread over all the GPUs instead)."""
     per_rank = n_gpus // local_world
+    if sharded:
+        per_rank = min(per_rank, 1)
     settings = {f"DEVICE_{role}": getattr(cfg, f"DEVICE_{role}") for role in ("POLICY", "REF", "CRITIC", "REWARD")}
     named_gpus = [f"{k}={v!r}" for k, v in settings.items() if str(v).startswith("cuda")]
     if local_world > 1 and named_gpus:
@@ -412,6 +417,10 @@ def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1):
             raise ConfigError(f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
                               f"set it to 'auto', 'cpu' or an existing cuda:N")
         devices[role] = device
+    if sharded and len(set(devices.values())) > 1:
+        raise ConfigError(f"sharding (SHARDING={cfg.SHARDING!r} under torchrun) shards the four models over one device "
+                          f"per process, but DEVICE_* name {sorted(set(map(str, devices.values())))}: leave them at "
+                          f"'auto', or use SHARDING='none'")
     return devices
 
 
@@ -528,7 +537,7 @@ class ValueModel(nn.Module):
     def forward(self, input_ids, attention_mask, position_ids):  # (B, T) x3 -> (B, T)
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                use_cache=False).last_hidden_state  # (B, T, H)
-        return self.head(hidden).squeeze(-1).float()
+        return self.head(hidden).squeeze(-1).float().clone()  # not a view: FSDP2 hooks the output for the backward
 
 
 class RewardModel:
@@ -538,12 +547,14 @@ class RewardModel:
     loses the start of its prompt: the response, the part being scored, stays whole. Only a response that alone
     exceeds the limit is cut, from its start. `truncated` counts the rows cut in the last call."""
 
-    def __init__(self, name, device, dtype):
+    def __init__(self, name, device, dtype, shard=None):
         from transformers import AutoModelForSequenceClassification
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
         self.tokenizer.truncation_side = "left"
         self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name))).to(device).eval()
+            name, dtype=dtype, **_no_dropout(name))).to("cpu" if shard else device).eval()
+        if shard:  # shard(model) moves it to the device in shards
+            shard(self.model)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         limits = [n for n in (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings",
@@ -581,7 +592,6 @@ class RewardModel:
             length = len(self.encode([prompt], [response])["input_ids"][0])
         return prompt
 
-    @torch.inference_mode()
     def __call__(self, prompts, responses, columns=None):
         batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
         lengths = batch["attention_mask"].sum(1).tolist()
@@ -593,16 +603,18 @@ class RewardModel:
                 prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
             batch = self.encode(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt")  # cuts only an over-long response
-        return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
+        with no_grad_for(self.model):
+            return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
 
 
-def load_scorer(name, device, dtype):
+def load_scorer(name, device, dtype, shard=None):
     """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a sequence classifier
-    or a user function given as module:function. NaN/inf pass through to the trainer's non-finite guard."""
+    (sharded by shard(model) where given) or a user function given as module:function. NaN/inf pass through to the
+    trainer's non-finite guard."""
     if is_reward_function(name):
         fn = load_reward_function(name)
         return lambda prompts, responses, columns=None: call_reward_function(fn, prompts, responses, columns)
-    return RewardModel(name, device, dtype)
+    return RewardModel(name, device, dtype, shard)
 
 
 class Scorer:
@@ -611,10 +623,10 @@ class Scorer:
     the (B, number of scorers) scores it sums; `names` are the scorers' metric names, `truncated` counts the rows
     cut to fit the reward models in the last call."""
 
-    def __init__(self, names, weights, device, dtype):
+    def __init__(self, names, weights, device, dtype, shard=None):
         names = reward_names(names)
         self.names, self.weights = reward_metric_names(names), torch.tensor(weights or [1.0] * len(names))
-        self.parts = [load_scorer(name, device, dtype) for name in names]
+        self.parts = [load_scorer(name, device, dtype, shard) for name in names]
         self.truncated = 0
 
     def __call__(self, prompts, responses, columns=None):
@@ -645,129 +657,6 @@ def prompt_text(prompt):
 
 
 # =============================================================================================================
-# Processes: torchrun's data parallelism
-# =============================================================================================================
-class Ranks:
-    """This process's place among the processes torchrun started (one process without torchrun) and the few
-    collectives the trainer needs. Every rank runs the same program on its share of each batch; rank 0 writes."""
-
-    def __init__(self, env=os.environ):
-        self.world, self.rank = int(env.get("WORLD_SIZE", 1)), int(env.get("RANK", 0))
-        self.local_rank, self.local_world = int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1))
-        self.critic_group = None
-
-    @property
-    def active(self):
-        return self.world > 1
-
-    @property
-    def writes(self):
-        """Rank 0 alone writes files and speaks; every rank holds the same weights and states."""
-        return self.rank == 0
-
-    def start(self):
-        """Joins the process group: gloo for tensors on CPUs, NCCL for tensors on GPUs. The critic's gradients are
-        summed over their own group, because the critic trains in a second thread beside the policy and the
-        collectives of one group must come in the same order on every rank."""
-        if self.active and not dist.is_initialized():
-            gpus = torch.cuda.is_available() and dist.is_nccl_available()
-            backend = "cpu:gloo,cuda:nccl" if gpus else "gloo"
-            dist.init_process_group(backend=backend)
-            self.critic_group = dist.new_group(backend=backend)
-
-    def stop(self):
-        if self.active and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-
-    def my_rows(self, n):
-        """This rank's slice of n rows split evenly in rank order."""
-        size = n // self.world
-        return slice(self.rank * size, (self.rank + 1) * size)
-
-    def gather_rows(self, x):
-        """(b, ...) on every rank -> (world * b, ...), the ranks' rows in rank order (identity on one process)."""
-        if not self.active:
-            return x
-        parts = [torch.empty_like(x) for _ in range(self.world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    def sum_(self, x, group=None):
-        """Sums x over the ranks, in place."""
-        if self.active:
-            dist.all_reduce(x, group=group)
-        return x
-
-    def max_(self, value):
-        """The largest of the ranks' integers, on every rank."""
-        if not self.active:
-            return value
-        x = torch.tensor([value])
-        dist.all_reduce(x, op=dist.ReduceOp.MAX)
-        return int(x)
-
-    def any(self, flag):
-        """True on every rank when flag is true on any."""
-        return bool(self.sum_(torch.tensor([float(flag)]))) if self.active else bool(flag)
-
-    def all_objects(self, obj):
-        """[obj of rank 0, obj of rank 1, ...] on every rank (a pickled all-gather)."""
-        objs = [None] * self.world
-        dist.all_gather_object(objs, obj)
-        return objs
-
-    def first_object(self, obj):
-        """The first non-None obj over the ranks, on every rank (a pickled all-gather: rare events only)."""
-        if not self.active:
-            return obj
-        return next((o for o in self.all_objects(obj) if o is not None), None)
-
-    def barrier(self):
-        if self.active:
-            dist.barrier()
-
-
-def rank_minibatch(mb, my_rows):
-    """The rows of global minibatch mb (indices into the whole batch) held by the rank whose rows are `my_rows`,
-    as indices into its own rows."""
-    mine = mb[(mb >= my_rows.start) & (mb < my_rows.stop)]
-    return mine - my_rows.start
-
-
-def sum_gradients(model, ranks, group, bucket_size=2 ** 24):
-    """Sums the model's gradients over the ranks (each rank's loss is already weighted by the global minibatch's
-    totals, so the sum is the whole minibatch's gradient). A rank that held no row of the minibatch sends zeros.
-    Gradients travel in flat buckets of up to bucket_size elements (64 MiB in float32), one collective each, as
-    DDP's buckets do, rather than one collective per parameter."""
-    if not ranks.active:
-        return
-    grads = []
-    for p in model.parameters():
-        if p.requires_grad:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
-    while grads:
-        bucket, size = [], 0
-        while grads and (not bucket or size + grads[0].numel() <= bucket_size):
-            size += grads[0].numel()
-            bucket.append(grads.pop(0))
-        flat = ranks.sum_(torch.cat([g.flatten() for g in bucket]), group)
-        for g, summed in zip(bucket, flat.split([g.numel() for g in bucket]), strict=True):
-            g.copy_(summed.view_as(g))
-
-
-def weights_fingerprint(model):
-    """Two float64 sums over every weight: equal on every rank when the ranks hold the same weights."""
-    total = torch.zeros(2, dtype=torch.float64)
-    for p in model.parameters():
-        x = p.detach().double().cpu()
-        total += torch.stack([x.sum(), (x * x).sum()])
-    return total
-
-
-# =============================================================================================================
 # Sampling
 # =============================================================================================================
 def draw_tokens(probs, u):
@@ -781,44 +670,47 @@ def draw_tokens(probs, u):
 
 def uniforms_for(seed, position, n_rows, rows):
     """The uniforms for decoding step t of the rollout that began at prompt-stream position `position`: one per
-    row of the whole (all ranks') batch of n_rows, of which this process takes `rows`. A pure function of
-    (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a resumed
-    run draws what the uninterrupted one would have."""
+    row of the whole (all ranks') batch of n_rows, of which this process takes `rows` (a slice or a list). A pure
+    function of (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a
+    resumed run draws what the uninterrupted one would have."""
     def uniforms(t):  # numpy's SeedSequence mixes all three numbers (torch's CPU generator keeps 32 bits of a seed)
         return torch.from_numpy(np.random.default_rng([seed, position, t]).random(n_rows, dtype=np.float32))[rows]
     return uniforms
 
 
-@torch.inference_mode()
-def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None):
+def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None,
+           all_done=None):
     """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
     Stops early once every row has produced an EOS; rows that ended are filled with pad_id. uniforms(t) -> (B,)
-    gives decoding step t's random numbers (default: torch's global generator).
+    gives decoding step t's random numbers (default: torch's global generator); all_done(finished) says whether to
+    stop (default: every row has ended; with a sharded model, every rank's rows, so that all run the same forwards).
     (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
     them in one batched forward, N+ detail 4)."""
     B = input_ids.shape[0]
     uniforms = uniforms or (lambda t: torch.rand(B))
-    positions = position_ids_from_mask(attention_mask)  # (B, Tp)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    next_position = positions[:, -1:] + 1  # (B, 1)
-    finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-    tokens, logps = [], []
-    for t in range(max_new_tokens):
-        logp_all = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
-        token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
-        tokens.append(token)
-        logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
-        finished |= torch.isin(token, eos_ids)
-        if t == max_new_tokens - 1 or bool(finished.all()):
-            break
-        # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
-                    cache=out.cache, use_cache=True)
-        next_position = next_position + 1
-    return torch.stack(tokens, 1), torch.stack(logps, 1)
+    all_done = all_done or (lambda finished: bool(finished.all()))
+    with no_grad_for(model):  # inference mode, or no_grad for a sharded model
+        positions = position_ids_from_mask(attention_mask)  # (B, Tp)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        next_position = positions[:, -1:] + 1  # (B, 1)
+        finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+        tokens, logps = [], []
+        for t in range(max_new_tokens):
+            logp_all = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
+            token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
+            token = torch.where(finished, torch.full_like(token, pad_id), token)
+            tokens.append(token)
+            logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
+            finished |= torch.isin(token, eos_ids)
+            if t == max_new_tokens - 1 or all_done(finished):
+                break
+            # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
+            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+            out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
+                        cache=out.cache, use_cache=True)
+            next_position = next_position + 1
+        return torch.stack(tokens, 1), torch.stack(logps, 1)
 
 
 def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32):
@@ -907,11 +799,6 @@ def _pad_columns(x, width, value, left):
     return torch.cat([fill, x] if left else [x, fill], 1)
 
 
-def _pad_rows(x, n):
-    """x with zero rows appended up to n rows."""
-    return torch.cat([x, x.new_zeros((n - len(x), *x.shape[1:]))]) if len(x) < n else x
-
-
 def concat_rollouts(parts, pad_id):
     """Joins rollouts from several generation rounds: prompts are re-left-padded and responses right-padded to
     the widest, other tensors and lists are concatenated."""
@@ -954,7 +841,9 @@ class PPOTrainer:
             prompts, self.eval_columns = load_prompts(cfg, held_out=True)
             self.eval_prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
         check_models(cfg, self.prompts, self.columns, self.eval_columns)
-        self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world)
+        self.sharded = sharding_on(cfg.SHARDING, self.ranks.world)  # FSDP2 (distributed.py)
+        self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world,
+                                       self.sharded)
         if self.devices["policy"].type == "cuda":
             torch.cuda.set_device(self.devices["policy"])  # NCCL's collectives run on the current device
         self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
@@ -972,26 +861,42 @@ class PPOTrainer:
         self.eval_prompt_ids = tokenize(self.eval_prompts)[0] if self.eval_prompts is not None else None
 
         # The algorithm decides which models load: the critic only for PPO, the reference only when a KL term
-        # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway).
+        # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway). Sharded, each loads on the CPU and
+        # moves to its device in shards (shard_model), so that no GPU ever holds it whole.
         dev = self.devices
+        load_on = (lambda role: torch.device("cpu")) if self.sharded else dev.get
         # With LoRA the frozen base weights may be bfloat16 (the adapters stay float32), and the reference is the
         # policy with its adapters switched off: no second copy of the weights.
         lora = cfg if cfg.LORA_RANK else None
-        self.policy = load_causal_lm(cfg.ACTOR_MODEL, dev["policy"], self.dtype if lora else torch.float32)
+        self.policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("policy"), self.dtype if lora else torch.float32)
         if lora:
             self.policy = add_lora(self.policy, cfg, "CAUSAL_LM")
         self.uses_kl = cfg.KL_COEF > 0 or (cfg.ALGORITHM == "ppo" and cfg.KL_TARGET is not None)
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
         self.ref_policy = None
         if self.has_reference and not lora:  # float32 like the policy, run the same way: at step 0 the KL is 0
-            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, dev["ref"], torch.float32).requires_grad_(False)
+            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("ref"), torch.float32).requires_grad_(False)
         self.critic = None
         if cfg.ALGORITHM == "ppo":
-            self.critic = ValueModel(cfg.CRITIC_MODEL, dev["critic"], self.dtype if lora else torch.float32, lora)
+            self.critic = ValueModel(cfg.CRITIC_MODEL, load_on("critic"), self.dtype if lora else torch.float32, lora)
         if cfg.GRADIENT_CHECKPOINTING:
             for model in filter(None, [self.policy, self.critic and self.critic.model]):
                 enable_gradient_checkpointing(model)
-        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype)
+        if cfg.RESUME:  # the checkpoint's weights, into the whole models
+            self.load_weights(self.resume_from)
+        shard_reward = None
+        if self.sharded:
+            from torch.distributed.device_mesh import init_device_mesh
+            mesh = init_device_mesh(dev["policy"].type, (self.ranks.world,))
+            # Policy, reference and critic compute in DTYPE over float32 shards, as autocast does without sharding;
+            # the critic is sharded whole (ValueModel), since it calls its backbone and head itself.
+            compute = self.dtype if self.dtype != torch.float32 else None
+            for model in filter(None, (self.policy, self.ref_policy, self.critic)):
+                shard_model(model, mesh, compute)
+            shard_reward = partial(shard_model, mesh=mesh)  # stored in DTYPE already
+        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype, shard_reward)
+        # Sampling stops when every rank's rows have ended: a sharded model's forwards are collectives.
+        self.all_done = (lambda finished: self.ranks.all(bool(finished.all()))) if self.sharded else None
 
         self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * len(self.prompts) // cfg.BATCH_SIZE
         if cfg.MAX_RESPONSES is not None:  # the response budget also sets the learning-rate schedule's length
@@ -1016,7 +921,7 @@ class PPOTrainer:
         self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
         self.config_files = config_files  # the config files the settings came from (copied into OUTPUT_DIR)
         if cfg.RESUME:
-            self.load_checkpoint(self.resume_from)
+            self.load_training_state(self.resume_from)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     COUNTERS = ("step_count", "data_position", "responses_generated", "skipped_updates", "skipped_in_a_row")
@@ -1042,33 +947,63 @@ class PPOTrainer:
         if state["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
+    def models(self):
+        """Every model the run loaded, by role (the reward models by their metric names)."""
+        scorers = {f"reward model {n}": p.model for n, p in zip(self.scorer.names, self.scorer.parts)
+                   if isinstance(p, RewardModel)}
+        return {k: v for k, v in {"policy": self.policy, "reference": self.ref_policy, "critic": self.critic,
+                                  **scorers}.items() if v is not None}
+
+    def trained_models(self):
+        """{"policy": ..., "critic": ...}: the modules whose weights a checkpoint and the final folders hold."""
+        return {"policy": self.policy, **({"critic": self.critic.model} if self.critic is not None else {})}
+
     def save_checkpoint(self):
-        """Everything needed to continue exactly, written atomically (write_folder): a kill at any instant, or a
-        full disk, leaves the previous checkpoint whole."""
-        if not self.ranks.writes:  # one copy, from rank 0
-            return
+        """Everything needed to continue exactly, written atomically (write_folder) by rank 0: a kill at any instant,
+        or a full disk, leaves the previous checkpoint whole. Sharded models and their optimiser states are gathered
+        whole onto rank 0's CPU first (every rank takes part), so a checkpoint is the same whatever the sharding
+        and resumes with or without it, on any number of processes; a failure to write then stops every rank."""
+        keep, models = self.ranks.writes, self.trained_models()
+        weights = {name: full_state_dict(m, keep) if self.sharded else None for name, m in models.items()}
+        optimizers = [optimizer_state(m, o) for m, o in zip(filter(None, (self.policy, self.critic)), self.optimizers)]
 
         def write(tmp):
-            self.policy.save_pretrained(os.path.join(tmp, "policy"))
+            for name, model in models.items():  # state_dict None: the model's own (whole) weights
+                model.save_pretrained(os.path.join(tmp, name), state_dict=weights[name])
             self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-            if self.critic is not None:
-                self.critic.model.save_pretrained(os.path.join(tmp, "critic"))
             with open(os.path.join(tmp, "settings.json"), "w") as f:
                 json.dump(vars(self.cfg), f, indent=2)
-            torch.save({**self.light_state(), "optimizers": [o.state_dict() for o in self.optimizers],
+            torch.save({**self.light_state(), "optimizers": optimizers,
                         "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
 
-        write_folder(os.path.join(self.cfg.OUTPUT_DIR, "checkpoint"), write)
+        error = None
+        if keep:
+            try:
+                write_folder(os.path.join(self.cfg.OUTPUT_DIR, "checkpoint"), write)
+            except SaveError as e:
+                error = e
+        if self.sharded:  # the other ranks hold no copy to fall back on: all stop, as rank 0 does
+            message = self.ranks.first_object(str(error) if error else None)
+            error = error or (SaveError(message) if message else None)
+        if error:
+            raise error
         self.saved_step = self.step_count
 
-    def load_checkpoint(self, path):
-        load_trained_weights(self.policy, os.path.join(path, "policy"))
-        if self.critic is not None:
-            load_trained_weights(self.critic.model, os.path.join(path, "critic"))
-        state = load_trainer_state(os.path.join(path, "trainer_state.pt"))  # tensors and plain values only
-        for obj, saved in zip(self.optimizers + self.schedulers, state["optimizers"] + state["schedulers"]):
-            obj.load_state_dict(saved)
-        self.restore_light_state(state)  # last: loading models above may draw random numbers
+    def load_weights(self, path):
+        """The checkpoint's weights, loaded into the (still whole) trained models."""
+        for name, model in self.trained_models().items():
+            load_trained_weights(model, os.path.join(path, name))
+
+    def load_training_state(self, path):
+        """The checkpoint's optimiser and scheduler states, counters and random states (after load_weights)."""
+        # Memory-mapped when sharded: the processes of a node share one copy while each takes its shards.
+        state = load_trainer_state(os.path.join(path, "trainer_state.pt"), mmap=self.sharded)
+        for model, optimizer, saved in zip(filter(None, (self.policy, self.critic)), self.optimizers,
+                                           state["optimizers"]):
+            load_optimizer_state(model, optimizer, saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
+        self.restore_light_state(state)  # last: loading models may draw random numbers
         self.saved_step = self.step_count
         self.log(f"resuming from {path} after step {self.step_count - 1}")
 
@@ -1092,7 +1027,7 @@ class PPOTrainer:
         t0 = self.clock()
         with autocast(dev["policy"], self.dtype):
             response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
-                                     self.eos_ids, tok.pad_token_id, uniforms)  # (B, Tr)
+                                     self.eos_ids, tok.pad_token_id, uniforms, self.all_done)  # (B, Tr)
         t1 = self.clock()
         mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
         prompts = [self.prompts[i] for i in rows]
@@ -1187,7 +1122,7 @@ class PPOTrainer:
         #    the same log-probs, so the rollout skips the policy's (as TRL does with num_iterations=1).
         single_pass = self.single_pass(len(mask) * self.ranks.world)
         logp = entropy = ref_logp = values = None
-        with torch.inference_mode():
+        with no_grad_for(self.policy):
             if not single_pass:
                 logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
                                                   self.dtype)  # (B, Tr) x2
@@ -1290,19 +1225,19 @@ class PPOTrainer:
         """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the eval_* metrics, with
         evaluate.py's sample_and_score. Its random numbers are fixed, apart from training's, so evaluations are
         comparable across steps and a run trains the same with or without them. Under torchrun each rank takes an
-        equal share of the rows."""
+        equal share of the rows, the last ones' padded with repeats of row 0 (so that all run the same forwards,
+        which sharded models need), and the padding goes after the gather."""
         import evaluate as evaluation
         cfg, dev, world = self.cfg, self.devices["policy"], self.ranks.world
         n = len(self.eval_prompts) * cfg.EVAL_SAMPLES
         share = -(-n // world)
-        rows = range(min(n, self.ranks.rank * share), min(n, (self.ranks.rank + 1) * share))
+        rows = [r for r in range(self.ranks.rank * share, (self.ranks.rank + 1) * share) if r < n]
+        rows += [0] * (share - len(rows))
         t0 = self.clock()
         scores, parts, lengths, _ = self.on_every_rank(
             evaluation.sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
-            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows)
-        if self.ranks.active:  # every rank sends `share` rows (the last pads its own), then the padding goes
-            scores, parts, lengths = (self.ranks.gather_rows(_pad_rows(x.float(), share))[:n]
-                                      for x in (scores, parts, lengths))
+            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows, self.all_done)
+        scores, parts, lengths = (self.ranks.gather_rows(x.float())[:n] for x in (scores, parts, lengths))
         out = {"eval_reward": scores.mean().item(), "eval_reward_se": (scores.std() / n ** 0.5).item(),
                "eval_response_length": lengths.float().mean().item()}
         if len(self.scorer.names) > 1:
@@ -1357,23 +1292,26 @@ class PPOTrainer:
         cfg = self.cfg
         B = len(lengths)
         epochs, mb_size = (1, B) if cfg.ALGORITHM == "reinforce" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
-        my_rows = self.ranks.my_rows(B)
-        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb))  # (my rows, n_tokens, n_seqs)
+        my_rows, world = self.ranks.my_rows(B), self.ranks.world
+        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),  # (my rows, n_tokens, n_seqs,
+                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE) if self.sharded else 0)  # n_micro)
                        for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
+        # Sharded, the critic trains after the policy: each forward and backward is a collective, and two models'
+        # collectives from two threads could interleave differently on different ranks.
+        in_thread = self.critic is not None and not self.sharded
         # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread) rather than each
         # taking all of them and oversubscribing the machine.
         threads = torch.get_num_threads()
         on_cpu = {self.devices["policy"].type, self.devices["critic"].type if self.critic else "cpu"} == {"cpu"}
-        share_cores = self.critic is not None and on_cpu
-        loop_threads = max(1, threads // 2) if share_cores else None
+        loop_threads = max(1, threads // 2) if in_thread and on_cpu else None
+        critic = (self.critic, self.optimizers[-1], self.critic_gradients, "critic_grad_norm", rollout, Tp,
+                  minibatches, loop_threads, self.ranks.critic_group)
         try:
-            critic_job = None if self.critic is None else self.critic_thread.submit(
-                self.train_model, self.critic, self.optimizers[1], self.critic_gradients, "critic_grad_norm",
-                rollout, Tp, minibatches, loop_threads, self.ranks.critic_group)
+            critic_job = self.critic_thread.submit(self.train_model, *critic) if in_thread else None
             results = [self.train_model(self.policy, self.optimizers[0], self.accumulate_gradients, "grad_norm",
                                         rollout, Tp, minibatches, loop_threads)]
-            if critic_job is not None:
-                results.append(critic_job.result())
+            if self.critic is not None:
+                results.append(critic_job.result() if in_thread else self.train_model(*critic))
         finally:
             torch.set_num_threads(threads)
         stats = {}
@@ -1402,7 +1340,8 @@ class PPOTrainer:
         """One optimizer step of one model per minibatch, its gradient accumulated over micro-batches by
         gradients(rollout, rows, Tp, n_tokens, n_seqs) and summed over the ranks (in process group `group`), with
         `threads` intra-op threads (None: as they are). The non-finite guard (a host sync per step): a NaN/inf
-        gradient norm skips that step and leaves the weights as they were. minibatches: (rows, n_tokens, n_seqs).
+        gradient norm skips that step and leaves the weights as they were. minibatches: (rows, n_tokens, n_seqs,
+        n_micro).
         Returns (mean statistics of the steps taken, number skipped); under torchrun the statistics are this rank's
         shares, which update() sums."""
         cfg, stats, skipped, applied = self.cfg, {}, 0, 0
@@ -1410,13 +1349,19 @@ class PPOTrainer:
             torch.set_num_threads(threads)
         max_norm = cfg.MAX_GRAD_NORM if model is self.policy else cfg.CRITIC_MAX_GRAD_NORM
         max_norm = float("inf") if max_norm is None else max_norm  # inf: the norm only
-        for mb, n_tokens, n_seqs in minibatches:
+        for mb, n_tokens, n_seqs, n_micro in minibatches:
             mb_stats = {}
-            for micro in mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ():  # a rank may hold none of its rows
+            micros = mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ()  # a rank may hold none of its rows
+            for micro in micros:
                 for k, v in gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                     mb_stats[k] = mb_stats.get(k, 0.0) + v
-            sum_gradients(model, self.ranks, group)
-            mb_stats[norm_name] = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            # Sharded, every rank runs n_micro forwards and backwards (collectives): one with fewer rows of this
+            # minibatch makes up the difference on its first row with loss weight 0, which adds exact zeros.
+            for _ in range(n_micro - len(micros)):
+                gradients(rollout, torch.zeros(1, dtype=torch.long), Tp, n_tokens, n_seqs, weight=0.0)
+            if not self.sharded:  # sharded, the backward passes have reduce-scattered the sums already
+                sum_gradients(model, self.ranks, group)
+            mb_stats[norm_name] = whole(nn.utils.clip_grad_norm_(model.parameters(), max_norm))
             finite = bool(torch.isfinite(mb_stats[norm_name]))
             if finite:
                 optimizer.step()
@@ -1438,10 +1383,11 @@ class PPOTrainer:
         old = {k: v[idx, :Tr] for k, v in rollout.items() if k not in ("input_ids", "attention_mask", "lengths")}
         return ids, attn, old
 
-    def accumulate_gradients(self, rollout, idx, Tp, n_tokens, n_seqs):
+    def accumulate_gradients(self, rollout, idx, Tp, n_tokens, n_seqs, weight=1.0):
         """The policy's forward and backward on one micro-batch (rows idx of the rollout). Losses are weighted
         with the minibatch's totals (loss_weights), so the accumulated gradient is exactly the minibatch's, however
-        it is split. Returns this micro-batch's share of each statistic (token means over the minibatch)."""
+        it is split; weight scales the loss (0: a sharded rank's stand-in row). Returns this micro-batch's share of each
+        statistic (token means over the minibatch)."""
         cfg = self.cfg
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         mask = old["mask"]  # (b, Tr)
@@ -1458,7 +1404,7 @@ class PPOTrainer:
         loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask, cfg.ALGORITHM,
                                  cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
                                  old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value, cfg.KL_ESTIMATOR)
-        loss.backward()
+        (loss * weight).backward()
         clipped, ratio = terms.pop("clipped"), terms.pop("ratio")
         with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
             stats.update(terms, update_entropy=share(entropy), clipfrac=share(clipped),
@@ -1466,7 +1412,7 @@ class PPOTrainer:
                          ratio=share(ratio), approx_kl=share(kl_penalty(old["logp"], logp, "k3")))
         return stats
 
-    def critic_gradients(self, rollout, idx, Tp, n_tokens, n_seqs=None):
+    def critic_gradients(self, rollout, idx, Tp, n_tokens, n_seqs=None, weight=1.0):
         """The critic's forward and backward on one micro-batch: the clipped value loss as a token mean over the
         minibatch (whatever LOSS_AGG says for the policy). Returns its statistics."""
         critic_dev = self.devices["critic"]
@@ -1476,7 +1422,7 @@ class PPOTrainer:
         vf, vf_clipped = value_loss(values, old["values"].to(critic_dev), old["returns"].to(critic_dev),
                                     self.cfg.VALUE_CLIP_RANGE)
         vf_loss = share(vf)
-        vf_loss.backward()
+        (vf_loss * weight).backward()
         return {"value_loss": vf_loss, "value_clipfrac": share(vf_clipped)}
 
     # ---- the run -------------------------------------------------------------------------------------------------
@@ -1545,8 +1491,9 @@ class PPOTrainer:
                 rollback = before is not None and not self.updating  # the weights are still the step's start's
                 if rollback:
                     self.restore_light_state(before)
+                # Sharded, saving is a collective that the other ranks, which may not have failed, would never join.
                 return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
-                                       f"{first_line(e)}. {hint}", 1, save=rollback)
+                                       f"{first_line(e)}. {hint}", 1, save=rollback and not self.sharded)
         self.log(f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
                  f"training_metrics.png, metrics.jsonl, samples.jsonl, policy/"
                  f"{', critic/' if self.critic is not None else ''})")
@@ -1627,8 +1574,9 @@ class PPOTrainer:
 
     def check_ranks_agree(self):
         """Under torchrun: every rank must end with the same weights (they took the same summed steps); a
-        difference would mean the ranks trained different models, so it stops the run rather than save one."""
-        if not self.ranks.active:
+        difference would mean the ranks trained different models, so it stops the run rather than save one. (Sharded,
+        the ranks hold one copy between them: nothing to compare.)"""
+        if not self.ranks.active or self.sharded:
             return
         models = [self.policy] + ([self.critic] if self.critic is not None else [])
         prints = self.ranks.all_objects([weights_fingerprint(m).tolist() for m in models])
@@ -1639,21 +1587,27 @@ class PPOTrainer:
 
     def save(self):
         """The final policy (and critic) as plain transformers folders; LoRA adapters are merged in first, so the
-        folders load with from_pretrained like any checkpoint (this ends training: the models are unwrapped)."""
-        if not self.ranks.writes:
+        folders load with from_pretrained like any checkpoint (this ends training: the models are unwrapped).
+        Sharded models are gathered whole onto rank 0's CPU (every rank takes part); with LoRA rank 0 rebuilds
+        them there from their folders to merge."""
+        cfg, keep, models = self.cfg, self.ranks.writes, self.trained_models()
+        weights = {name: full_state_dict(m, keep) if self.sharded else None for name, m in models.items()}
+        if not keep:
             return
-        out_dir = self.cfg.OUTPUT_DIR
-        if self.cfg.LORA_RANK:
-            self.policy = self.policy.merge_and_unload()
-        models = {"policy": self.policy}
-        if self.critic is not None:
-            models["critic"] = self.critic.model.merge_and_unload() if self.cfg.LORA_RANK else self.critic.model
+        if cfg.LORA_RANK:
+            if self.sharded:  # whole copies on the CPU, with the gathered weights
+                models["policy"] = add_lora(load_causal_lm(cfg.ACTOR_MODEL, "cpu", self.dtype), cfg, "CAUSAL_LM")
+                if self.critic is not None:
+                    models["critic"] = ValueModel(cfg.CRITIC_MODEL, "cpu", self.dtype, cfg).model
+                for name, model in models.items():
+                    model.load_state_dict(weights.pop(name))
+            models = {name: model.merge_and_unload() for name, model in models.items()}
         for name, model in models.items():  # each folder replaced atomically, like the checkpoint
-            write_folder(os.path.join(out_dir, name),
-                         lambda tmp, model=model: (model.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
+            write_folder(os.path.join(cfg.OUTPUT_DIR, name), lambda tmp, model=model, name=name: (
+                model.save_pretrained(tmp, state_dict=weights.get(name)), self.tokenizer.save_pretrained(tmp)))
         here = os.path.dirname(os.path.abspath(__file__))
-        for name in ("ppo.py", "preflight.py", "config.py"):  # the code that produced these weights, beside them
-            shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+        for name in ("ppo.py", "distributed.py", "preflight.py", "config.py"):  # the code behind these weights
+            shutil.copy(os.path.join(here, name), os.path.join(cfg.OUTPUT_DIR, name))
 
 
 class StopOnSignal:
@@ -1794,6 +1748,8 @@ def main(argv):
         cfg = load_config(argv)
         check_settings(cfg)
         check_distributed(cfg, ranks.world)
+        check_sharding(cfg, ranks)
+        ranks.start(always=sharding_on(cfg.SHARDING, ranks.world))  # FSDP2 shards over a group, even of one
         check_output_path(cfg)
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
         import arithmetic_task
@@ -1827,7 +1783,12 @@ def main(argv):
     ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
     log(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
         f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps"
-        + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each" if ranks.active else ""))
+        + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each" if ranks.active else "")
+        + (f"; every model sharded over the {ranks.world} process(es) (FSDP2)" if trainer.sharded else ""))
+    if trainer.sharded:
+        held = [f"{name} {local:,} of {total:,}" for name, model in trainer.models().items()
+                for local, total in [shard_sizes(model)]]
+        log(f"parameters held by each process: {', '.join(held)}")
     resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
     launcher = "torchrun <the same options> ppo.py" if ranks.active else "python ppo.py"
     code = trainer.train(resume_command=" ".join([launcher, *resume, "--RESUME=True"]))

@@ -148,6 +148,7 @@ SETTINGS = {
     "OUTPUT_DIR": TEXT,
     "SEED": Int(0, 2 ** 32 - 1),  # numpy's legacy seeding takes 32 bits
     "DEVICE_POLICY": TEXT, "DEVICE_REF": TEXT, "DEVICE_CRITIC": TEXT, "DEVICE_REWARD": TEXT,  # resolve_devices
+    "SHARDING": Choice("auto", "none", "fsdp"),
     "DTYPE": Choice("auto", "float32", "bfloat16", "float16"),
     "GRADIENT_CHECKPOINTING": FLAG,
     "LORA_RANK": Int(0),
@@ -725,7 +726,7 @@ class RunLock:
 # Settings that may differ when resuming: run length, logging, devices, and how the folder is spelled.
 RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES", "PLOT_EVERY",
                      "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES", "MAX_SKIPPED_IN_A_ROW",
-                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "OUTPUT_DIR",
+                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "SHARDING", "OUTPUT_DIR",
                      "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY", "EVAL_MAX_PROMPTS", "REPORT_TO", "RUN_NAME"}
 # Settings added since checkpoints were first written, with the value that reproduces what a checkpoint saved
 # before them did (a function of its saved settings), so that such a checkpoint still resumes.
