@@ -10,6 +10,7 @@ synchronise the GPU at phase boundaries); memory is the process's peak RSS on CP
 torch.cuda.max_memory_allocated per GPU. Warm-up steps are excluded: the first steps pay for lazy initialisation.
 """
 import argparse
+import functools
 import json
 import os
 import platform
@@ -72,34 +73,54 @@ def phase_table(summary):
     return "\n".join(lines)
 
 
-# Qwen3-0.6B and OpenAssistant/reward-model-deberta-v3-large-v2, from their config.json on the hub (built here on
-# the meta device, so the parameter counts are exact without downloading anything).
+# Qwen3-0.6B ... 8B and OpenAssistant/reward-model-deberta-v3-large-v2, from their config.json on the hub (built here
+# on the meta device, so the parameter counts are exact without downloading anything). 8B alone unties its
+# input and output embeddings.
 QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True)
+QWEN3 = {"0.6B": QWEN3_06B,
+         "1.7B": dict(QWEN3_06B, hidden_size=2048, intermediate_size=6144),
+         "4B": dict(QWEN3_06B, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32),
+         "8B": dict(QWEN3_06B, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                    tie_word_embeddings=False)}
 DEBERTA_V3_LARGE = dict(vocab_size=128100, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                         num_attention_heads=16, max_position_embeddings=512, relative_attention=True,
                         position_buckets=256, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
                         share_att_key=True, pooler_hidden_size=1024, num_labels=1)
 
 
-def parameter_counts(lora_rank):
+def parameter_counts(lora_rank, size="0.6B"):
     """(policy, critic, reward model) parameter counts, and the LoRA parameters peft's "all-linear" adds to the
     policy's and the critic's backbone (r x (in + out) per linear layer, the output head excluded)."""
+    *models, lora = model_parts(lora_rank, size)
+    return tuple(n for n, _, _ in models) + (lora,)
+
+
+@functools.lru_cache
+def model_parts(lora_rank, size="0.6B"):
+    """[(parameters, of them outside the blocks, in one block) for the policy, the critic and the reward model],
+    plus the LoRA parameter count: the blocks are FSDP2's units (distributed.blocks), the rest is the root's."""
+    import distributed
     from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
                               Qwen3ForSequenceClassification)
     with torch.device("meta"):
-        policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3_06B))
-        critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3_06B, num_labels=1))
+        policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3[size]))
+        critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3[size], num_labels=1))
         reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE))
     lora = sum(lora_rank * (m.in_features + m.out_features) for m in policy.model.modules()
                if isinstance(m, torch.nn.Linear))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731 (tied weights counted once)
-    return count(policy), count(critic), count(reward), lora
+
+    def parts(model):
+        blocks = distributed.blocks(model)
+        return count(model), count(model) - sum(map(count, blocks)), count(blocks[0])
+    return parts(policy), parts(critic), parts(reward), lora
 
 
-def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256):
-    """GiB per part for PPO on one GPU with Qwen3-0.6B as policy, reference and critic and DeBERTa-v3-large as
-    reward model, DTYPE=bfloat16 (autocast over float32 master weights). Trained weights: 16 bytes per parameter
+def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256, size="0.6B",
+                    gpus=1, sharded=False):
+    """GiB per part and GPU for PPO with Qwen3-`size` as policy, reference and critic and DeBERTa-v3-large as reward
+    model, DTYPE=bfloat16 (autocast over float32 master weights). Trained weights: 16 bytes per parameter
     (float32 weight, gradient and two AdamW moments); the reference 4 (float32, computed exactly as the policy);
     the reward model 2 (bfloat16); with LoRA the base is frozen and the adapters train, and there is no reference
     copy. Activations of one micro-batch in the update (the
@@ -108,17 +129,68 @@ def memory_estimate(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=
     RMSNorms make under autocast (the factor is fitted to the measured peak on an H100, measure_memory); with
     checkpointing the float32 layer inputs (4 bytes) plus one layer's 68. Plus the policy's logits over the
     response, float32 copies for the log-softmax and entropy and their gradient, ~20 bytes x tokens x vocabulary.
-    Policy and critic train at the same time (two threads), so both activations count."""
-    n_policy, n_critic, n_reward, n_lora = parameter_counts(lora_rank)
-    gib = 2 ** -30
-    trained = lambda n: (2 * n + 16 * n_lora) if lora_rank else 16 * n  # noqa: E731
-    tokens, cfg = micro_batch * (prompt_len + response_len), QWEN3_06B
+    Without sharding policy and critic train at the same time (two threads), so both activations count.
+    sharded (FSDP2 over `gpus` GPUs, one micro-batch per GPU): every weight, gradient and moment is divided by gpus,
+    and a trained model in its update adds what FSDP2 holds whole for a moment (an estimate from its design, not
+    yet measured): bf16 copies of the root's weights and of two blocks (the running one and the prefetched one),
+    and (without LoRA, whose base has none) the unsharded gradients of the root and of one block in bf16 plus the
+    float32 copy reduced (6 bytes). The critic trains after the policy, so only the larger of the two updates
+    counts."""
+    (n_policy, root_p, block_p), (n_critic, root_c, block_c), (n_reward, _, _), n_lora = model_parts(lora_rank, size)
+    gib, share = 2 ** -30, gpus if sharded else 1
+    trained = lambda n: ((2 * n + 16 * n_lora) if lora_rank else 16 * n) / share  # noqa: E731
+    whole = lambda root, block: (2 * (root + 2 * block) + (0 if lora_rank else 6 * (root + block))  # noqa: E731
+                                 if sharded else 0)
+    tokens, cfg = micro_batch * (prompt_len + response_len), QWEN3[size]
     per_layer = (4 if checkpointing else 68) * tokens * cfg["hidden_size"]
     layers = per_layer * cfg["num_hidden_layers"] + (68 * tokens * cfg["hidden_size"] if checkpointing else 0)
     logits = 20 * micro_batch * (response_len + 1) * cfg["vocab_size"]
-    return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 4 * n_policy) * gib,
-            "critic": trained(n_critic) * gib, "reward model": 2 * n_reward * gib,
-            "activations (policy update)": (layers + logits) * gib, "activations (critic update)": layers * gib}
+    return {"policy": trained(n_policy) * gib, "reference": (0 if lora_rank else 4 * n_policy / share) * gib,
+            "critic": trained(n_critic) * gib, "reward model": 2 * n_reward / share * gib,
+            "activations (policy update)": (layers + logits + whole(root_p, block_p)) * gib,
+            "activations (critic update)": (layers + whole(root_c, block_c)) * gib}
+
+
+def per_gpu_peak(e, layout):
+    """The largest GPU's GiB from memory_estimate's parts: "one" (everything on one GPU, the updates in two
+    threads), "split" (one process, policy and reference on cuda:0, critic and reward model on cuda:1), "fsdp"
+    (sharded: the critic's update after the policy's)."""
+    act_p, act_c = e["activations (policy update)"], e["activations (critic update)"]
+    if layout == "split":
+        return max(e["policy"] + e["reference"] + act_p, e["critic"] + e["reward model"] + act_c)
+    weights = e["policy"] + e["reference"] + e["critic"] + e["reward model"]
+    return weights + (act_p + act_c if layout == "one" else max(act_p, act_c))
+
+
+SETUPS = (("full", {}), ("full, checkpointing", {"checkpointing": True}), ("LoRA r=16", {"lora_rank": 16}),
+          ("LoRA r=16, checkpointing", {"lora_rank": 16, "checkpointing": True}))
+
+
+def memory_plan():
+    """Per-GPU GiB for Qwen3-0.6B ... 8B (policy, reference, critic) with DeBERTa-v3-large (reward model), on one GPU,
+    two split by model, and 2 or 8 sharded with FSDP2, one micro-batch of 4 x (512 + 256) tokens per GPU; then
+    which fit 2 x 24 GB and 8 x 80 GB GPUs (22 and 76 GiB usable, leaving room for CUDA's context and the allocator's
+    fragments)."""
+    layouts = (("1 GPU", 1, "one"), ("2 GPUs, split", 2, "split"), ("2 GPUs, FSDP", 2, "fsdp"),
+               ("8 GPUs, FSDP", 8, "fsdp"))
+    lines = ["| Qwen3 + DeBERTa-v3-large, GiB per GPU | " + " | ".join(name for name, _, _ in layouts) + " |",
+             "|---" * (len(layouts) + 1) + "|"]
+    fits = {"2 x 24 GB": [], "8 x 80 GB": []}
+    for size in QWEN3:
+        for setup, kw in SETUPS:
+            peaks = [per_gpu_peak(memory_estimate(size=size, gpus=n, sharded=layout == "fsdp", **kw), layout)
+                     for _, n, layout in layouts]
+            lines.append(f"| {size}, {setup} | " + " | ".join(f"{p:.1f}" for p in peaks) + " |")
+            best24 = min(p for p, (_, n, _) in zip(peaks, layouts) if n <= 2)
+            if best24 <= 22:
+                fits["2 x 24 GB"].append(f"{size} {setup} ({best24:.1f})")
+            if peaks[-1] <= 76:
+                fits["8 x 80 GB"].append(f"{size} {setup} ({peaks[-1]:.1f})")
+    lines += [""] + [f"fits {gpus}: {', '.join(names) or 'none'}" for gpus, names in fits.items()]
+    detail = memory_estimate(size="8B", gpus=8, sharded=True)
+    lines += ["", "Qwen3-8B full fine-tuning on 8 GPUs with FSDP2, GiB per GPU: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in detail.items())]
+    return "\n".join(lines)
 
 
 def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512, response_len=256,
@@ -266,11 +338,14 @@ def main():
     parser.add_argument("--trl-steps", type=int, default=100, help="with --trl: PPO steps per run")
     parser.add_argument("--seeds", default="0,1,2", help="with --trl: seeds, one pair of runs each")
     parser.add_argument("--memory", action="store_true", help="print the memory estimate for Qwen3-0.6B + "
-                        "DeBERTa-v3-large on one GPU (and, with a GPU, the measured peak) and exit")
+                        "DeBERTa-v3-large on one GPU (and, with a GPU, the measured peak), the plan for Qwen3-0.6B "
+                        "to 8B on 1, 2 and 8 GPUs with and without FSDP2, and exit")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
     if args.memory:
         print(memory_table(measure=torch.cuda.is_available()))
+        print()
+        print(memory_plan())
         return
     ppo.quiet_progress_bars()
     import default_task

@@ -188,10 +188,14 @@ def no_grad_for(model):
 
 def blocks(model):
     """The repeated blocks that become FSDP units: the outermost modules whose class transformers lists in the
-    model's _no_split_modules (Qwen3DecoderLayer, DebertaV2Layer, GPT2Block, ...), in order."""
+    model's _no_split_modules (Qwen3DecoderLayer, GPT2Block, ...), in order; for a model without that list
+    (DeBERTa-v2 has none), the entries of its longest nn.ModuleList (its layers)."""
     names = set()
     for m in model.modules():
         names |= set(getattr(m, "_no_split_modules", None) or ())
+    if not names:
+        lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+        return list(max(lists, key=len)) if lists else []
     found, prefixes = [], []
     for name, m in model.named_modules():
         if type(m).__name__ in names and not any(name.startswith(p) for p in prefixes):

@@ -1,16 +1,21 @@
-"""Data parallelism under torchrun (issue 6): the pieces as pure functions, then real runs of two CPU processes on
-gloo compared with one process on the same global batch."""
+"""Data parallelism and FSDP2 sharding under torchrun (issues 6 and 14): the pieces as pure functions, then real runs
+of two CPU processes on gloo compared with one process on the same global batch."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+import distributed
 import ppo
+import reward_fns
 from conftest import ROOT, tiny_args
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_draw_tokens_is_the_inverse_cdf():
@@ -73,10 +78,63 @@ def test_each_process_gets_its_own_gpus():
     assert str(ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 4, 1, 2)["critic"]) == "cpu"
 
 
-def torchrun(args, nproc=2):
+def test_every_rank_runs_as_many_micro_batches_as_the_busiest():
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        n_rows, world, micro = 12, [1, 2, 3, 4, 6][seed % 5], 1 + seed % 3
+        mb = torch.randperm(n_rows, generator=g)[:1 + seed % n_rows]
+        held = [len(ppo.rank_minibatch(mb, slice(r * n_rows // world, (r + 1) * n_rows // world)))
+                for r in range(world)]  # brute force: each rank's rows, split into micro-batches
+        assert distributed.micro_batch_count(mb, n_rows, world, micro) == max(-(-h // micro) for h in held)
+
+
+def test_sharding_settings_and_devices():
+    assert [distributed.sharding_on(s, w) for s in ("auto", "none", "fsdp") for w in (1, 2)] == \
+        [False, True, False, False, True, True]
+    cfg = ppo.load_config(["--SHARDING=fsdp"])
+    with pytest.raises(ppo.ConfigError, match="not started by torchrun"):
+        distributed.check_sharding(cfg, ppo.Ranks({}))
+    distributed.check_sharding(cfg, ppo.Ranks({"MASTER_ADDR": "localhost"}))
+    devices = {k: str(v) for k, v in ppo.resolve_devices(cfg, 8, 3, 4, sharded=True).items()}  # one GPU each
+    assert devices == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:3")
+    with pytest.raises(ppo.ConfigError, match="one device per process"):
+        ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
+
+
+def test_fsdp_units_are_the_transformer_blocks(tiny):
+    from transformers import AutoModelForSequenceClassification
+    policy = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+    assert distributed.blocks(policy) == list(policy.model.layers)
+    reward = AutoModelForSequenceClassification.from_pretrained(tiny["reward"])
+    assert distributed.blocks(reward) == list(reward.deberta.encoder.layer)  # no _no_split_modules: its ModuleList
+
+
+def test_an_optimizer_state_keyed_by_number_loads_by_name(tiny):
+    """A checkpoint written without sharding (parameters numbered) re-keyed by name, as a sharded run reads it,
+    then loaded through torch.distributed.checkpoint's loader into a whole model: the same moments."""
+    def trained():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+        opt = ppo.make_optimizer(model, 1e-3, weight_decay=0.1)  # two parameter groups
+        model(input_ids=torch.tensor([[1, 2, 3]])).logits.square().mean().backward()
+        opt.step()
+        return model, opt
+    model, opt = trained()
+    by_name = distributed.state_by_name(opt.state_dict(), opt, model)
+    assert by_name["param_groups"][0]["params"][0] == "model.embed_tokens.weight"
+    fresh = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+    fresh_opt = ppo.make_optimizer(fresh, 1e-3, weight_decay=0.1)
+    distributed.load_optimizer_state(fresh, fresh_opt, by_name)
+    for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p][key], fresh_opt.state[q][key]), key
+
+
+def torchrun(args, nproc=2, env=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            os.path.join(ROOT, "ppo.py"), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT]), **(env or {})}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def read_jsonl(path):
@@ -84,48 +142,97 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
-def test_two_processes_train_like_one(tiny, tmp_path, algorithm):
-    extra = {"ALGORITHM": algorithm, "MAX_STEPS": 3}
-    if algorithm == "grpo":  # groups of 2: each process must hold whole groups
-        extra.update(GROUP_SIZE=2, BATCH_SIZE=4)
-    else:  # held-out evaluation too: 15 rows, which the two processes split 8 + 7
-        extra.update(EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=5, EVAL_SAMPLES=3, EVAL_EVERY=2)
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert ppo.main(tiny_args(tiny, one, **extra)) == 0
-    result = torchrun(tiny_args(tiny, two, **extra))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "weights identical on all 2 processes" in result.stdout
-    assert result.stdout.count("settings:") == 1  # rank 0 alone speaks and writes
+def ppo_args(tiny, out, **overrides):
+    """PPO for 4 steps, checkpoints after steps 1 and 3, held-out evaluation of 15 rows (split 8 + 7) at steps 0, 2
+    and the end; the reward function counts its calls, to die at one (PPO_TEST_KILL_AT). Micro-batches of 2 rows in
+    minibatches of 4: a rank often holds 3 rows of a minibatch and the other 1 (or 4 and 0), so that sharded, the
+    second runs a stand-in micro-batch of weight 0."""
+    return tiny_args(tiny, out, **{**dict(REWARD_MODEL="reward_fns:sentiment_with_faults", MAX_STEPS=4, SAVE_EVERY=2,
+                                          MICRO_BATCH_SIZE=2,
+                                          EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=5, EVAL_SAMPLES=3,
+                                          EVAL_EVERY=2), **overrides})
 
+
+@pytest.fixture(scope="module")
+def one_process(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    reward_fns.reset_faults()
+    assert ppo.main(ppo_args(tiny, out)) == 0
+    return out
+
+
+def assert_same_run(one, two, tol):
+    """The same rows (the samples belong to the rows, not the processes), statistics of the whole batch within tol,
+    and the saved policy/ and critic/ folders, read with plain from_pretrained, with the same weights."""
     rows_one, rows_two = read_jsonl(one / "metrics.jsonl"), read_jsonl(two / "metrics.jsonl")
-    assert [r["step"] for r in rows_two] == ([0, 1, 2] if algorithm == "grpo" else [0, 1, 2, 3])
-    assert [r["step"] for r in rows_two if "eval_reward" in r] == ([] if algorithm == "grpo" else [0, 2, 3])
+    assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one]
     for a, b in zip(rows_one, rows_two, strict=True):
-        if "eval_reward" in a:  # the same held-out responses, whatever the number of processes
-            assert (a["eval_reward"], a["eval_response_length"]) == pytest.approx(
-                (b["eval_reward"], b["eval_response_length"]), abs=1e-6)
-        if "reward" not in a:  # the final policy's evaluation
-            continue
-        # The same samples (the uniforms belong to the rows, not the processes) and statistics of the whole batch.
-        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
-        assert a["response_length"] == b["response_length"]
-        for key in ("policy_loss", "advantage", "entropy", "kl", "grad_norm", "clipfrac"):
-            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-5), key
-    w_one = AutoModelForCausalLM.from_pretrained(one / "policy").state_dict()
-    w_two = AutoModelForCausalLM.from_pretrained(two / "policy").state_dict()
-    for k in w_one:
-        torch.testing.assert_close(w_one[k], w_two[k], rtol=0, atol=1e-4)
+        assert set(a) == set(b)
+        for key in ("reward", "response_length", "eval_reward", "eval_response_length"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], abs=1e-6), (a["step"], key)
+        for key in ("policy_loss", "value_loss", "advantage", "entropy", "kl", "grad_norm", "critic_grad_norm",
+                    "clipfrac"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=tol, abs=tol), (a["step"], key)
+    for folder, cls in (("policy", AutoModelForCausalLM), ("critic", AutoModelForSequenceClassification)):
+        if (one / folder).exists():
+            w_one, w_two = (cls.from_pretrained(run / folder).state_dict() for run in (one, two))
+            assert w_one.keys() == w_two.keys()
+            for k in w_one:
+                torch.testing.assert_close(w_one[k], w_two[k], rtol=0, atol=100 * tol)
 
 
-def test_a_torchrun_run_resumes_under_torchrun(tiny, tmp_path):
-    out = tmp_path / "run"
-    first = torchrun(tiny_args(tiny, out, MAX_STEPS=2))
-    assert first.returncode == 0, first.stderr[-3000:]
-    resumed = torchrun(tiny_args(tiny, out, MAX_STEPS=3, RESUME=True))
+def held_by_each_process(stdout):
+    """{model: (parameters rank 0 holds, parameters in all)} from the start-up line of a sharded run."""
+    line = next(line for line in stdout.splitlines() if line.startswith("parameters held by each process: "))
+    held = re.findall(r"([\w ]+?) ([\d,]+) of ([\d,]+)", line.split(": ", 1)[1])
+    return {name.strip(", "): (int(a.replace(",", "")), int(b.replace(",", ""))) for name, a, b in held}
+
+
+@pytest.mark.parametrize("sharding", ["fsdp", "none"])
+def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
+    """PPO with held-out evaluation, on two processes with the models sharded (SHARDING=auto does it) or copied,
+    against one process on the same global batch."""
+    result = torchrun(ppo_args(tiny, tmp_path, SHARDING="auto" if sharding == "fsdp" else "none"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("settings:") == 1  # rank 0 alone speaks and writes
+    if sharding == "fsdp":  # the same sums in another order: float32 rounding (measured: 3e-7 at most)
+        held = held_by_each_process(result.stdout)
+        assert set(held) == {"policy", "reference", "critic"}  # the reward here is a function
+        for name, (mine, total) in held.items():  # each process holds half of every model (up to padding)
+            assert abs(mine - total / 2) <= 0.02 * total, (name, mine, total)
+        assert_same_run(one_process, tmp_path, tol=1e-5)
+    else:  # the summed buckets of the replicated path
+        assert "weights identical on all 2 processes" in result.stdout
+        assert_same_run(one_process, tmp_path, tol=1e-3)
+
+
+def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
+    """GRPO with LoRA adapters (the reference: adapters off) and the DeBERTa reward model, all sharded; the final
+    policy/ has the adapters merged in, on rank 0 from the gathered weights."""
+    args = dict(ALGORITHM="grpo", GROUP_SIZE=2, BATCH_SIZE=4, LORA_RANK=4, MAX_STEPS=2)
+    assert ppo.main(tiny_args(tiny, tmp_path / "one", **args)) == 0
+    result = torchrun(tiny_args(tiny, tmp_path / "two", SHARDING="fsdp", **args))
+    assert result.returncode == 0, result.stderr[-3000:]
+    held = held_by_each_process(result.stdout)
+    assert set(held) == {"policy", "reward model deberta"}
+    for name, (mine, total) in held.items():
+        assert abs(mine - total / 2) <= 0.02 * total, (name, mine, total)
+    assert not (tmp_path / "two" / "policy" / "adapter_config.json").exists()  # merged: a plain model
+    assert_same_run(tmp_path / "one", tmp_path / "two", tol=1e-5)
+
+
+def test_a_sharded_run_killed_and_resumed_equals_the_uninterrupted_run(tiny, tmp_path, one_process):
+    """SIGKILL inside step 2 (reward calls: 1 the start-up probe, 2 the evaluation at step 0, 3-4 steps 0-1, 5 the
+    evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1 resumes under torchrun."""
+    killed = torchrun(ppo_args(tiny, tmp_path), env={"PPO_TEST_KILL_AT": "6"})
+    assert killed.returncode != 0
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 1]
+    resumed = torchrun(ppo_args(tiny, tmp_path, RESUME=True))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2]
     assert "resuming from" in resumed.stdout
+    assert_same_run(one_process, tmp_path, tol=1e-5)
 
 
 def test_a_batch_that_does_not_split_is_refused_under_torchrun(tiny, tmp_path):

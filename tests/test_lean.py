@@ -178,7 +178,7 @@ def test_the_memory_estimates_parameter_counts_match_real_models(monkeypatch):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
-    monkeypatch.setattr(bench, "QWEN3_06B", small)
+    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
     n_policy, _, _, n_lora = bench.parameter_counts(lora_rank=4)
     model = Qwen3ForCausalLM(Qwen3Config(**small))
     assert n_policy == sum(p.numel() for p in model.parameters())
@@ -190,3 +190,17 @@ def test_the_memory_estimates_parameter_counts_match_real_models(monkeypatch):
     assert lora["reference"] == 0 and full["reference"] > 0 and lora["policy"] < full["policy"] / 5
     key = "activations (critic update)"
     assert bench.memory_estimate(checkpointing=True)[key] < full[key]
+
+
+def test_the_memory_plan_divides_what_fsdp_shards_and_adds_what_it_gathers():
+    (n, root, block), (n_critic, _, _), _, _ = bench.model_parts(0, "0.6B")
+    cfg = bench.QWEN3["0.6B"]
+    assert root == cfg["vocab_size"] * cfg["hidden_size"] + cfg["hidden_size"]  # tied embedding and final norm
+    assert root + cfg["num_hidden_layers"] * block == n
+    one, two = bench.memory_estimate(), bench.memory_estimate(gpus=2, sharded=True)
+    for key in ("policy", "reference", "critic", "reward model"):
+        assert two[key] == pytest.approx(one[key] / 2)
+    assert two["activations (policy update)"] > one["activations (policy update)"]  # FSDP's whole copies
+    assert bench.per_gpu_peak(two, "fsdp") < bench.per_gpu_peak(one, "one")
+    assert bench.per_gpu_peak(bench.memory_estimate(size="8B", gpus=8, sharded=True, checkpointing=True),
+                              "fsdp") < 76 < bench.per_gpu_peak(bench.memory_estimate(size="8B"), "one")
