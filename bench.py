@@ -10,6 +10,7 @@ synchronise the GPU at phase boundaries); memory is the process's peak RSS on CP
 torch.cuda.max_memory_allocated per GPU. Warm-up steps are excluded: the first steps pay for lazy initialisation.
 """
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -18,6 +19,7 @@ import resource
 import statistics
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import torch
 
@@ -200,7 +202,6 @@ def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=5
     tokens, with the trainer's own pieces: bf16 autocast over float32 master weights, fused AdamW, LoRA through
     add_lora, the policy's and the critic's backward in two threads. Needs a GPU; checks memory_estimate."""
     from concurrent.futures import ThreadPoolExecutor
-    from types import SimpleNamespace
 
     from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
                               Qwen3ForSequenceClassification)
@@ -250,6 +251,106 @@ def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=5
         return float("nan")
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated(dev) / 2 ** 30
+
+
+@contextlib.contextmanager
+def parameters_on_meta():
+    """Modules built inside get their parameters on the meta device (no storage, no initialisation cost) and keep
+    their buffers (rotary frequencies, position ids) real, as accelerate's init_empty_weights(include_buffers=False)
+    does: a model of any size is built in seconds, sharded, then given storage shard by shard."""
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module, name, param):
+        register(module, name, param)
+        if param is not None:
+            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+class Values(torch.nn.Module):
+    """A sequence classifier read at every position, as ppo.ValueModel: one module, so that FSDP2's root hooks
+    gather the backbone's root weights and the score head when it runs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, attn):
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return inner.score(inner.base_model(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state)
+
+
+def measure_sharded_memory(size="0.6B", lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=512,
+                           response_len=256, device="cuda"):
+    """measure_memory's two PPO updates with every model sharded by distributed.shard_model over torchrun's
+    processes (python -m torch.distributed.run --nproc_per_node=N bench.py --memory --sharded): the models are built
+    with their parameters on the meta device (parameters_on_meta), sharded, then given storage on this process's
+    device (random values: only the shapes count), and the critic trains after the policy, as in ppo.py. Returns
+    this process's peak GiB (NaN on a CPU)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
+                              Qwen3ForSequenceClassification)
+
+    import distributed
+    ranks = ppo.Ranks()
+    ranks.start(always=True)
+    dev = torch.device(f"cuda:{ranks.local_rank}" if device == "cuda" else device)
+    on_gpu, bf16 = dev.type == "cuda", torch.bfloat16
+    if on_gpu:
+        torch.cuda.set_device(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    lora = SimpleNamespace(LORA_RANK=lora_rank, LORA_ALPHA=32, LORA_TARGET_MODULES="all-linear")
+    trained_dtype = bf16 if lora_rank else torch.float32
+    with parameters_on_meta():
+        policy = Qwen3ForCausalLM(Qwen3Config(**QWEN3[size])).to(trained_dtype)
+        critic = Qwen3ForSequenceClassification(Qwen3Config(**QWEN3[size], num_labels=1)).to(trained_dtype)
+        ref = None if lora_rank else Qwen3ForCausalLM(Qwen3Config(**QWEN3[size])).eval().requires_grad_(False)
+        reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE)).to(bf16).eval()
+        if lora_rank:
+            policy, critic = ppo.add_lora(policy, lora, "CAUSAL_LM"), ppo.add_lora(critic, lora, "SEQ_CLS")
+    reward.requires_grad_(False)
+    if checkpointing:
+        for model in (policy, critic):
+            ppo.enable_gradient_checkpointing(model)
+    values = Values(critic)
+    models = [m for m in (policy, values, ref, reward) if m is not None]
+    buffers = [{name: b.to(dev) for name, b in m.named_buffers()} for m in models]  # fully_shard leaves them empty
+    mesh = init_device_mesh(dev.type, (ranks.world,))
+    for model in filter(None, (policy, values, ref)):
+        distributed.shard_model(model, mesh, bf16)
+    distributed.shard_model(reward, mesh)
+    for model, saved in zip(models, buffers):
+        model.to_empty(device=dev)  # storage for this process's shards (and the buffers, restored below)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.02)
+            for name, b in model.named_buffers():
+                b.copy_(saved[name])
+    optimizers = [ppo.make_optimizer(policy, 1e-6), ppo.make_optimizer(values, 1e-6)]
+    vocab = min(QWEN3[size]["vocab_size"], DEBERTA_V3_LARGE["vocab_size"])
+    ids = torch.randint(0, vocab, (micro_batch, prompt_len + response_len), device=dev)
+    attn = torch.ones_like(ids)
+    for _ in range(2):  # the second update runs with AdamW's moments allocated
+        with torch.no_grad(), ppo.autocast(dev, bf16):
+            if ref is not None:
+                ppo.response_logprobs(ref, ids, attn, prompt_len, 1.0, bf16)
+            reward(input_ids=ids[:, :512], attention_mask=attn[:, :512])
+        logp, entropy = ppo.response_logprobs(policy, ids, attn, prompt_len, 1.0, bf16)
+        (-(logp.mean() + 0.01 * entropy.mean())).backward()
+        with ppo.autocast(dev, bf16):
+            critic_values = values(ids, attn)
+        critic_values.float().square().mean().backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated(dev) / 2 ** 30 if on_gpu else float("nan")
+    dist.barrier()
+    return peak
 
 
 def memory_table(measure=False):
@@ -340,8 +441,25 @@ def main():
     parser.add_argument("--memory", action="store_true", help="print the memory estimate for Qwen3-0.6B + "
                         "DeBERTa-v3-large on one GPU (and, with a GPU, the measured peak), the plan for Qwen3-0.6B "
                         "to 8B on 1, 2 and 8 GPUs with and without FSDP2, and exit")
+    parser.add_argument("--sharded", action="store_true", help="with --memory, under torchrun: measure the peak "
+                        "per GPU with every model sharded (FSDP2) beside the estimate, for --sizes")
+    parser.add_argument("--sizes", default="0.6B", help="with --memory --sharded: Qwen3 sizes, e.g. 0.6B,1.7B")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
+    if args.memory and args.sharded:  # under torchrun: each process measures its own GPU
+        sizes = args.sizes.split(",")
+        ranks = ppo.Ranks()
+        for size in sizes:
+            for setup, kw in SETUPS:
+                try:
+                    peak = measure_sharded_memory(size=size, **kw)
+                except torch.OutOfMemoryError:
+                    peak = float("inf")
+                estimate = per_gpu_peak(memory_estimate(size=size, gpus=ranks.world, sharded=True, **kw), "fsdp")
+                if ranks.writes:
+                    print(f"| {size}, {setup} | {ranks.world} | {estimate:.1f} | {peak:.1f} |", flush=True)
+        ranks.stop()
+        return
     if args.memory:
         print(memory_table(measure=torch.cuda.is_available()))
         print()

@@ -32,3 +32,12 @@ python3 ppo.py --OUTPUT_DIR=/tmp/gpu_lora --LORA_RANK=8 --GRADIENT_CHECKPOINTING
 echo "== 5. memory: Qwen3-0.6B + DeBERTa-v3-large shapes, estimate and measured peak"
 python3 bench.py --memory | tee "$OUT/memory.md"
 
+
+echo "== 6. memory with every model sharded by FSDP2 over one GPU (issue 14): | size, setup | GPUs | estimate | measured peak |"
+python3 -m torch.distributed.run --standalone --nproc_per_node=1 bench.py --memory --sharded --sizes=0.6B \
+  | tee "$OUT/memory_fsdp.md"
+
+echo "== 7. the default run sharded over one GPU (torchrun, SHARDING=fsdp): trains, saves, same held-out gain"
+python3 -m torch.distributed.run --standalone --nproc_per_node=1 ppo.py --SHARDING=fsdp --OUTPUT_DIR=/tmp/gpu_fsdp \
+  --PLOT_EVERY=1000 2>&1 | grep -E "parameters held|done in|error" | tail -3
+python3 evaluate.py .cache/tiny-qwen3-sft /tmp/gpu_fsdp/policy --DATASET=data/eval_prompts.jsonl | grep "gain"

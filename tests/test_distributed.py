@@ -101,6 +101,13 @@ def test_sharding_settings_and_devices():
         ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
 
 
+def test_sharding_without_torchrun_is_one_line_before_any_work(tmp_path, capsys):
+    assert ppo.main(["--SHARDING=fsdp", f"--OUTPUT_DIR={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "torchrun --standalone --nproc_per_node=N ppo.py" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_fsdp_units_are_the_transformer_blocks(tiny):
     from transformers import AutoModelForSequenceClassification
     policy = AutoModelForCausalLM.from_pretrained(tiny["policy"])

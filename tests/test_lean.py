@@ -1,6 +1,7 @@
 """The speed and memory options (issue 5): the threaded critic update, no gradient clipping, gradient checkpointing,
 LoRA with the reference as the adapter-free base, the Qwen3 reward model builder and the TRL benchmark settings.
 Nothing here is timed: bench.py measures."""
+import math
 import os
 from concurrent.futures import Future
 
@@ -204,3 +205,22 @@ def test_the_memory_plan_divides_what_fsdp_shards_and_adds_what_it_gathers():
     assert bench.per_gpu_peak(two, "fsdp") < bench.per_gpu_peak(one, "one")
     assert bench.per_gpu_peak(bench.memory_estimate(size="8B", gpus=8, sharded=True, checkpointing=True),
                               "fsdp") < 76 < bench.per_gpu_peak(bench.memory_estimate(size="8B"), "one")
+
+
+def test_the_sharded_memory_measurement_runs_its_path_on_a_cpu(monkeypatch):
+    """bench.py --memory --sharded (measured on a GPU when lent) on tiny shapes in a one-process group: builds with
+    parameters on the meta device, shards, gives storage, runs two updates; a CPU has no peak to report."""
+    import torch.distributed as dist
+    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
+    monkeypatch.setattr(bench, "DEBERTA_V3_LARGE", dict(bench.DEBERTA_V3_LARGE, hidden_size=32, intermediate_size=64,
+                                                        num_hidden_layers=2, num_attention_heads=2,
+                                                        pooler_hidden_size=32, vocab_size=300))
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        for kw in ({}, {"lora_rank": 4, "checkpointing": True}):
+            assert math.isnan(bench.measure_sharded_memory(micro_batch=2, prompt_len=8, response_len=4, device="cpu",
+                                                           **kw))
+    finally:
+        dist.destroy_process_group()
