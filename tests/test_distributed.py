@@ -3,6 +3,7 @@ of two CPU processes on gloo compared with one process on the same global batch.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -116,9 +117,12 @@ def test_fsdp_units_are_the_transformer_blocks(tiny):
     assert distributed.blocks(reward) == list(reward.deberta.encoder.layer)  # no _no_split_modules: its ModuleList
 
 
-def test_an_optimizer_state_keyed_by_number_loads_by_name(tiny):
-    """A checkpoint written without sharding (parameters numbered) re-keyed by name, as a sharded run reads it,
-    then loaded through torch.distributed.checkpoint's loader into a whole model: the same moments."""
+def test_an_optimizer_state_keyed_by_number_loads_into_a_sharded_model(tiny):
+    """A checkpoint written without sharding (parameters numbered) loaded into a model sharded over a one-process
+    group (re-keyed by name, then torch.distributed.checkpoint's loader takes the shard), and the state gathered
+    from it again (keyed by name) loaded into a whole model: the same moments both ways."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
     def trained():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny["policy"])
@@ -127,14 +131,25 @@ def test_an_optimizer_state_keyed_by_number_loads_by_name(tiny):
         opt.step()
         return model, opt
     model, opt = trained()
-    by_name = distributed.state_by_name(opt.state_dict(), opt, model)
-    assert by_name["param_groups"][0]["params"][0] == "model.embed_tokens.weight"
-    fresh = AutoModelForCausalLM.from_pretrained(tiny["policy"])
-    fresh_opt = ppo.make_optimizer(fresh, 1e-3, weight_decay=0.1)
-    distributed.load_optimizer_state(fresh, fresh_opt, by_name)
-    for p, q in zip(model.parameters(), fresh.parameters(), strict=True):
+    assert distributed.state_by_name(opt.state_dict(), opt, model)["param_groups"][0]["params"][0] == \
+        "model.embed_tokens.weight"
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        sharded = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]),
+                                          init_device_mesh("cpu", (1,)))
+        sharded_opt = ppo.make_optimizer(sharded, 1e-3, weight_decay=0.1)
+        distributed.load_optimizer_state(sharded, sharded_opt, opt.state_dict())
+        gathered = distributed.optimizer_state(sharded, sharded_opt)
+    finally:
+        dist.destroy_process_group()
+    assert isinstance(gathered["param_groups"][0]["params"][0], str)
+    whole = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+    whole_opt = ppo.make_optimizer(whole, 1e-3, weight_decay=0.1)
+    distributed.load_optimizer_state(whole, whole_opt, gathered)
+    for p, q, r in zip(model.parameters(), sharded.parameters(), whole.parameters(), strict=True):
         for key in ("exp_avg", "exp_avg_sq", "step"):
-            assert torch.equal(opt.state[p][key], fresh_opt.state[q][key]), key
+            assert torch.equal(opt.state[p][key], distributed.whole(sharded_opt.state[q][key])), key
+            assert torch.equal(opt.state[p][key], whole_opt.state[r][key]), key
 
 
 def torchrun(args, nproc=2, env=None):
@@ -232,14 +247,20 @@ def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
 
 def test_a_sharded_run_killed_and_resumed_equals_the_uninterrupted_run(tiny, tmp_path, one_process):
     """SIGKILL inside step 2 (reward calls: 1 the start-up probe, 2 the evaluation at step 0, 3-4 steps 0-1, 5 the
-    evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1 resumes under torchrun."""
-    killed = torchrun(ppo_args(tiny, tmp_path), env={"PPO_TEST_KILL_AT": "6"})
+    evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1 resumes under torchrun, and in
+    one unsharded process."""
+    killed = torchrun(ppo_args(tiny, tmp_path / "run"), env={"PPO_TEST_KILL_AT": "6"})
     assert killed.returncode != 0
-    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 1]
-    resumed = torchrun(ppo_args(tiny, tmp_path, RESUME=True))
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1]
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    resumed = torchrun(ppo_args(tiny, tmp_path / "run", RESUME=True))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
-    assert_same_run(one_process, tmp_path, tol=1e-5)
+    assert_same_run(one_process, tmp_path / "run", tol=1e-5)
+    # The same sharded checkpoint resumed by one process, unsharded: the same run too.
+    reward_fns.reset_faults()
+    assert ppo.main(ppo_args(tiny, tmp_path / "copy", RESUME=True)) == 0
+    assert_same_run(one_process, tmp_path / "copy", tol=1e-5)
 
 
 def test_a_batch_that_does_not_split_is_refused_under_torchrun(tiny, tmp_path):
