@@ -199,10 +199,18 @@ def assert_same_run(one, two, tol):
                 assert a[key] == pytest.approx(b[key], rel=tol, abs=tol), (a["step"], key)
     for folder, cls in (("policy", AutoModelForCausalLM), ("critic", AutoModelForSequenceClassification)):
         if (one / folder).exists():
+            # The same tensors in the files (tied embeddings saved once, as save_pretrained does for a whole model).
+            assert safetensors_keys(one / folder) == safetensors_keys(two / folder)
             w_one, w_two = (cls.from_pretrained(run / folder).state_dict() for run in (one, two))
             assert w_one.keys() == w_two.keys()
             for k in w_one:
                 torch.testing.assert_close(w_one[k], w_two[k], rtol=0, atol=100 * tol)
+
+
+def safetensors_keys(folder):
+    from safetensors import safe_open
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return sorted(f.keys())
 
 
 def held_by_each_process(stdout):
