@@ -207,7 +207,7 @@ def blocks(model):
 def shard_model(model, mesh, param_dtype=None):
     """fully_shard on each block, then on the root, which takes the rest: embeddings, final norm and heads (tied
     input and output embeddings stay one parameter in one unit). Each block's weights are gathered just before it
-    runs and freed after (the root's stay gathered until the backward). param_dtype (bfloat16 on GPU): the dtype
+    runs and freed after (a trained root's stay gathered until the backward). param_dtype (bfloat16 on GPU): the dtype
     weights are gathered and computed in, with float32 shards (the master weights) and float32 gradient
     reductions (MixedPrecisionPolicy). Gradients are summed over the ranks, not averaged: each rank's loss is
     already weighted by the global minibatch's totals (gloo has no pre-scaled sum, hence force-sum). The model
@@ -217,7 +217,10 @@ def shard_model(model, mesh, param_dtype=None):
     kwargs = {"mesh": mesh, **({"mp_policy": mp} if mp else {})}
     for block in blocks(model):
         fully_shard(block, **kwargs)
-    fully_shard(model, **kwargs)
+    # FSDP2 keeps a root's weights gathered after its forward, for the backward that follows; a frozen model (the
+    # reference, a reward model) has none, and would keep them whole for the rest of the run.
+    frozen = not any(p.requires_grad for p in model.parameters())
+    fully_shard(model, reshard_after_forward=True if frozen else None, **kwargs)
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)

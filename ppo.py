@@ -552,7 +552,7 @@ class RewardModel:
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
         self.tokenizer.truncation_side = "left"
         self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name))).to("cpu" if shard else device).eval()
+            name, dtype=dtype, **_no_dropout(name))).to("cpu" if shard else device).eval().requires_grad_(False)
         if shard:  # shard(model) moves it to the device in shards
             shard(self.model)
         if self.model.config.pad_token_id is None:

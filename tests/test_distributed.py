@@ -117,6 +117,26 @@ def test_fsdp_units_are_the_transformer_blocks(tiny):
     assert distributed.blocks(reward) == list(reward.deberta.encoder.layer)  # no _no_split_modules: its ModuleList
 
 
+def test_a_frozen_sharded_model_gives_back_its_gathered_weights_after_a_forward(tiny):
+    """A trained root keeps its weights gathered for the backward; a frozen one (reference, reward model) has no
+    backward and frees them at once, else they would stay whole for the rest of the run."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh, ids = init_device_mesh("cpu", (1,)), torch.tensor([[1, 2, 3]])
+        trained = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]), mesh)
+        frozen = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]).requires_grad_(False),
+                                         mesh)
+        with torch.no_grad():
+            trained(input_ids=ids), frozen(input_ids=ids)
+        assert not isinstance(trained.model.embed_tokens.weight, DTensor)  # gathered, waiting for a backward
+        assert isinstance(frozen.model.embed_tokens.weight, DTensor)  # back to this process's shard
+    finally:
+        dist.destroy_process_group()
+
+
 def test_an_optimizer_state_keyed_by_number_loads_into_a_sharded_model(tiny):
     """A checkpoint written without sharding (parameters numbered) loaded into a model sharded over a one-process
     group (re-keyed by name, then torch.distributed.checkpoint's loader takes the shard), and the state gathered
