@@ -224,7 +224,7 @@ def assert_same_run(one, two, tol):
             w_one, w_two = (cls.from_pretrained(run / folder).state_dict() for run in (one, two))
             assert w_one.keys() == w_two.keys()
             for k in w_one:
-                torch.testing.assert_close(w_one[k], w_two[k], rtol=0, atol=100 * tol)
+                torch.testing.assert_close(w_one[k], w_two[k], rtol=0, atol=min(tol, 1e-4))
 
 
 def safetensors_keys(folder):
