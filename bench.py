@@ -4,6 +4,8 @@
     python bench.py --steps=20 -- --ALGORITHM=grpo --GROUP_SIZE=4 --BATCH_SIZE=8    # after --: ppo.py settings
     python bench.py --sweep                # also: step time against response length and batch size
     python bench.py --trl=VENV/bin/python  # also: side by side with TRL's PPOTrainer (trl==1.0.0 in VENV)
+    python bench.py --limits               # this machine's matmul peak and memory bandwidth
+    python bench.py --memory               # memory estimates (--sharded under torchrun: measured, FSDP2)
 
 Prints a table and writes bench.json (in --out). Timings come from the trainer's own per-phase clocks (which
 synchronise the GPU at phase boundaries); memory is the process's peak RSS on CPU and
@@ -271,6 +273,53 @@ def parameters_on_meta():
         torch.nn.Module.register_parameter = register
 
 
+# ---- the machine's limits (issue 15: speed measured against what the hardware could do) ---------------------
+def forward_flops(cfg, n_seqs, seq_len, logits_kept):
+    """Matmul FLOPs of one forward of a Qwen3-shaped causal LM (cfg: a QWEN3-style dict) over n_seqs sequences of
+    seq_len tokens with logits at logits_kept positions each: 2 x tokens x the weights of every linear layer of
+    every block (q, k, v, o; gate, up, down), 4 x heads x head_dim x seq_len^2 per sequence and block for
+    attention's two matmuls (counted whole, the causal mask's masked half included, as torch's FlopCounterMode
+    counts them), and 2 x hidden x vocab per kept logit. Norms, rotary embeddings and softmax are left out. A
+    backward costs twice a forward (Kaplan et al. 2020), so a training micro-batch is 3x this."""
+    h, heads, kv, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    linear = h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * cfg["intermediate_size"]
+    per_block = 2 * n_seqs * seq_len * linear + 4 * n_seqs * heads * seq_len ** 2 * hd
+    return cfg["num_hidden_layers"] * per_block + 2 * n_seqs * logits_kept * h * cfg["vocab_size"]
+
+
+def matmul_peak(device="cpu", dtype=torch.float32, n=2048, seconds=1.0):
+    """FLOP/s of square n x n matrix products on this machine, as fast as torch.mm runs them here (after a
+    warm-up): the yardstick for a phase's matmul utilisation."""
+    import time
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    torch.mm(a, b)
+    sync()
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        reps += 1
+        sync()
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def memory_bandwidth(device="cpu", mib=256, seconds=1.0):
+    """Bytes/s that copying a mib-MiB tensor moves (each copy reads it and writes it: 2 x its size): the yardstick
+    for decoding, which reads every weight and the KV cache once per token."""
+    import time
+    src = torch.ones(mib * 2 ** 18, device=device)  # float32: 4 bytes each
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    dst.copy_(src)
+    sync()
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        dst.copy_(src)
+        reps += 1
+        sync()
+    return 2 * src.numel() * 4 * reps / (time.perf_counter() - start)
+
+
 class Values(torch.nn.Module):
     """A sequence classifier read at every position, as ppo.ValueModel: one module, so that FSDP2's root hooks
     gather the backbone's root weights and the score head when it runs."""
@@ -444,8 +493,18 @@ def main():
     parser.add_argument("--sharded", action="store_true", help="with --memory, under torchrun: measure the peak "
                         "per GPU with every model sharded (FSDP2) beside the estimate, for --sizes")
     parser.add_argument("--sizes", default="0.6B", help="with --memory --sharded: Qwen3 sizes, e.g. 0.6B,1.7B")
+    parser.add_argument("--limits", action="store_true", help="print this machine's measured matmul peak and "
+                        "memory bandwidth (the yardsticks of issue 15) and exit")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
+    if args.limits:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtypes = (torch.float32, torch.bfloat16) if device == "cuda" else (torch.float32,)
+        for dtype in dtypes:
+            print(f"{device} matmul peak, {str(dtype).removeprefix('torch.')}: "
+                  f"{matmul_peak(device, dtype) / 1e9:.0f} GFLOP/s")
+        print(f"{device} memory bandwidth (copy): {memory_bandwidth(device) / 1e9:.1f} GB/s")
+        return
     if args.memory and args.sharded:  # under torchrun: each process measures its own GPU
         sizes = args.sizes.split(",")
         ranks = ppo.Ranks()

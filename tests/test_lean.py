@@ -224,3 +224,23 @@ def test_the_sharded_memory_measurement_runs_its_path_on_a_cpu(monkeypatch):
                                                            **kw))
     finally:
         dist.destroy_process_group()
+
+
+def test_the_forward_flop_count_matches_torchs_flop_counter():
+    """forward_flops against FlopCounterMode on real forwards (eager attention, whose matmuls it counts) of Qwen3
+    shapes with grouped-query attention, several batch sizes, lengths and kept logits."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    for hidden, layers, heads, kv, n, length, kept in ((32, 2, 2, 1, 2, 10, 4), (48, 3, 4, 2, 3, 7, 7),
+                                                       (64, 1, 4, 4, 1, 12, 1)):
+        cfg = dict(vocab_size=211, hidden_size=hidden, intermediate_size=2 * hidden + 8, num_hidden_layers=layers,
+                   num_attention_heads=heads, num_key_value_heads=kv, head_dim=16, tie_word_embeddings=True)
+        model = Qwen3ForCausalLM(Qwen3Config(**cfg, attn_implementation="eager")).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=torch.randint(0, 211, (n, length)), logits_to_keep=kept)
+        assert bench.forward_flops(cfg, n, length, kept) == counter.get_total_flops()
+
+
+def test_the_machine_limits_are_measured_not_assumed():
+    peak, bandwidth = bench.matmul_peak(n=256, seconds=0.05), bench.memory_bandwidth(mib=8, seconds=0.05)
+    assert math.isfinite(peak) and peak > 0 and math.isfinite(bandwidth) and bandwidth > 0
