@@ -287,37 +287,33 @@ def forward_flops(cfg, n_seqs, seq_len, logits_kept):
     return cfg["num_hidden_layers"] * per_block + 2 * n_seqs * logits_kept * h * cfg["vocab_size"]
 
 
-def matmul_peak(device="cpu", dtype=torch.float32, n=2048, seconds=1.0):
-    """FLOP/s of square n x n matrix products on this machine, as fast as torch.mm runs them here (after a
-    warm-up): the yardstick for a phase's matmul utilisation."""
+def repeats_per_second(fn, device, seconds):
+    """How many times a second fn() runs on device, after one warm-up call (waiting for a GPU after each)."""
     import time
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    torch.mm(a, b)
+    fn()
     sync()
     start, reps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
+        fn()
         reps += 1
         sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+    return reps / (time.perf_counter() - start)
+
+
+def matmul_peak(device="cpu", dtype=torch.float32, n=2048, seconds=1.0):
+    """FLOP/s of square n x n matrix products on this machine, as fast as torch.mm runs them here: the yardstick
+    for a phase's matmul utilisation."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n ** 3 * repeats_per_second(lambda: torch.mm(a, b), device, seconds)
 
 
 def memory_bandwidth(device="cpu", mib=256, seconds=1.0):
     """Bytes/s that copying a mib-MiB tensor moves (each copy reads it and writes it: 2 x its size): the yardstick
     for decoding, which reads every weight and the KV cache once per token."""
-    import time
     src = torch.ones(mib * 2 ** 18, device=device)  # float32: 4 bytes each
     dst = torch.empty_like(src)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    dst.copy_(src)
-    sync()
-    start, reps = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        dst.copy_(src)
-        reps += 1
-        sync()
-    return 2 * src.numel() * 4 * reps / (time.perf_counter() - start)
+    return 2 * src.numel() * 4 * repeats_per_second(lambda: dst.copy_(src), device, seconds)
 
 
 class Values(torch.nn.Module):

@@ -958,6 +958,10 @@ class PPOTrainer:
         """{"policy": ..., "critic": ...}: the modules whose weights a checkpoint and the final folders hold."""
         return {"policy": self.policy, **({"critic": self.critic.model} if self.critic is not None else {})}
 
+    def optimized(self):
+        """(model, optimizer) pairs: the policy's, then the critic's, in the order of self.optimizers."""
+        return list(zip(filter(None, (self.policy, self.critic)), self.optimizers, strict=True))
+
     def save_checkpoint(self):
         """Everything needed to continue exactly, written atomically (write_folder) by rank 0: a kill at any instant,
         or a full disk, leaves the previous checkpoint whole. Sharded models and their optimiser states are gathered
@@ -965,7 +969,7 @@ class PPOTrainer:
         and resumes with or without it, on any number of processes; a failure to write then stops every rank."""
         keep, models = self.ranks.writes, self.trained_models()
         weights = {name: full_state_dict(m, keep) if self.sharded else None for name, m in models.items()}
-        optimizers = [optimizer_state(m, o) for m, o in zip(filter(None, (self.policy, self.critic)), self.optimizers)]
+        optimizers = [optimizer_state(model, optimizer) for model, optimizer in self.optimized()]
 
         def write(tmp):
             for name, model in models.items():  # state_dict None: the model's own (whole) weights
@@ -998,8 +1002,7 @@ class PPOTrainer:
         """The checkpoint's optimiser and scheduler states, counters and random states (after load_weights)."""
         # Memory-mapped when sharded: the processes of a node share one copy while each takes its shards.
         state = load_trainer_state(os.path.join(path, "trainer_state.pt"), mmap=self.sharded)
-        for model, optimizer, saved in zip(filter(None, (self.policy, self.critic)), self.optimizers,
-                                           state["optimizers"]):
+        for (model, optimizer), saved in zip(self.optimized(), state["optimizers"]):
             load_optimizer_state(model, optimizer, saved)
         for scheduler, saved in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(saved)
