@@ -5,6 +5,7 @@
     python bench.py --sweep                # also: step time against response length and batch size
     python bench.py --trl=VENV/bin/python  # also: side by side with TRL's PPOTrainer (trl==1.0.0 in VENV)
     python bench.py --limits               # this machine's matmul peak and memory bandwidth
+    python bench.py --shapes=medium,0.6B --steps=3 --warmup=1   # real shapes, random weights: phases vs limits
     python bench.py --memory               # memory estimates (--sharded under torchrun: measured, FSDP2)
 
 Prints a table and writes bench.json (in --out). Timings come from the trainer's own per-phase clocks (which
@@ -59,6 +60,7 @@ def measure(settings, steps, warmup):
                for k in PHASES}
     tokens = sum(r["response_length"] * cfg.BATCH_SIZE * cfg.GROUP_SIZE for r in rows)
     summary["tokens_per_sec"] = tokens / sum(r["step_time"] for r in rows)
+    summary["response_length"] = statistics.mean(r["response_length"] for r in rows)
     summary["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     summary["peak_cuda_mib"] = {str(d): torch.cuda.max_memory_allocated(d) / 2 ** 20
                                 for d in {d for d in trainer.devices.values() if d.type == "cuda"}}
@@ -274,16 +276,19 @@ def parameters_on_meta():
 
 
 # ---- the machine's limits (issue 15: speed measured against what the hardware could do) ---------------------
-def forward_flops(cfg, n_seqs, seq_len, logits_kept):
+def forward_flops(cfg, n_seqs, seq_len, logits_kept, context=None):
     """Matmul FLOPs of one forward of a Qwen3-shaped causal LM (cfg: a QWEN3-style dict) over n_seqs sequences of
     seq_len tokens with logits at logits_kept positions each: 2 x tokens x the weights of every linear layer of
-    every block (q, k, v, o; gate, up, down), 4 x heads x head_dim x seq_len^2 per sequence and block for
-    attention's two matmuls (counted whole, the causal mask's masked half included, as torch's FlopCounterMode
-    counts them), and 2 x hidden x vocab per kept logit. Norms, rotary embeddings and softmax are left out. A
-    backward costs twice a forward (Kaplan et al. 2020), so a training micro-batch is 3x this."""
+    every block (q, k, v, o; gate, up, down), 4 x heads x head_dim x seq_len x context per sequence and block for
+    attention's two matmuls (context: the keys each query meets, seq_len by default; a decoding step with a KV
+    cache has seq_len 1 and the cache's length as context; counted whole, the causal mask's masked half included,
+    as torch's FlopCounterMode counts them), and 2 x hidden x vocab per kept logit. Norms, rotary embeddings and
+    softmax are left out. A backward costs twice a forward (Kaplan et al. 2020), so a training micro-batch is 3x
+    this."""
     h, heads, kv, hd = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     linear = h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * cfg["intermediate_size"]
-    per_block = 2 * n_seqs * seq_len * linear + 4 * n_seqs * heads * seq_len ** 2 * hd
+    context = seq_len if context is None else context
+    per_block = 2 * n_seqs * seq_len * linear + 4 * n_seqs * heads * seq_len * context * hd
     return cfg["num_hidden_layers"] * per_block + 2 * n_seqs * logits_kept * h * cfg["vocab_size"]
 
 
@@ -314,6 +319,209 @@ def memory_bandwidth(device="cpu", mib=256, seconds=1.0):
     src = torch.ones(mib * 2 ** 18, device=device)  # float32: 4 bytes each
     dst = torch.empty_like(src)
     return 2 * src.numel() * 4 * repeats_per_second(lambda: dst.copy_(src), device, seconds)
+
+
+# ---- Real shapes (issue 15): random-weight models of real configurations, per-phase utilisation -----------------
+# "medium": Qwen3's proportions at hidden 256 (4 layers, 8k vocabulary), small enough for a 2-core CPU to run TRL's
+# PPO beside ours; 0.6B and up: the seed's job, Qwen3-<size> as policy, reference and critic with
+# DeBERTa-v3-large as reward model.
+MEDIUM = dict(QWEN3_06B, vocab_size=8192, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=64)
+SHAPES = {"medium": MEDIUM, **QWEN3}
+SHAPES_DIR = os.path.join(HERE, ".cache", "shapes")
+SPECIAL = ["<pad>", "<eos>", "<unk>"]  # ids 0, 1, 2
+
+
+def word_tokenizer(n_words):
+    """A tokenizer of n_words ids: the special tokens, then the words w0, w1, ... one token each (whitespace-split
+    word level). Random-weight models sample every id of their vocabulary; with this tokenizer every sampled id
+    decodes to a word and re-encodes to one token, so a reward model reads as many tokens as were sampled."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {w: i for i, w in enumerate(SPECIAL + [f"w{i}" for i in range(n_words - len(SPECIAL))])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def build_shape(shape, prompt_len, qwen3_reward=None, n_prompts=256, seed=0, root=SHAPES_DIR):
+    """Random-weight models of `shape` saved with save_pretrained (float32, loaded back through from_pretrained as
+    any run's are) with their tokenizers, and n_prompts prompts of prompt_len words. policy/ is a Qwen3ForCausalLM;
+    reward/ is a Qwen3 sequence classifier of the same shape when qwen3_reward (the default for "medium"; TRL's PPO
+    wants one tokenizer for policy, reward model and critic), else DeBERTa-v3-large. Built once per (shape,
+    prompt_len, reward, seed) into root/<shape>-p<prompt_len>-<reward>-s<seed> (written to a temporary folder, then
+    renamed). Returns the folder."""
+    import shutil
+
+    from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
+                              Qwen3ForSequenceClassification)
+    qwen3_reward = shape == "medium" if qwen3_reward is None else qwen3_reward
+    folder = os.path.join(root, f"{shape}-p{prompt_len}-{'qwen3' if qwen3_reward else 'deberta'}-s{seed}")
+    if os.path.exists(os.path.join(folder, "prompts.jsonl")):
+        return folder
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    torch.manual_seed(seed)
+    cfg = dict(SHAPES[shape], eos_token_id=1, pad_token_id=0)
+    tok = word_tokenizer(cfg["vocab_size"])
+    policy = Qwen3ForCausalLM(Qwen3Config(**cfg))
+    policy.save_pretrained(os.path.join(tmp, "policy"))
+    tok.save_pretrained(os.path.join(tmp, "policy"))
+    del policy
+    if qwen3_reward:
+        reward, reward_tok = Qwen3ForSequenceClassification(Qwen3Config(**cfg, num_labels=1)), tok
+    else:  # words past DeBERTa's vocabulary read as <unk>: still one token each
+        reward_tok = word_tokenizer(DEBERTA_V3_LARGE["vocab_size"])
+        reward = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE, pad_token_id=0))
+    reward.save_pretrained(os.path.join(tmp, "reward"))
+    reward_tok.save_pretrained(os.path.join(tmp, "reward"))
+    words = torch.randint(0, min(cfg["vocab_size"], DEBERTA_V3_LARGE["vocab_size"]) - len(SPECIAL),
+                          (n_prompts, prompt_len))
+    with open(os.path.join(tmp, "prompts.jsonl"), "w") as f:
+        for row in words.tolist():
+            f.write(json.dumps({"prompt": " ".join(f"w{i}" for i in row)}) + "\n")
+    os.makedirs(root, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
+    return folder
+
+
+def shape_settings(folder, batch, prompt_len, response_len, epochs, micro_batch=8):
+    """ppo.py settings for a run on build_shape's folder: PPO, one optimizer step per minibatch of 8 sequences (or
+    the whole batch when smaller), a learning rate small enough for random weights. The critic starts from a Qwen3
+    reward model (as in TRL's PPO), else from the policy (the seed's setup: DeBERTa cannot be a Qwen3 critic)."""
+    mini = min(batch, 8)
+    critic = "reward" if "-qwen3-" in os.path.basename(folder) else "policy"
+    return [f"--ACTOR_MODEL={folder}/policy", f"--CRITIC_MODEL={folder}/{critic}", f"--REWARD_MODEL={folder}/reward",
+            f"--DATASET={folder}/prompts.jsonl", f"--MAX_PROMPT_LENGTH={prompt_len}", "--CHAT_TEMPLATE=False",
+            f"--BATCH_SIZE={batch}", f"--MAX_NEW_TOKENS={response_len}", f"--PPO_EPOCHS={epochs}",
+            f"--MINI_BATCH_SIZE={mini}", f"--MICRO_BATCH_SIZE={min(mini, micro_batch)}", "--LEARNING_RATE=1e-6",
+            "--PLOT_EVERY=100000", "--SAVE_EVERY=100000"]
+
+
+def reward_flops(shape, n_seqs, seq_len, qwen3_reward):
+    """Matmul FLOPs of the reward model's forward: a Qwen3 classifier by forward_flops; DeBERTa-v3-large
+    (whose disentangled attention adds position-key and position-query products) counted by torch's
+    FlopCounterMode on a model on the meta device, at most 512 tokens (what it reads; longer pairs lose the
+    start of their prompt)."""
+    if qwen3_reward:
+        return forward_flops(SHAPES[shape], n_seqs, seq_len, 0)
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+    with torch.device("meta"):
+        model = DebertaV2ForSequenceClassification(DebertaV2Config(**DEBERTA_V3_LARGE))
+        ids = torch.zeros(n_seqs, min(seq_len, DEBERTA_V3_LARGE["max_position_embeddings"]), dtype=torch.long)
+        with FlopCounterMode(display=False) as counter:
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return counter.get_total_flops()
+
+
+def decode_bytes(cfg, n_seqs, prompt_len, response_len, weight_bytes, cache_bytes):
+    """The fewest bytes the sampler's decoding steps (response_len - 1 after the prompt's forward) must read from
+    memory: every weight once per step (the embedding table only when it is also the output layer: otherwise a
+    step reads n_seqs of its rows), and each sequence's KV cache (2 x layers x KV heads x head_dim per token) up
+    to the current position."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    with torch.device("meta"):
+        params = sum(p.numel() for p in Qwen3ForCausalLM(Qwen3Config(**cfg)).parameters())  # tied: counted once
+    if not cfg["tie_word_embeddings"]:
+        params -= cfg["vocab_size"] * cfg["hidden_size"]
+    per_token = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * cache_bytes
+    return sum(params * weight_bytes + n_seqs * (prompt_len + t) * per_token for t in range(1, response_len))
+
+
+def shape_flops(shape, n_seqs, prompt_len, response_len, epochs, qwen3_reward):
+    """Matmul FLOPs per PPO step and phase at these shapes (from forward_flops and reward_flops): the rollout's
+    prompt forward and decoding steps; the reward model; the policy's (when epochs > 1), the reference's and the
+    critic's forwards over the whole sequences (logits only at the response); `epochs` passes of forward and
+    backward (3x a forward) for policy and critic."""
+    cfg, T, Tr = SHAPES[shape], prompt_len + response_len, response_len
+    generate = forward_flops(cfg, n_seqs, prompt_len, 1) + sum(
+        forward_flops(cfg, n_seqs, 1, 1, context=prompt_len + t) for t in range(1, response_len))
+    logits, values = forward_flops(cfg, n_seqs, T, Tr + 1), forward_flops(cfg, n_seqs, T, 0)
+    return {"time_generate": generate, "time_reward": reward_flops(shape, n_seqs, T, qwen3_reward),
+            "time_forward": (2 if epochs > 1 else 1) * logits + values,
+            "time_update": epochs * 3 * (logits + values)}
+
+
+def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup, extra=(), qwen3_reward=None):
+    """Builds (once) and times `shape` with ppo.py's own per-phase clocks; beside each phase its matmul FLOPs and
+    the fraction of the matmul peak measured in the same process (bf16 on a GPU, where the models compute under
+    bf16 autocast; float32 on a CPU), and for decoding the bytes it must read against the measured bandwidth.
+    Returns the summary with "flops", "limits" and "decode" added."""
+    folder = build_shape(shape, prompt_len, qwen3_reward)
+    settings = shape_settings(folder, batch, prompt_len, response_len, epochs) + list(extra)
+    summary = measure(settings, steps, warmup)
+    on_gpu = torch.cuda.is_available()
+    device, dtype = ("cuda", torch.bfloat16) if on_gpu else ("cpu", torch.float32)
+    peak, bandwidth = matmul_peak(device, dtype, n=8192 if on_gpu else 2048), memory_bandwidth(device)
+    Tr = round(summary["response_length"])
+    flops = shape_flops(shape, batch, prompt_len, Tr, epochs, "-qwen3-" in os.path.basename(folder))
+    flops["step_time"] = sum(flops.values())
+    size = 2 if on_gpu else 4  # bytes per weight and cached value read by a decoding step (bf16 autocast or fp32)
+    read = decode_bytes(SHAPES[shape], batch, prompt_len, Tr, size, size)
+    # decoding's share of the generate phase: the prompt's forward is compute-bound and timed with it; the bound
+    # below is for the (Tr - 1) decoding steps, the measured rate for the whole phase (a lower bound on decoding's)
+    summary.update(flops=flops, limits={"matmul_peak": peak, "bandwidth": bandwidth, "dtype": str(dtype)},
+                   decode={"bytes": read, "steps": Tr - 1, "tokens": batch * Tr,
+                           "bound_tokens_per_sec": batch * (Tr - 1) * bandwidth / read},
+                   shape={"shape": shape, "batch": batch, "prompt_len": prompt_len, "response_len": Tr,
+                          "epochs": epochs})
+    return summary
+
+
+def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, repeats=2):
+    """The trainer's sampler alone (ppo.sample under the trainer's autocast, as PPOTrainer.generate calls it) on
+    build_shape's policy: tokens/s of `repeats` rollouts of batch x response_len tokens (no EOS: random weights)
+    after one warm-up rollout (which compiles, with compiled), against decode_bytes' bandwidth bound."""
+    import time
+    folder = build_shape(shape, prompt_len)
+    on_gpu = torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    dtype = ppo.resolve_dtype("auto", device)
+    model = ppo.load_causal_lm(f"{folder}/policy", device, torch.float32)  # master weights, as the trainer's
+    rows = [json.loads(line)["prompt"] for line in open(f"{folder}/prompts.jsonl")][:batch]
+    tok = ppo.load_tokenizer(f"{folder}/policy", "ACTOR_MODEL")
+    ids = tok(rows, return_tensors="pt")["input_ids"].to(device)
+    mask, eos = torch.ones_like(ids), torch.tensor([tok.eos_token_id], device=device)
+    seconds = []
+    for i in range(repeats + 1):
+        uniforms = ppo.uniforms_for(i, 0, batch, slice(None))
+        sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        with ppo.autocast(device, dtype):
+            out, _ = ppo.sample(model, ids, mask, response_len, 1.0, eos, tok.pad_token_id, uniforms, None, compiled)
+        sync()
+        seconds.append(time.perf_counter() - start)
+    tokens = batch * out.shape[1]
+    size = 2 if dtype == torch.bfloat16 else 4
+    bound = batch * (response_len - 1) * bandwidth / decode_bytes(
+        SHAPES[shape], batch, prompt_len, response_len, size, size)
+    rate = tokens / statistics.mean(seconds[1:])
+    return {"compiled": compiled, "first_seconds": seconds[0], "tokens_per_sec": rate, "bound_tokens_per_sec": bound,
+            "of_bound": rate / bound, "batch": batch, "prompt_len": prompt_len, "response_len": out.shape[1]}
+
+
+def shape_table(summary):
+    """The per-phase table of measure_shape: seconds, GFLOP, achieved GFLOP/s and its share of the matmul peak;
+    decoding's bytes against the bandwidth."""
+    lim, dec, s = summary["limits"], summary["decode"], summary["shape"]
+    lines = [f"{s['shape']}: {s['batch']} x ({s['prompt_len']} + {s['response_len']}) tokens, {s['epochs']} epochs; "
+             f"matmul peak {lim['matmul_peak'] / 1e9:.0f} GFLOP/s ({lim['dtype'].removeprefix('torch.')}), "
+             f"bandwidth {lim['bandwidth'] / 1e9:.1f} GB/s", "",
+             "| phase | seconds per step | GFLOP | GFLOP/s | of matmul peak |", "|---|---|---|---|---|"]
+    for k in PHASES:
+        sec, fl = summary[k]["mean"], summary["flops"][k]
+        lines.append(f"| {k.removeprefix('time_')} | {sec:.3f} +- {summary[k]['stdev']:.3f} | {fl / 1e9:.1f} | "
+                     f"{fl / sec / 1e9:.1f} | {100 * fl / sec / lim['matmul_peak']:.0f}% |")
+    gen = summary["time_generate"]["mean"]
+    lines.append(f"\ngenerate: {dec['tokens'] / gen:.0f} tokens/s; decoding reads at least "
+                 f"{dec['bytes'] / dec['steps'] / 1e6:.0f} MB per step (weights and KV cache): "
+                 f"{dec['bytes'] / gen / 1e9:.1f} GB/s over the whole phase, "
+                 f"{100 * dec['bytes'] / gen / lim['bandwidth']:.0f}% of the bandwidth; bound "
+                 f"{dec['bound_tokens_per_sec']:.0f} tokens/s")
+    return "\n".join(lines)
 
 
 class Values(torch.nn.Module):
@@ -417,29 +625,43 @@ def memory_table(measure=False):
     return "\n".join(lines)
 
 
-def compare_with_trl_ppo(trl_python, out, seeds, steps):
+def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
     """Ours and TRL's PPOTrainer on the same models, prompts and settings, one run after the other for each seed
     (never side by side: they would share the cores), then evaluate.py's independent evaluation (VADER on the
     held-out prompts) of every final policy. Seconds per step are timed inside each training loop (ours: the
     `elapsed` of the last metrics row; TRL: around trainer.train()); whole-process time includes imports and
-    loading. Returns the report's rows."""
+    loading. shape: (name, batch, prompt_len, response_len, epochs) runs build_shape's random-weight models with
+    a Qwen3 reward model instead (minibatches of 8, learning rate 1e-6; nothing to evaluate). Returns the
+    report's rows."""
     import statistics
 
     import compare
     import default_task
-    default_task.build(PAD_POLICY_DIR, pad_token="<|pad|>")
-    default_task.build_reward_model(PAD_POLICY_DIR, PAD_REWARD_DIR)
-    models = [f"--ACTOR_MODEL={PAD_POLICY_DIR}", f"--CRITIC_MODEL={PAD_REWARD_DIR}", f"--REWARD_MODEL={PAD_REWARD_DIR}"]
+    if shape is None:
+        default_task.build(PAD_POLICY_DIR, pad_token="<|pad|>")
+        default_task.build_reward_model(PAD_POLICY_DIR, PAD_REWARD_DIR)
+        ours = TRL_PPO_ARGS + [f"--ACTOR_MODEL={PAD_POLICY_DIR}", f"--CRITIC_MODEL={PAD_REWARD_DIR}",
+                               f"--REWARD_MODEL={PAD_REWARD_DIR}"]
+        theirs, policy, what = [PAD_POLICY_DIR, PAD_REWARD_DIR], PAD_POLICY_DIR, \
+            "PPO steps of 32 prompts, 4 epochs x 4 minibatches of 8, 16 new tokens"
+    else:
+        name, batch, prompt_len, response_len, epochs = shape
+        folder = build_shape(name, prompt_len, qwen3_reward=True)
+        ours = TRL_PPO_ARGS + shape_settings(folder, batch, prompt_len, response_len, epochs)
+        theirs = [f"{folder}/policy", f"{folder}/reward", f"{folder}/prompts.jsonl", str(batch), str(response_len),
+                  str(epochs), "1e-6"]
+        what = (f"PPO steps at the {name} shape (random weights): {batch} prompts of {prompt_len} tokens, "
+                f"{response_len} new tokens, {epochs} epochs x {batch // min(batch, 8)} minibatches")
     runs = []
     for seed in seeds:
         for who in ("ours", "trl"):
-            run_dir = os.path.join(out, f"{who}-seed{seed}")
+            run_dir = os.path.join(out, f"{who}-{shape[0] + '-' if shape else ''}seed{seed}")
             if who == "ours":
-                cmd = [sys.executable, os.path.join(HERE, "ppo.py"), *TRL_PPO_ARGS, *models, f"--SEED={seed}",
+                cmd = [sys.executable, os.path.join(HERE, "ppo.py"), *ours, f"--SEED={seed}",
                        f"--MAX_STEPS={steps}", f"--OUTPUT_DIR={run_dir}"]
             else:
                 cmd = [trl_python, os.path.join(HERE, "bench", "trl_runner.py"), "ppo", run_dir, str(seed),
-                       str(steps), PAD_POLICY_DIR, PAD_REWARD_DIR]
+                       str(steps), *theirs]
             wall = compare.timed(cmd, who)
             if who == "ours":
                 loop = plotting.read_metrics(os.path.join(run_dir, "metrics.jsonl"))[-1]["elapsed"]
@@ -448,27 +670,33 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps):
                     loop = json.load(f)["train_seconds"]
             runs.append({"who": who, "seed": seed, "wall": wall, "per_step": loop / steps,
                          "policy": os.path.join(run_dir, "policy")})
-    evals = compare.evaluate_all([PAD_POLICY_DIR] + [r["policy"] for r in runs], [])
-    for run, e in zip(runs, evals[1:]):
-        run["gain"] = e["gain"]
+    if shape is None:
+        evals = compare.evaluate_all([policy] + [r["policy"] for r in runs], [])
+        for run, e in zip(runs, evals[1:]):
+            run["gain"] = e["gain"]
+    else:
+        evals = [{"mean": float("nan")}] + [{"gain": float("nan")}] * len(runs)
+        for run in runs:
+            run["gain"] = float("nan")
 
     def stat(who, key):
         v = [r[key] for r in runs if r["who"] == who]
         return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
     ratios = [t["per_step"] / o["per_step"] for o, t in zip(runs[::2], runs[1::2])]
-    lines = [f"{steps} PPO steps of 32 prompts, 4 epochs x 4 minibatches of 8, 16 new tokens; seeds "
-             f"{', '.join(map(str, seeds))}, each pair run one after the other; held-out gain by evaluate.py over "
-             f"the initial policy ({evals[0]['mean']:+.3f}); mean +- std over seeds.", "",
+    scored = ("nothing to evaluate (random weights)" if shape else
+              f"held-out gain by evaluate.py over the initial policy ({evals[0]['mean']:+.3f})")
+    lines = [f"{steps} {what}; seeds {', '.join(map(str, seeds))}, each pair run one after the other; {scored}; "
+             f"mean +- std over seeds.", "",
              "| | seconds per step (in loop) | whole process (s) | held-out reward gain |", "|---|---|---|---|"]
     for who, name in (("ours", "this trainer"), ("trl", "TRL 1.0.0 PPOTrainer")):
         (t, ts), (w, ws), (g, gs) = stat(who, "per_step"), stat(who, "wall"), stat(who, "gain")
         lines.append(f"| {name} | {t:.3f} +- {ts:.3f} | {w:.0f} +- {ws:.0f} | {g:+.3f} +- {gs:.3f} |")
     lines.append(f"\nTRL / ours, seconds per step, per seed: {', '.join(f'{r:.2f}x' for r in ratios)} "
-                 f"(mean {statistics.mean(ratios):.2f}x)")
+                 f"(mean {statistics.mean(ratios):.2f}x; ours / TRL {statistics.mean(1 / r for r in ratios):.2f}x)")
     md = "\n".join(lines)
     print("\n" + md)
-    with open(os.path.join(out, "trl_ppo.md"), "w") as f:
+    with open(os.path.join(out, f"trl_ppo{'_' + shape[0] if shape else ''}.md"), "w") as f:
         f.write(md + "\n")
     return {"runs": runs, "ratios": ratios, "initial": evals[0]["mean"]}
 
@@ -491,8 +719,43 @@ def main():
     parser.add_argument("--sizes", default="0.6B", help="with --memory --sharded: Qwen3 sizes, e.g. 0.6B,1.7B")
     parser.add_argument("--limits", action="store_true", help="print this machine's measured matmul peak and "
                         "memory bandwidth (the yardsticks of issue 15) and exit")
+    parser.add_argument("--shapes", metavar="NAMES", help="time PPO steps at real shapes with random weights "
+                        "(medium, 0.6B, 1.7B, ...: bench.SHAPES), per phase against the measured matmul peak and "
+                        "bandwidth, and exit")
+    parser.add_argument("--decode", action="store_true", help="with --shapes: time the sampler alone, as it is "
+                        "and with COMPILE_DECODE, against the bandwidth bound, and exit")
+    parser.add_argument("--batch", type=int, default=16, help="with --shapes: prompts per step")
+    parser.add_argument("--prompt-len", type=int, default=64, help="with --shapes: prompt tokens")
+    parser.add_argument("--response-len", type=int, default=48, help="with --shapes: response tokens")
+    parser.add_argument("--epochs", type=int, default=4, help="with --shapes: PPO epochs")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
+    if args.shapes:
+        ppo.quiet_progress_bars()
+        report = {}
+        for shape in args.shapes.split(","):
+            if args.decode:
+                bandwidth = memory_bandwidth("cuda" if torch.cuda.is_available() else "cpu")
+                report[shape] = [measure_decode(shape, args.batch, args.prompt_len, args.response_len, c, bandwidth)
+                                 for c in (False, True)]
+                for r in report[shape]:
+                    print(f"{shape} decode, {'COMPILE_DECODE' if r['compiled'] else 'default sampler'}: "
+                          f"{r['batch']} x ({r['prompt_len']} + {r['response_len']}) tokens: "
+                          f"{r['tokens_per_sec']:.0f} tokens/s, {100 * r['of_bound']:.0f}% of the bandwidth bound "
+                          f"{r['bound_tokens_per_sec']:.0f} (first rollout {r['first_seconds']:.1f} s)", flush=True)
+                continue
+            report[shape] = {}
+            if args.steps:  # --steps=0 --trl: the side by side alone
+                report[shape] = measure_shape(shape, args.batch, args.prompt_len, args.response_len, args.epochs,
+                                              args.steps, args.warmup, settings)
+                print(shape_table(report[shape]) + "\n", flush=True)
+            if args.trl:
+                report[shape]["trl_ppo"] = compare_with_trl_ppo(
+                    args.trl, os.path.join(args.out, "runs", "bench-trl"), [int(x) for x in args.seeds.split(",")],
+                    args.trl_steps, shape=(shape, args.batch, args.prompt_len, args.response_len, args.epochs))
+        with open(os.path.join(args.out, "bench_shapes.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        return
     if args.limits:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtypes = (torch.float32, torch.bfloat16) if device == "cuda" else (torch.float32,)

@@ -50,6 +50,7 @@ LORA_TARGET_MODULES = "all-linear"  # peft target_modules: "all-linear" or a lis
 BATCH_SIZE = 32  # prompts per PPO step
 MAX_NEW_TOKENS = 16  # response length limit; a response with no EOS by then is truncated
 TEMPERATURE = 1.0  # sampling temperature; log-probs use the same temperature (top-k and top-p are off)
+COMPILE_DECODE = False  # static KV cache + compiled decoding (CUDA graphs on GPU); samples not bitwise the default's
 MISSING_EOS_PENALTY = None  # subtracted from the score of responses that hit MAX_NEW_TOKENS without EOS (None: off)
 OVERLONG_BUFFER = None  # DAPO's soft length penalty over the last this-many tokens before MAX_NEW_TOKENS (None, 0: off)
 OVERLONG_PENALTY = 1.0  # the soft length penalty at MAX_NEW_TOKENS (it grows linearly across the buffer)

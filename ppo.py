@@ -679,25 +679,34 @@ def uniforms_for(seed, position, n_rows, rows):
 
 
 def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None,
-           all_done=None):
+           all_done=None, compiled=False):
     """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
     Stops early once every row has produced an EOS; rows that ended are filled with pad_id. uniforms(t) -> (B,)
     gives decoding step t's random numbers (default: torch's global generator); all_done(finished) says whether to
     stop (default: every row has ended; with a sharded model, every rank's rows, so that all run the same forwards).
+    compiled (COMPILE_DECODE): a static KV cache of Tp + max_new_tokens positions and the decoding step compiled
+    (decode_step); the same distribution and random numbers, not the same floats (attention runs over the whole
+    preallocated cache, its unwritten part masked), so a token drawn at a near-tie can differ from the default's.
     (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
     them in one batched forward, N+ detail 4)."""
-    B = input_ids.shape[0]
+    B, Tp = input_ids.shape
     uniforms = uniforms or (lambda t: torch.rand(B))
     all_done = all_done or (lambda finished: bool(finished.all()))
     with no_grad_for(model):  # inference mode, or no_grad for a sharded model
         positions = position_ids_from_mask(attention_mask)  # (B, Tp)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
-                    logits_to_keep=1)
+        cache = None
+        if compiled:  # the mask covers the whole cache from the start: one shape for every step
+            from transformers import StaticCache
+            cache = StaticCache(config=model.config, max_cache_len=Tp + max_new_tokens)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
+                    use_cache=True, logits_to_keep=1)
+        logits, cache = out.logits[:, -1], out.cache  # (B, V)
         next_position = positions[:, -1:] + 1  # (B, 1)
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         tokens, logps = [], []
         for t in range(max_new_tokens):
-            logp_all = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
+            logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
             token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
             token = torch.where(finished, torch.full_like(token, pad_id), token)
             tokens.append(token)
@@ -706,11 +715,30 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
             if t == max_new_tokens - 1 or all_done(finished):
                 break
             # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
-            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-            out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
-                        cache=out.cache, use_cache=True)
+            if compiled:
+                logits = decode_step(model)(token[:, None], attention_mask, next_position, cache)
+            else:
+                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+                logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
+                               cache=cache, use_cache=True).logits[:, -1]
             next_position = next_position + 1
         return torch.stack(tokens, 1), torch.stack(logps, 1)
+
+
+def decode_step(model):
+    """model's one-token decoding step with a static cache, compiled once per model by torch.compile (shapes
+    fixed: a new batch size or cache length compiles again). On a GPU mode "reduce-overhead" records it as a CUDA
+    graph: one launch per step instead of one per kernel, which is what bounds a small model's decoding.
+    (B, 1) ids, (B, Tp + Tr) mask, (B, 1) positions, cache -> (B, V) logits."""
+    step = getattr(model, "_compiled_decode_step", None)
+    if step is None:
+        def forward(ids, mask, positions, cache):
+            return model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=True).logits[:, -1]
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        step = torch.compile(forward, mode="reduce-overhead" if on_gpu else None, dynamic=False)
+        model._compiled_decode_step = step
+    return step
 
 
 def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32):
@@ -1030,7 +1058,8 @@ class PPOTrainer:
         t0 = self.clock()
         with autocast(dev["policy"], self.dtype):
             response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
-                                     self.eos_ids, tok.pad_token_id, uniforms, self.all_done)  # (B, Tr)
+                                     self.eos_ids, tok.pad_token_id, uniforms, self.all_done,
+                                     cfg.COMPILE_DECODE)  # (B, Tr)
         t1 = self.clock()
         mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
         prompts = [self.prompts[i] for i in rows]

@@ -157,6 +157,7 @@ SETTINGS = {
     "BATCH_SIZE": Int(),
     "MAX_NEW_TOKENS": Int(),
     "TEMPERATURE": Float(0, lo_open=True),
+    "COMPILE_DECODE": FLAG,
     "MISSING_EOS_PENALTY": Float(none=True),
     "OVERLONG_BUFFER": Int(0, none=True),
     "OVERLONG_PENALTY": Float(0),
@@ -732,7 +733,8 @@ RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", 
 # before them did (a function of its saved settings), so that such a checkpoint still resumes.
 ADDED_SETTINGS = {"ADAM_EPSILON": lambda saved: 1e-5, "CRITIC_MAX_GRAD_NORM": lambda saved: saved.get("MAX_GRAD_NORM"),
                   "REWARD_WEIGHTS": lambda saved: None, "DATASET_CONFIG": lambda saved: None,
-                  "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False}
+                  "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False,
+                  "COMPILE_DECODE": lambda saved: False}
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")  # .prev: a kill fell between save_checkpoint's two renames
 
 

@@ -5,6 +5,7 @@ trl.experimental.ppo).
 
     VENV/bin/python bench/trl_runner.py grpo OUTPUT_DIR [SEED]      # also: dapo, rloo
     VENV/bin/python bench/trl_runner.py ppo OUTPUT_DIR SEED STEPS POLICY_DIR REWARD_DIR
+        [PROMPTS BATCH RESPONSE_LEN EPOCHS LEARNING_RATE]      # bench.py --shapes --trl
     VENV/bin/python bench/trl_runner.py family ALGORITHM OUTPUT_DIR SEED TASK_DIR LEARNING_RATE   # bench/family.py
 """
 import json
@@ -58,26 +59,30 @@ def main(algorithm, out_dir, seed):
         json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
 
 
-def main_ppo(out_dir, seed, steps, policy, reward):
+def main_ppo(out_dir, seed, steps, policy, reward, prompts=None, batch=32, response_len=16, epochs=4,
+             learning_rate=3e-4):
     """TRL's PPOTrainer with bench.py's TRL_PPO_ARGS in its terms: 32 prompts per step, 4 epochs x 4 minibatches of 8
     (per_device_train_batch_size=32 with no accumulation makes each minibatch one optimizer step, as ours), 16 new
     tokens stopping at EOS, learning rate 3e-4 decaying linearly for policy and value (one optimizer in TRL; Adam is
     invariant to its vf_coef), Adam eps 1e-5, weight decay 0.01 (torch AdamW's default, which ours uses on every
     weight; HF's Trainer exempts biases and norm weights), k1 KL with beta 0.05, clip 0.2, value clip 0.2, gamma 1,
-    lambda 0.95. TRL's PPO loop never clips gradients."""
+    lambda 0.95. TRL's PPO loop never clips gradients. bench.py --shapes --trl changes the prompts, the batch
+    (minibatches of 8), the response length, the epochs and the learning rate; on a GPU both run in bf16 mixed
+    precision (TRL: bf16=True; ours: DTYPE=auto)."""
     from transformers import AutoModelForSequenceClassification
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     tok = AutoTokenizer.from_pretrained(policy, padding_side="left")
-    ds = datasets.load_dataset("json", data_files=default_task.PROMPTS_FILE, split="train")
+    ds = datasets.load_dataset("json", data_files=prompts or default_task.PROMPTS_FILE, split="train")
     ds = ds.map(lambda row: {"input_ids": tok(row["prompt"])["input_ids"][-128:]}, remove_columns=ds.column_names)
-    args = PPOConfig(output_dir=out_dir, per_device_train_batch_size=32, gradient_accumulation_steps=1,
-                     num_mini_batches=4, num_ppo_epochs=4, total_episodes=32 * steps, response_length=16,
-                     stop_token="eos", temperature=1.0, learning_rate=3e-4, lr_scheduler_type="linear",
-                     adam_epsilon=1e-5, weight_decay=0.01, kl_coef=0.05, kl_estimator="k1", cliprange=0.2,
-                     cliprange_value=0.2, gamma=1.0, lam=0.95, seed=seed, use_cpu=True, bf16=False,
-                     save_strategy="no", report_to="none", num_sample_generations=0,
-                     local_rollout_forward_batch_size=32, logging_steps=10)
+    on_gpu = torch.cuda.is_available()
+    args = PPOConfig(output_dir=out_dir, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+                     num_mini_batches=batch // min(batch, 8), num_ppo_epochs=epochs, total_episodes=batch * steps,
+                     response_length=response_len, stop_token="eos", temperature=1.0, learning_rate=learning_rate,
+                     lr_scheduler_type="linear", adam_epsilon=1e-5, weight_decay=0.01, kl_coef=0.05,
+                     kl_estimator="k1", cliprange=0.2, cliprange_value=0.2, gamma=1.0, lam=0.95, seed=seed,
+                     use_cpu=not on_gpu, bf16=on_gpu, save_strategy="no", report_to="none",
+                     num_sample_generations=0, local_rollout_forward_batch_size=batch, logging_steps=10)
     trainer = PPOTrainer(args=args, processing_class=tok, model=AutoModelForCausalLM.from_pretrained(policy),
                          ref_model=AutoModelForCausalLM.from_pretrained(policy),
                          reward_model=AutoModelForSequenceClassification.from_pretrained(reward, num_labels=1),
@@ -167,6 +172,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "family":
         main_family(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
     elif sys.argv[1] == "ppo":
-        main_ppo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
+        shape = [] if len(sys.argv) < 8 else [sys.argv[7], *map(int, sys.argv[8:11]), float(sys.argv[11])]
+        main_ppo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], *shape)
     else:
         main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
