@@ -163,15 +163,16 @@ def position_ids_from_mask(attention_mask):
 
 
 def logprobs_from_logits(logits, tokens):
-    """log softmax(logits)[token] per position. (B, Tr, V), (B, Tr) -> (B, Tr)."""
+    """log softmax(logits)[token] per position, and the whole log-softmax (float32), which entropy_from_logprobs
+    reads. (B, Tr, V), (B, Tr) -> (B, Tr), (B, Tr, V)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), logp
 
 
-def entropy_from_logits(logits):
-    """Entropy of softmax(logits) per position: logsumexp(z) - sum softmax(z) z. (B, Tr, V) -> (B, Tr)."""
-    logits = logits.float()
-    return torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
+def entropy_from_logprobs(logp):
+    """Entropy per position from the log-softmax over the vocabulary: -sum_v exp(logp_v) logp_v. (B, Tr, V) ->
+    (B, Tr). One pass over a log-softmax the caller already has, instead of a softmax and a logsumexp of its own."""
+    return -(logp.exp() * logp).sum(-1)
 
 
 LOG_RATIO_LIMIT = 20.0  # |log pi/pi_old| is clamped here before exp(), as verl's compute_policy_loss does
@@ -741,10 +742,12 @@ def decode_step(model):
     return step
 
 
-def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32):
+def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32, entropy="grad"):
     """Log-probs of the response tokens and the entropy at each response position, in one forward.
     (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the distribution
-    the tokens were drawn from (N+ detail 5)."""
+    the tokens were drawn from (N+ detail 5). entropy: "grad" when it enters the loss (ENTROPY_COEF != 0);
+    "value" when it is only a statistic (no graph, so the backward pass skips the vocabulary-wide terms it would
+    add exact zeros from: a tenth of the update at an 8k vocabulary); None: not computed (the reference's)."""
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     Tr = input_ids.shape[1] - Tp
@@ -753,8 +756,14 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
                        position_ids=position_ids_from_mask(attention_mask), logits_to_keep=Tr + 1).logits
     # Off-by-one: the logit at position i predicts token i+1, so of the Tr+1 kept positions Tp-1 .. T-1 we drop
     # the last and keep those predicting the response tokens Tp .. T-1.
-    logits = logits[:, :-1].float() / temperature  # (B, Tr, V)
-    return logprobs_from_logits(logits, input_ids[:, Tp:]), entropy_from_logits(logits)
+    logits = logits[:, :-1].float()  # (B, Tr, V)
+    if temperature != 1.0:  # x / 1.0 is x: no copy of the logits
+        logits = logits / temperature
+    logp, logp_all = logprobs_from_logits(logits, input_ids[:, Tp:])
+    if entropy is None:
+        return logp, None
+    with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
+        return logp, entropy_from_logprobs(logp_all)
 
 
 def eos_token_ids(tokenizer, model_name):
@@ -1161,11 +1170,11 @@ class PPOTrainer:
                 logp = logp.clone()  # leave inference mode: it enters the loss
             if self.ref_policy is not None:
                 ref_logp = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                             self.dtype)[0].to(dev["policy"]).clone()
+                                             self.dtype, entropy=None)[0].to(dev["policy"]).clone()
             elif self.has_reference:  # LoRA: the reference is the base model under the adapters
                 with self.policy.disable_adapter():
                     ref_logp = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                                 self.dtype)[0].clone()
+                                                 self.dtype, entropy=None)[0].clone()
             if self.critic is not None:
                 values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
         t_forward = self.clock()
@@ -1426,7 +1435,8 @@ class PPOTrainer:
         weights = loss_weights(mask, cfg.LOSS_AGG, n_tokens, n_seqs)  # (b, Tr)
         share = partial(token_share, mask=mask, n_tokens=n_tokens)
 
-        logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype)  # (b, Tr)
+        logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype,
+                                          "grad" if cfg.ENTROPY_COEF else "value")  # (b, Tr)
         stats = {}
         if "logp" not in old:  # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
             old["logp"] = logp.detach()

@@ -91,10 +91,11 @@ def test_logprobs_and_entropy_match_torch_distributions(gen):
     logits = torch.randn(3, 5, 11, generator=gen) * 3
     tokens = torch.randint(0, 11, (3, 5), generator=gen)
     dist = torch.distributions.Categorical(logits=logits)
-    torch.testing.assert_close(ppo.logprobs_from_logits(logits, tokens), dist.log_prob(tokens))
-    torch.testing.assert_close(ppo.entropy_from_logits(logits), dist.entropy())
+    logp, logp_all = ppo.logprobs_from_logits(logits, tokens)
+    torch.testing.assert_close(logp, dist.log_prob(tokens))
+    torch.testing.assert_close(ppo.entropy_from_logprobs(logp_all), dist.entropy())
     # bf16 logits are promoted to float32 before the softmax.
-    assert ppo.entropy_from_logits(logits.bfloat16()).dtype == torch.float32
+    assert ppo.logprobs_from_logits(logits.bfloat16(), tokens)[1].dtype == torch.float32
 
 
 def test_kl_estimators_pointwise_and_unbiased(gen):

@@ -169,9 +169,16 @@ def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
     assert cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: one optimizer, one learning rate
     with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
         runner = f.read()
-    for theirs in ("per_device_train_batch_size=32", "num_mini_batches=4", "num_ppo_epochs=4",
-                   "response_length=16", "learning_rate=3e-4", "kl_coef=0.05", 'kl_estimator="k1"',
-                   "cliprange=0.2", "cliprange_value=0.2", "gamma=1.0", "lam=0.95", "adam_epsilon=1e-5"):
+    # main_ppo's defaults are the tiny comparison's settings (bench.py --shapes --trl passes others)
+    import ast
+    main_ppo = next(f for f in ast.walk(ast.parse(runner)) if isinstance(f, ast.FunctionDef) and f.name == "main_ppo")
+    names = [a.arg for a in main_ppo.args.args][-len(main_ppo.args.defaults):]
+    defaults = dict(zip(names, (ast.literal_eval(d) for d in main_ppo.args.defaults)))
+    assert defaults == {"prompts": None, "batch": 32, "response_len": 16, "epochs": 4, "learning_rate": 3e-4}
+    for theirs in ("per_device_train_batch_size=batch", "num_mini_batches=batch // min(batch, 8)",
+                   "num_ppo_epochs=epochs", "response_length=response_len", "learning_rate=learning_rate",
+                   "kl_coef=0.05", 'kl_estimator="k1"', "cliprange=0.2", "cliprange_value=0.2", "gamma=1.0",
+                   "lam=0.95", "adam_epsilon=1e-5"):
         assert theirs in runner, theirs
 
 
@@ -244,3 +251,28 @@ def test_the_forward_flop_count_matches_torchs_flop_counter():
 def test_the_machine_limits_are_measured_not_assumed():
     peak, bandwidth = bench.matmul_peak(n=256, seconds=0.05), bench.memory_bandwidth(mib=8, seconds=0.05)
     assert math.isfinite(peak) and peak > 0 and math.isfinite(bandwidth) and bandwidth > 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_entropy_as_a_statistic_leaves_the_policy_gradient_bitwise_unchanged(tiny, temperature):
+    """With ENTROPY_COEF = 0 the update computes the entropy without a graph ("value"): the gradient must be
+    exactly the one through the differentiable entropy times zero ("grad"), and the entropy the same number."""
+    model = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    adv = torch.randn(3, 6, generator=g)
+    grads, entropies = [], []
+    for mode in ("grad", "value"):
+        model.zero_grad(set_to_none=True)
+        logp, entropy = ppo.response_logprobs(model, ids, mask, 3, temperature, entropy=mode)
+        assert entropy.requires_grad == (mode == "grad")
+        loss, _ = ppo.actor_loss(logp, logp.detach() - 0.1, adv, entropy, torch.full_like(adv, 1 / 18),
+                                 torch.ones_like(adv), "ppo", 0.2, 0.2, entropy_coef=0.0)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        entropies.append(entropy.detach())
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert torch.equal(*entropies) and (entropies[0] > 0).all()
+    assert ppo.response_logprobs(model, ids, mask, 3, temperature, entropy=None)[1] is None
