@@ -751,12 +751,14 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     Tr = input_ids.shape[1] - Tp
+    # Off-by-one: the logit at position i predicts token i+1, so the response tokens Tp .. T-1 are predicted at
+    # positions Tp-1 .. T-2, the only ones whose logits are computed (no slice of them, whose backward would fill
+    # and copy a vocabulary-wide gradient).
+    keep = torch.arange(Tp - 1, Tp - 1 + Tr, device=device)
     with autocast(device, dtype):
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,  # no KV cache to keep
-                       position_ids=position_ids_from_mask(attention_mask), logits_to_keep=Tr + 1).logits
-    # Off-by-one: the logit at position i predicts token i+1, so of the Tr+1 kept positions Tp-1 .. T-1 we drop
-    # the last and keep those predicting the response tokens Tp .. T-1.
-    logits = logits[:, :-1].float()  # (B, Tr, V)
+                       position_ids=position_ids_from_mask(attention_mask), logits_to_keep=keep).logits
+    logits = logits.float()  # (B, Tr, V)
     if temperature != 1.0:  # x / 1.0 is x: no copy of the logits
         logits = logits / temperature
     logp, logp_all = logprobs_from_logits(logits, input_ids[:, Tp:])
