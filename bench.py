@@ -430,18 +430,21 @@ def decode_bytes(cfg, n_seqs, prompt_len, response_len, weight_bytes, cache_byte
     return sum(params * weight_bytes + n_seqs * (prompt_len + t) * per_token for t in range(1, response_len))
 
 
-def shape_flops(shape, n_seqs, prompt_len, response_len, epochs, qwen3_reward):
+def shape_flops(shape, n_seqs, prompt_len, response_len, epochs, qwen3_reward, lora=False, checkpointing=False):
     """Matmul FLOPs per PPO step and phase at these shapes (from forward_flops and reward_flops): the rollout's
     prompt forward and decoding steps; the reward model; the policy's (when epochs > 1), the reference's and the
-    critic's forwards over the whole sequences (logits only at the response); `epochs` passes of forward and
-    backward (3x a forward) for policy and critic."""
+    critic's forwards over the whole sequences (logits only at the response tokens); `epochs` passes of forward
+    and backward for policy and critic: 3x a forward (the backward's input and weight gradients), 2x with LoRA
+    (the frozen base needs no weight gradients; the adapters' own products are left out), one forward more with
+    gradient checkpointing."""
     cfg, T, Tr = SHAPES[shape], prompt_len + response_len, response_len
     generate = forward_flops(cfg, n_seqs, prompt_len, 1) + sum(
         forward_flops(cfg, n_seqs, 1, 1, context=prompt_len + t) for t in range(1, response_len))
-    logits, values = forward_flops(cfg, n_seqs, T, Tr + 1), forward_flops(cfg, n_seqs, T, 0)
+    logits, values = forward_flops(cfg, n_seqs, T, Tr), forward_flops(cfg, n_seqs, T, 0)
+    passes = (2 if lora else 3) + (1 if checkpointing else 0)
     return {"time_generate": generate, "time_reward": reward_flops(shape, n_seqs, T, qwen3_reward),
             "time_forward": (2 if epochs > 1 else 1) * logits + values,
-            "time_update": epochs * 3 * (logits + values)}
+            "time_update": epochs * passes * (logits + values)}
 
 
 def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup, extra=(), qwen3_reward=None):
@@ -451,12 +454,16 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     Returns the summary with "flops", "limits" and "decode" added."""
     folder = build_shape(shape, prompt_len, qwen3_reward)
     settings = shape_settings(folder, batch, prompt_len, response_len, epochs) + list(extra)
-    summary = measure(settings, steps, warmup)
     on_gpu = torch.cuda.is_available()
     device, dtype = ("cuda", torch.bfloat16) if on_gpu else ("cpu", torch.float32)
-    peak, bandwidth = matmul_peak(device, dtype, n=8192 if on_gpu else 2048), memory_bandwidth(device)
-    Tr = round(summary["response_length"])
-    flops = shape_flops(shape, batch, prompt_len, Tr, epochs, "-qwen3-" in os.path.basename(folder))
+    peak = functools.partial(matmul_peak, device, dtype, n=8192 if on_gpu else 2048, seconds=2)
+    before = peak()
+    summary = measure(settings, steps, warmup)
+    peak = max(before, peak())  # measured before and after the steps: a GPU that idled starts at a low clock
+    bandwidth = memory_bandwidth(device)
+    Tr, cfg = round(summary["response_length"]), ppo.load_config(settings)
+    flops = shape_flops(shape, batch, prompt_len, Tr, epochs, "-qwen3-" in os.path.basename(folder),
+                        cfg.LORA_RANK > 0, cfg.GRADIENT_CHECKPOINTING)
     flops["step_time"] = sum(flops.values())
     size = 2 if on_gpu else 4  # bytes per weight and cached value read by a decoding step (bf16 autocast or fp32)
     read = decode_bytes(SHAPES[shape], batch, prompt_len, Tr, size, size)
