@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import resource
@@ -344,7 +345,7 @@ def word_tokenizer(n_words):
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
-def build_shape(shape, prompt_len, qwen3_reward=None, n_prompts=256, seed=0, root=SHAPES_DIR):
+def build_shape(shape, prompt_len, qwen3_reward=None, n_prompts=256, seed=0, root=None):
     """Random-weight models of `shape` saved with save_pretrained (float32, loaded back through from_pretrained as
     any run's are) with their tokenizers, and n_prompts prompts of prompt_len words. policy/ is a Qwen3ForCausalLM;
     reward/ is a Qwen3 sequence classifier of the same shape when qwen3_reward (the default for "medium"; TRL's PPO
@@ -356,6 +357,7 @@ def build_shape(shape, prompt_len, qwen3_reward=None, n_prompts=256, seed=0, roo
     from transformers import (DebertaV2Config, DebertaV2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
                               Qwen3ForSequenceClassification)
     qwen3_reward = shape == "medium" if qwen3_reward is None else qwen3_reward
+    root = root or SHAPES_DIR
     folder = os.path.join(root, f"{shape}-p{prompt_len}-{'qwen3' if qwen3_reward else 'deberta'}-s{seed}")
     if os.path.exists(os.path.join(folder, "prompts.jsonl")):
         return folder
@@ -688,6 +690,8 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
 
     def stat(who, key):
         v = [r[key] for r in runs if r["who"] == who]
+        if any(math.isnan(x) for x in v):  # random weights: nothing was evaluated
+            return math.nan, math.nan
         return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
     ratios = [t["per_step"] / o["per_step"] for o, t in zip(runs[::2], runs[1::2])]

@@ -167,11 +167,15 @@ def sharding_on(setting, world):
 
 
 def check_sharding(cfg, ranks):
-    """What SHARDING=fsdp needs: processes started by torchrun (a group to shard over)."""
+    """What SHARDING=fsdp needs: processes started by torchrun (a group to shard over); and what it does not do yet:
+    compiled decoding (a static cache over a model whose weights are gathered block by block is untried)."""
     if cfg.SHARDING == "fsdp" and not ranks.torchrun:
         raise ConfigError("SHARDING='fsdp' splits the models over torchrun's processes, but this process was not "
                           "started by torchrun: run torchrun --standalone --nproc_per_node=N ppo.py ... (N GPUs, "
                           "or CPU processes), or set SHARDING to 'auto' or 'none'")
+    if cfg.COMPILE_DECODE and sharding_on(cfg.SHARDING, ranks.world):
+        raise ConfigError("COMPILE_DECODE=True is not supported with sharded models yet: set --COMPILE_DECODE=False, "
+                          "or --SHARDING=none when each process holds whole models")
 
 
 def is_sharded(model):

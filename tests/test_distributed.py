@@ -96,6 +96,11 @@ def test_sharding_settings_and_devices():
     with pytest.raises(ppo.ConfigError, match="not started by torchrun"):
         distributed.check_sharding(cfg, ppo.Ranks({}))
     distributed.check_sharding(cfg, ppo.Ranks({"MASTER_ADDR": "localhost"}))
+    compiled = ppo.load_config(["--COMPILE_DECODE=True"])  # refused sharded (auto over 2), allowed copied
+    with pytest.raises(ppo.ConfigError, match="COMPILE_DECODE=True is not supported with sharded"):
+        distributed.check_sharding(compiled, ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
+    distributed.check_sharding(ppo.load_config(["--COMPILE_DECODE=True", "--SHARDING=none"]),
+                               ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
     devices = {k: str(v) for k, v in ppo.resolve_devices(cfg, 8, 3, 4, sharded=True).items()}  # one GPU each
     assert devices == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:3")
     with pytest.raises(ppo.ConfigError, match="one device per process"):
