@@ -742,6 +742,15 @@ def main():
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
     if args.shapes:
+        unknown = [s for s in args.shapes.split(",") if s not in SHAPES]
+        try:  # bad input: one line, exit 2, as ppo.py, before any model is built
+            if unknown:
+                raise ppo.ConfigError(f"--shapes={args.shapes}: unknown {', '.join(unknown)}; the shapes are "
+                                      f"{', '.join(SHAPES)}")
+            ppo.load_config(settings)  # the settings after --
+        except ppo.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
         ppo.quiet_progress_bars()
         report = {}
         for shape in args.shapes.split(","):
@@ -800,7 +809,8 @@ def main():
     try:
         main_summary = measure(settings, args.steps, args.warmup)
     except ppo.ConfigError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     report = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
               "settings": settings, "steps": args.steps, "warmup": args.warmup, "phases": main_summary}

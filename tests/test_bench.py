@@ -101,3 +101,15 @@ def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatc
     static, static_logp = ppo.sample(*args, compiled=True)
     assert torch.equal(plain, static) and plain.shape == (3, 9)
     torch.testing.assert_close(static_logp, plain_logp, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv,message", [(["--shapes=medium,2B"], "unknown 2B; the shapes are medium, 0.6B"),
+                                          (["--shapes=medium", "--", "--LORA_RANK=x"], "LORA_RANK must be")])
+def test_bench_refuses_bad_shapes_and_settings_in_one_line(monkeypatch, capsys, argv, message):
+    """Refused before any model is built or loaded."""
+    monkeypatch.setattr(bench, "build_shape", lambda *a, **k: pytest.fail("built a model for bad input"))
+    monkeypatch.setattr("sys.argv", ["bench.py", *argv])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1
