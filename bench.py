@@ -432,6 +432,14 @@ def decode_bytes(cfg, n_seqs, prompt_len, response_len, weight_bytes, cache_byte
     return sum(params * weight_bytes + n_seqs * (prompt_len + t) * per_token for t in range(1, response_len))
 
 
+def decode_bound(shape, n_seqs, prompt_len, response_len, bandwidth, dtype):
+    """(bytes the decoding steps read, the tokens/s the bandwidth allows them): weights and cache in dtype's size
+    (bf16 under a GPU's autocast, float32 on a CPU)."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    read = decode_bytes(SHAPES[shape], n_seqs, prompt_len, response_len, size, size)
+    return read, n_seqs * (response_len - 1) * bandwidth / read
+
+
 def shape_flops(shape, n_seqs, prompt_len, response_len, epochs, qwen3_reward, lora=False, checkpointing=False):
     """Matmul FLOPs per PPO step and phase at these shapes (from forward_flops and reward_flops): the rollout's
     prompt forward and decoding steps; the reward model; the policy's (when epochs > 1), the reference's and the
@@ -467,13 +475,12 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     flops = shape_flops(shape, batch, prompt_len, Tr, epochs, "-qwen3-" in os.path.basename(folder),
                         cfg.LORA_RANK > 0, cfg.GRADIENT_CHECKPOINTING)
     flops["step_time"] = sum(flops.values())
-    size = 2 if on_gpu else 4  # bytes per weight and cached value read by a decoding step (bf16 autocast or fp32)
-    read = decode_bytes(SHAPES[shape], batch, prompt_len, Tr, size, size)
+    read, bound = decode_bound(shape, batch, prompt_len, Tr, bandwidth, dtype)
     # decoding's share of the generate phase: the prompt's forward is compute-bound and timed with it; the bound
     # below is for the (Tr - 1) decoding steps, the measured rate for the whole phase (a lower bound on decoding's)
     summary.update(flops=flops, limits={"matmul_peak": peak, "bandwidth": bandwidth, "dtype": str(dtype)},
                    decode={"bytes": read, "steps": Tr - 1, "tokens": batch * Tr,
-                           "bound_tokens_per_sec": batch * (Tr - 1) * bandwidth / read},
+                           "bound_tokens_per_sec": bound},
                    shape={"shape": shape, "batch": batch, "prompt_len": prompt_len, "response_len": Tr,
                           "epochs": epochs})
     return summary
@@ -493,10 +500,9 @@ def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, 
     tok = ppo.load_tokenizer(f"{folder}/policy", "ACTOR_MODEL")
     ids = tok(rows, return_tensors="pt")["input_ids"].to(device)
     mask, eos = torch.ones_like(ids), torch.tensor([tok.eos_token_id], device=device)
-    seconds = []
+    seconds, sync = [], torch.cuda.synchronize if on_gpu else (lambda: None)
     for i in range(repeats + 1):
         uniforms = ppo.uniforms_for(i, 0, batch, slice(None))
-        sync = torch.cuda.synchronize if on_gpu else (lambda: None)
         sync()
         start = time.perf_counter()
         with ppo.autocast(device, dtype):
@@ -504,9 +510,7 @@ def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, 
         sync()
         seconds.append(time.perf_counter() - start)
     tokens = batch * out.shape[1]
-    size = 2 if dtype == torch.bfloat16 else 4
-    bound = batch * (response_len - 1) * bandwidth / decode_bytes(
-        SHAPES[shape], batch, prompt_len, response_len, size, size)
+    bound = decode_bound(shape, batch, prompt_len, response_len, bandwidth, dtype)[1]
     rate = tokens / statistics.mean(seconds[1:])
     return {"compiled": compiled, "first_seconds": seconds[0], "tokens_per_sec": rate, "bound_tokens_per_sec": bound,
             "of_bound": rate / bound, "batch": batch, "prompt_len": prompt_len, "response_len": out.shape[1]}
@@ -683,10 +687,10 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
         evals = compare.evaluate_all([policy] + [r["policy"] for r in runs], [])
         for run, e in zip(runs, evals[1:]):
             run["gain"] = e["gain"]
-    else:
-        evals = [{"mean": float("nan")}] + [{"gain": float("nan")}] * len(runs)
+    else:  # random weights: no initial policy to evaluate against, no gains
+        evals = [{"mean": math.nan}]
         for run in runs:
-            run["gain"] = float("nan")
+            run["gain"] = math.nan
 
     def stat(who, key):
         v = [r[key] for r in runs if r["who"] == who]
