@@ -388,12 +388,18 @@ def build_shape(shape, prompt_len, qwen3_reward=None, n_prompts=256, seed=0, roo
     return folder
 
 
+def qwen3_reward_in(folder):
+    """Whether build_shape's folder holds a Qwen3 classifier as reward model (else DeBERTa-v3-large)."""
+    with open(os.path.join(folder, "reward", "config.json")) as f:
+        return json.load(f)["model_type"] == "qwen3"
+
+
 def shape_settings(folder, batch, prompt_len, response_len, epochs, micro_batch=8):
     """ppo.py settings for a run on build_shape's folder: PPO, one optimizer step per minibatch of 8 sequences (or
     the whole batch when smaller), a learning rate small enough for random weights. The critic starts from a Qwen3
     reward model (as in TRL's PPO), else from the policy (the seed's setup: DeBERTa cannot be a Qwen3 critic)."""
     mini = min(batch, 8)
-    critic = "reward" if "-qwen3-" in os.path.basename(folder) else "policy"
+    critic = "reward" if qwen3_reward_in(folder) else "policy"
     return [f"--ACTOR_MODEL={folder}/policy", f"--CRITIC_MODEL={folder}/{critic}", f"--REWARD_MODEL={folder}/reward",
             f"--DATASET={folder}/prompts.jsonl", f"--MAX_PROMPT_LENGTH={prompt_len}", "--CHAT_TEMPLATE=False",
             f"--BATCH_SIZE={batch}", f"--MAX_NEW_TOKENS={response_len}", f"--PPO_EPOCHS={epochs}",
@@ -472,7 +478,7 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     peak = max(before, peak())  # measured before and after the steps: a GPU that idled starts at a low clock
     bandwidth = memory_bandwidth(device)
     Tr, cfg = round(summary["response_length"]), ppo.load_config(settings)
-    flops = shape_flops(shape, batch, prompt_len, Tr, epochs, "-qwen3-" in os.path.basename(folder),
+    flops = shape_flops(shape, batch, prompt_len, Tr, epochs, qwen3_reward_in(folder),
                         cfg.LORA_RANK > 0, cfg.GRADIENT_CHECKPOINTING)
     flops["step_time"] = sum(flops.values())
     read, bound = decode_bound(shape, batch, prompt_len, Tr, bandwidth, dtype)
