@@ -16,6 +16,7 @@ GROUP_SIZE = 1  # responses sampled per prompt; grpo and dapo need at least 2
 ACTOR_MODEL = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # policy (causal LM); also the frozen reference
 CRITIC_MODEL = ACTOR_MODEL  # value model backbone: a causal-LM or reward-model folder sharing the policy's tokenizer
 REWARD_MODEL = "default_task:sentiment_reward"  # classifier folder, module:function(prompts, responses, **cols), list
+REWARD_LABEL = None  # a reward model with several outputs: the one whose logit is the reward, e.g. "POSITIVE"
 REWARD_WEIGHTS = None  # with several REWARD_MODELs: the weight of each in the summed reward (None: 1 each)
 CHAT_TEMPLATE = "auto"  # "auto": wrap prompts in the tokenizer's chat template if it has one; True; False
 SYSTEM_PROMPT = None  # a system message put before each prompt that has none (needs a chat template)

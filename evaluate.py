@@ -12,6 +12,7 @@ exactly as a user would, to compare several policies on the same random numbers.
 """
 import json
 import math
+import os
 import sys
 
 import torch
@@ -76,19 +77,23 @@ def summary(scores):
 def main(argv):
     paths = [a for a in argv if not a.startswith("--") and not preflight.is_config_file(a)]
     if not paths:
-        print("usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] [CONFIG.py] [--NAME=value ...]", file=sys.stderr)
+        print("error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] [CONFIG.py] "
+              "[--NAME=value ...]", file=sys.stderr)
         return 2
     ppo.quiet_progress_bars()
     try:
         cfg = ppo.load_config([a for a in argv if a not in paths])
         for path in paths:
-            preflight.load_model_config("policy", path)
+            if os.path.isdir(os.path.join(path, "policy")) and os.path.exists(os.path.join(path, "metrics.jsonl")):
+                raise ppo.ConfigError(f"{path!r} is a run's folder: give its trained policy, "
+                                      f"{os.path.join(path, 'policy')!r}")
+            preflight.check_causal_lm("policy", path)
         prompts, columns = ppo.load_prompts(cfg)
         prompts = [ppo.as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        preflight.check_models(cfg, prompts, columns)
+        preflight.check_models(cfg, prompts, columns, policy=False)  # the scorers: the policies are given
         devices = ppo.resolve_devices(cfg, torch.cuda.device_count())
         dtype = ppo.resolve_dtype(cfg.DTYPE, devices["policy"])
-        scorer = ppo.Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype)
+        scorer = ppo.Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype, label=cfg.REWARD_LABEL)
         results = []
         print(f"{len(prompts)} prompts from {cfg.DATASET} x {cfg.EVAL_SAMPLES} samples, scored by "
               f"{cfg.REWARD_MODEL}")
@@ -100,6 +105,11 @@ def main(argv):
         return 2
     except preflight.RewardError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a fault while loading or sampling: one line, the traceback with --DEBUG=True
+        if preflight.debug_requested(argv):
+            raise
+        print(f"error: evaluation failed: {type(e).__name__}: {preflight.first_line(e)}", file=sys.stderr)
         return 1
     print(json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in results]))
     return 0

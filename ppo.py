@@ -29,6 +29,7 @@ Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response 
 """
 
 import json
+import math
 import os
 import random
 import shutil
@@ -49,10 +50,11 @@ import torch.nn as nn
 from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count, no_grad_for,
                          optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
                          weights_fingerprint, whole)
-from preflight import (CHECKPOINTS, ConfigError, RewardError, RunLock, call_reward_function, check_models,
-                       check_output_dir, check_output_path, check_settings, check_types, debug_requested, first_line,
-                       is_config_file, is_reward_function, load_prompts, load_reward_function, load_trainer_state,
-                       parse_overrides, read_config_file, reward_metric_names, reward_names)
+from preflight import (REPLACED, ConfigError, RewardError, RunLock, call_reward_function, check_models,
+                       check_output_dir, check_output_path, check_positions, check_same_data, check_settings,
+                       check_types, data_fingerprint, debug_requested, first_line, is_config_file, is_reward_function,
+                       load_prompts, load_reward_function, load_trainer_state, parse_overrides, read_config_file,
+                       reward_label, reward_metric_names, reward_names, run_file)
 
 
 # =============================================================================================================
@@ -98,6 +100,10 @@ def load_config(argv=()):
         settings.update(read_config_file(path, defaults))
     settings.update(parse_overrides([a for a in argv if not is_config_file(a)], defaults))
     check_types(settings)
+    for name in ("ACTOR_MODEL", "CRITIC_MODEL", "REWARD_MODEL", "DATASET", "EVAL_DATASET", "OUTPUT_DIR"):
+        value = settings[name]  # ~ is the home folder, as a shell would read it (from a config file too)
+        settings[name] = [os.path.expanduser(v) for v in value] if isinstance(value, (list, tuple)) else \
+            os.path.expanduser(value) if isinstance(value, str) else value
     for name, value in ALGORITHMS[settings["ALGORITHM"]].items():
         if settings[name] is None:
             settings[name] = value(settings) if callable(value) else value
@@ -451,6 +457,9 @@ def check_distributed(cfg, world):
 def load_tokenizer(name, setting, log=print):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(name)
+    if len(tok) == 0:
+        raise ConfigError(f"{setting}={name!r} has no tokenizer (transformers built an empty one): save the "
+                          f"tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
     if tok.eos_token_id is None:
         raise ConfigError(f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
                           f"set tokenizer.eos_token and save it again.")
@@ -523,9 +532,15 @@ class ValueModel(nn.Module):
 
     def __init__(self, name, device, dtype=torch.float32, lora=None):
         super().__init__()
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+        # A classifier with several outputs (a 2-label sentiment model) is a valid start too: its backbone is
+        # kept and its head, of another shape, starts fresh, as it does from a causal LM.
+        config = AutoConfig.from_pretrained(name)
+        self.fresh_head = config.num_labels != 1 and any(a.endswith("ForSequenceClassification")
+                                                         for a in config.architectures or [])
         model = AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name, num_labels=1)).to(device).eval()
+            name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head, **_no_dropout(name, num_labels=1)
+        ).to(device).eval()
         disable_dropout(model)
         if not isinstance(getattr(model, "score", None), nn.Linear):
             raise ConfigError(f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
@@ -548,7 +563,7 @@ class RewardModel:
     loses the start of its prompt: the response, the part being scored, stays whole. Only a response that alone
     exceeds the limit is cut, from its start. `truncated` counts the rows cut in the last call."""
 
-    def __init__(self, name, device, dtype, shard=None):
+    def __init__(self, name, device, dtype, shard=None, label=None):
         from transformers import AutoModelForSequenceClassification
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
         self.tokenizer.truncation_side = "left"
@@ -561,6 +576,7 @@ class RewardModel:
         limits = [n for n in (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings",
                                                                         None)) if n and n < 10 ** 6]
         self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
+        self.label = reward_label(name, self.model.config, label)  # the output that is the reward (REWARD_LABEL)
 
     def encode(self, prompts, responses, **kwargs):
         """A chat template receives the whole conversation with the response as the assistant's turn; a pair
@@ -605,17 +621,17 @@ class RewardModel:
             batch = self.encode(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt")  # cuts only an over-long response
         with no_grad_for(self.model):
-            return self.model(**batch.to(self.device)).logits[:, 0].float()  # (B,)
+            return self.model(**batch.to(self.device)).logits[:, self.label].float()  # (B,)
 
 
-def load_scorer(name, device, dtype, shard=None):
+def load_scorer(name, device, dtype, shard=None, label=None):
     """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a sequence classifier
     (sharded by shard(model) where given) or a user function given as module:function. NaN/inf pass through to the
     trainer's non-finite guard."""
     if is_reward_function(name):
         fn = load_reward_function(name)
         return lambda prompts, responses, columns=None: call_reward_function(fn, prompts, responses, columns)
-    return RewardModel(name, device, dtype, shard)
+    return RewardModel(name, device, dtype, shard, label)
 
 
 class Scorer:
@@ -624,10 +640,10 @@ class Scorer:
     the (B, number of scorers) scores it sums; `names` are the scorers' metric names, `truncated` counts the rows
     cut to fit the reward models in the last call."""
 
-    def __init__(self, names, weights, device, dtype, shard=None):
+    def __init__(self, names, weights, device, dtype, shard=None, label=None):
         names = reward_names(names)
         self.names, self.weights = reward_metric_names(names), torch.tensor(weights or [1.0] * len(names))
-        self.parts = [load_scorer(name, device, dtype, shard) for name in names]
+        self.parts = [load_scorer(name, device, dtype, shard, label) for name in names]
         self.truncated = 0
 
     def __call__(self, prompts, responses, columns=None):
@@ -875,6 +891,7 @@ class PPOTrainer:
         # other columns, which reward functions may take by name (an answer to check against, say).
         prompts, self.columns = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         self.prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
+        self.data_fingerprint = data_fingerprint(self.prompts)
         self.eval_prompts = self.eval_columns = None
         if cfg.EVAL_DATASET is not None:
             prompts, self.eval_columns = load_prompts(cfg, held_out=True)
@@ -898,6 +915,10 @@ class PPOTrainer:
                            enable_thinking=cfg.ENABLE_THINKING)
         self.prompt_ids, self.prompts_truncated = tokenize(self.prompts)
         self.eval_prompt_ids = tokenize(self.eval_prompts)[0] if self.eval_prompts is not None else None
+        check_positions(cfg, self.prompt_ids + (self.eval_prompt_ids or []))
+        if cfg.RESUME:
+            check_same_data(self.resume_from, self.prompts)
+        log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))  # all checked
 
         # The algorithm decides which models load: the critic only for PPO, the reference only when a KL term
         # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway). Sharded, each loads on the CPU and
@@ -918,6 +939,9 @@ class PPOTrainer:
         self.critic = None
         if cfg.ALGORITHM == "ppo":
             self.critic = ValueModel(cfg.CRITIC_MODEL, load_on("critic"), self.dtype if lora else torch.float32, lora)
+            if self.critic.fresh_head:
+                log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several outputs; the critic "
+                    f"keeps its backbone and starts a one-output value head afresh")
         if cfg.GRADIENT_CHECKPOINTING:
             for model in filter(None, [self.policy, self.critic and self.critic.model]):
                 enable_gradient_checkpointing(model)
@@ -933,7 +957,8 @@ class PPOTrainer:
             for model in filter(None, (self.policy, self.ref_policy, self.critic)):
                 shard_model(model, mesh, compute)
             shard_reward = partial(shard_model, mesh=mesh)  # stored in DTYPE already
-        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype, shard_reward)
+        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype, shard_reward,
+                             cfg.REWARD_LABEL)
         # Sampling stops when every rank's rows have ended: a sharded model's forwards are collectives.
         self.all_done = (lambda finished: self.ranks.all(bool(finished.all()))) if self.sharded else None
 
@@ -958,6 +983,7 @@ class PPOTrainer:
         self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
         self.saved_step = None  # step_count of the last checkpoint written or loaded
         self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
+        self.bar = None  # the progress bar, while run() goes
         self.config_files = config_files  # the config files the settings came from (copied into OUTPUT_DIR)
         if cfg.RESUME:
             self.load_training_state(self.resume_from)
@@ -1016,6 +1042,8 @@ class PPOTrainer:
             self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
             with open(os.path.join(tmp, "settings.json"), "w") as f:
                 json.dump(vars(self.cfg), f, indent=2)
+            with open(os.path.join(tmp, "data.json"), "w") as f:  # the prompts it was trained on (check_same_data)
+                json.dump(self.data_fingerprint, f)
             torch.save({**self.light_state(), "optimizers": optimizers,
                         "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
 
@@ -1488,6 +1516,7 @@ class PPOTrainer:
         with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps, initial=self.step_count,
                                                      desc=cfg.ALGORITHM, dynamic_ncols=True,
                                                      disable=not self.ranks.writes) as bar:
+            self.bar = bar  # closed before a message that ends the run, so that it starts a line of its own
             try:
                 self.start_logs()
                 while self.step_count < self.total_steps:
@@ -1524,11 +1553,17 @@ class PPOTrainer:
                     self.log_row({"step": self.step_count, **self.evaluate()})
                 self.plot()
                 self.save()
+                if signals.signum:  # it came during the last step or the final save, which it let finish
+                    name = signal.Signals(signals.signum).name
+                    return self.stop_early(f"stopped by {name} at the end of the run, once its final checkpoint and "
+                                           f"folders were written: the run is complete in {cfg.OUTPUT_DIR}/",
+                                           128 + signals.signum, save=False)
             except Interrupted as e:
                 return self.stop_early(f"stopped at once by a second {signal.Signals(e.signum).name}; {hint}",
                                        128 + e.signum, save=False)
             except SaveError as e:
-                return self.stop_early(f"error: {e}. Free some space, then {hint}", 1, save=False)
+                advice = "Free some space" if "space" in str(e) or "full" in str(e) else "Fix that"
+                return self.stop_early(f"error: {e}. {advice}, then {hint}", 1, save=False)
             except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
                 if cfg.DEBUG:
                     traceback.print_exc()
@@ -1550,14 +1585,15 @@ class PPOTrainer:
         across a resume."""
         out, kept = self.cfg.OUTPUT_DIR, []
         if self.ranks.writes:
-            if self.cfg.OVERWRITE:
-                for name in CHECKPOINTS + ("checkpoint.tmp",):
-                    shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+            if not self.cfg.RESUME:  # a new run: what an earlier one left (OVERWRITE) goes first, all of it
+                clear_run(out)
             write_file(os.path.join(out, "config.json"), json.dumps(vars(self.cfg), indent=2))
-            for path in self.config_files:  # the config files the settings came from, beside them
+            names = [os.path.basename(path) for path in self.config_files]
+            for i, (path, name) in enumerate(zip(self.config_files, names), 1):  # the files the settings came from
                 with open(path) as f:
                     os.makedirs(os.path.join(out, "configs"), exist_ok=True)
-                    write_file(os.path.join(out, "configs", os.path.basename(path)), f.read())
+                    name = f"{i}_{name}" if names.count(name) > 1 else name  # a/base.py b/base.py: 1_base.py ...
+                    write_file(os.path.join(out, "configs", name), f.read())
             kept = keep_rows_before(os.path.join(out, "metrics.jsonl"), self.step_count)
             keep_rows_before(os.path.join(out, "samples.jsonl"), self.step_count)
             if self.cfg.REPORT_TO != "none":
@@ -1576,7 +1612,7 @@ class PPOTrainer:
         self.log_row(metrics)
         if self.ranks.writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
             with open(os.path.join(out, "samples.jsonl"), "a") as f:
-                f.writelines(json.dumps(s) + "\n" for s in samples[:cfg.NUM_SAMPLES])
+                f.writelines(json_line(s) for s in samples[:cfg.NUM_SAMPLES])
             bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
             if self.tracker is not None:
                 self.tracker.log_samples(samples[:cfg.NUM_SAMPLES], step)
@@ -1587,7 +1623,7 @@ class PPOTrainer:
         if not self.ranks.writes:
             return
         with open(os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+            f.write(json_line(metrics))
         if self.tracker is not None:
             self.tracker.log(metrics, metrics["step"])
 
@@ -1606,6 +1642,8 @@ class PPOTrainer:
             self.plot()
         except Exception as e:  # the plots are redrawn from metrics.jsonl on the next save; never lose the message
             message += f"\nwarning: the plots could not be redrawn ({type(e).__name__}: {e})"
+        if self.bar is not None:
+            self.bar.close()  # ends the bar's line: the message starts one of its own
         self.log(message)
         return code
 
@@ -1709,6 +1747,22 @@ def write_folder(final, write):
     shutil.rmtree(prev, ignore_errors=True)
 
 
+def clear_run(out_dir):
+    """Removes, as one act before a new run writes anything, every file an earlier run left in out_dir (the names
+    of preflight.RUN_FILES; the user's other files stay): all move into out_dir/.replaced, which is then deleted.
+    Checkpoints move first, so a kill on the way leaves at most the logs of a run without a checkpoint, which
+    the next start refuses to resume and OVERWRITE clears."""
+    trash = os.path.join(out_dir, REPLACED)
+    names = sorted((n for n in os.listdir(out_dir) if run_file(n) and n not in (RunLock.NAME, REPLACED)),
+                   key=lambda n: (not n.startswith("checkpoint"), n != "metrics.jsonl", n))
+    if names:
+        os.makedirs(trash, exist_ok=True)
+    for name in names:
+        shutil.rmtree(os.path.join(trash, name), ignore_errors=True)  # left there by a kill while clearing
+        os.rename(os.path.join(out_dir, name), os.path.join(trash, name))
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def write_failure(error, path):
     """Why a write under path failed, in words: the OS's reason, else the writer's, with the free space left."""
     reason = error.strerror if isinstance(error, OSError) and error.strerror else \
@@ -1738,9 +1792,18 @@ def keep_rows_before(path, step):
     """Rewrites a .jsonl log keeping only the rows of steps before `step` (for a new run, step 0: none), and
     returns them. A half-written last line, left by a kill, goes too (read_metrics skips it)."""
     import plotting
-    rows = [r for r in plotting.read_metrics(path) if r["step"] < step] if step and os.path.exists(path) else []
-    write_file(path, "".join(json.dumps(row) + "\n" for row in rows))
+    rows = [r for r in plotting.read_metrics(path) if isinstance(r.get("step"), int) and r["step"] < step] \
+        if step and os.path.exists(path) else []
+    write_file(path, "".join(map(json_line, rows)))
     return rows
+
+
+def json_line(row):
+    """A row of a .jsonl log as strict JSON: a NaN or infinite number (a skipped update's loss, a NaN reward) is
+    written as null, which every JSON reader accepts (json.dumps would write NaN, which most refuse)."""
+    def finite(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+    return json.dumps({k: finite(v) for k, v in row.items()}, allow_nan=False) + "\n"
 
 
 def format_samples(samples, step):
@@ -1794,7 +1857,7 @@ def main(argv):
         check_distributed(cfg, ranks.world)
         check_sharding(cfg, ranks)
         ranks.start(always=sharding_on(cfg.SHARDING, ranks.world))  # FSDP2 shards over a group, even of one
-        check_output_path(cfg)
+        check_output_path(cfg, config_files(argv))
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
         import arithmetic_task
         import default_task
@@ -1803,7 +1866,6 @@ def main(argv):
                                                                                           cfg.CRITIC_MODEL)):
                 task.build()
         ranks.barrier()
-        log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
         trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True, config_files=config_files(argv))
     except (Exception, Interrupted) as e:
         if lock is not None:

@@ -55,6 +55,8 @@ class Kind:
             text = "a folder, hub id or module:function, or a list of them"
         elif self.type == "numbers":
             text = "a list of numbers such as [1.0, 0.5]"
+        elif self.type == "label":
+            text = "an output's name such as 'POSITIVE' or its index"
         elif self.type is str:
             text = "a non-empty string"
         else:
@@ -87,6 +89,8 @@ class Kind:
                 text.strip().startswith("[") or "," in text)):  # q_proj,v_proj or ['q_proj', 'v_proj']
             names = text.strip().strip("[]").replace("'", "").replace('"', "").split(",")
             return [n.strip() for n in names if n.strip()]
+        if self.type == "label":  # POSITIVE, or 1
+            return int(text) if text.strip().isdigit() else text
         if self.type == "numbers":  # 1,0.5 or [1, 0.5]
             try:
                 return [float(x) for x in text.strip().strip("[]").split(",") if x.strip()]
@@ -109,6 +113,8 @@ class Kind:
                 isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x for x in v)),
             "names": lambda v: v.strip() != "" if isinstance(v, str) else (
                 isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) and x.strip() for x in v)),
+            "label": lambda v: v.strip() != "" if isinstance(v, str) else (
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0),
             "numbers": lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v),
         }[self.type](value)
@@ -141,6 +147,7 @@ SETTINGS = {
     "GROUP_SIZE": Int(),
     "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT,
     "REWARD_MODEL": Kind("names"), "REWARD_WEIGHTS": Kind("numbers", none=True),
+    "REWARD_LABEL": Kind("label", none=True),
     "CHAT_TEMPLATE": Kind(str, choices=("auto", True, False)),
     "SYSTEM_PROMPT": TEXT_OR_NONE, "ENABLE_THINKING": FLAG,
     "DATASET": TEXT, "DATASET_CONFIG": TEXT_OR_NONE, "DATASET_SPLIT": TEXT, "PROMPT_KEY": TEXT,
@@ -233,7 +240,7 @@ def read_config_file(path, defaults):
 
 def parse_overrides(argv, defaults):
     """`--NAME=value` pairs -> dict, each value read as its setting's kind (true/false/none in any case)."""
-    overrides = {}
+    overrides, given = {}, {}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. --BATCH_SIZE=16, "
@@ -241,8 +248,21 @@ def parse_overrides(argv, defaults):
         name, value = arg[2:].split("=", 1)
         if name not in defaults:
             raise unknown_setting(name, defaults, "--{}")
+        if name in overrides:  # which one was meant is a guess: the last one silently winning is a surprise
+            raise ConfigError(f"--{name} is given twice ({given[name]!r} and {value!r}): give it once.")
+        given[name] = value
         overrides[name] = SETTINGS[name].parse(value) if name in SETTINGS else value
     return overrides
+
+
+def merge_settings(*lists):
+    """ppo.py's command-line arguments from several lists, a later --NAME=value replacing an earlier one of the
+    same name in its place: for scripts that build ppo.py's command lines from a base and a variant (the command
+    line itself refuses a setting given twice)."""
+    merged = {}
+    for args in lists:
+        merged.update((a.split("=", 1)[0], a) for a in args)
+    return list(merged.values())
 
 
 def check_types(settings):
@@ -485,42 +505,116 @@ def columns_for(fn, columns):
 
 
 def call_reward_function(fn, prompts, responses, columns=None):
-    """Calls a user reward function and checks what it returns: one float per response. Whatever it raises,
-    sys.exit() and KeyboardInterrupt included, becomes a RewardError naming it: a fault of this run."""
+    """Calls a user reward function and checks what it returns: one float per response (a list, a NumPy array or
+    a tensor of any float dtype, bfloat16 included). It receives copies of its inputs, so that nothing it changes
+    in them reaches the logged samples, and the working directory it leaves is put back, so that OUTPUT_DIR and
+    every other relative path keep meaning what they meant at start. Whatever it raises, sys.exit() and
+    KeyboardInterrupt included, becomes a RewardError naming it: a fault of this run."""
+    import copy
     name = getattr(fn, "__name__", repr(fn))
+    where = f"(first prompt of the batch: {prompts[0]!r})"
+    cwd = os.getcwd()
     try:
-        scores = fn(prompts, responses, **columns_for(fn, columns))
+        scores = fn(copy.deepcopy(list(prompts)), list(responses),
+                    **copy.deepcopy(columns_for(fn, columns)))
     except (Exception, SystemExit, KeyboardInterrupt) as e:
-        raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} (first prompt of the batch: "
-                          f"{prompts[0]!r})") from e
+        raise RewardError(f"reward function {name} raised {type(e).__name__}: {e} {where}") from e
+    finally:
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+    if isinstance(scores, (list, tuple)) and any(isinstance(x, torch.Tensor) for x in scores):
+        try:  # one tensor per response
+            scores = torch.stack([torch.as_tensor(x).reshape(()) for x in scores])
+        except (RuntimeError, ValueError):
+            pass  # refused below, with what numpy said
+    if isinstance(scores, torch.Tensor):
+        if scores.requires_grad:
+            raise RewardError(f"reward function {name} returned a tensor that requires grad: rewards are data, "
+                              f"not part of the policy's graph; return scores.detach() or plain floats {where}")
+        if not (scores.is_floating_point() or scores.dtype in (torch.int32, torch.int64, torch.bool)):
+            raise RewardError(f"reward function {name} returned a {scores.dtype} tensor, not real numbers {where}")
+        scores = scores.detach().to("cpu", torch.float64)
     try:
-        if scores is None:
+        if scores is None or isinstance(scores, (str, bytes, dict)):
             raise TypeError
         scores = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats "
-                          f"(first prompt of the batch: {prompts[0]!r})") from None
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: a list holding tensors that require grad
+        detail = f" ({first_line(e)})" if str(e) else ""
+        raise RewardError(f"reward function {name} returned {type(scores).__name__}, not a list of floats{detail} "
+                          f"{where}") from None
     if len(scores) != len(responses):
         raise RewardError(f"reward function {name} returned {len(scores)} values for {len(responses)} responses "
-                          f"(first prompt of the batch: {prompts[0]!r})")
+                          f"{where}")
     return scores  # NaN or inf pass through: the trainer's guard skips that update and says which prompt
 
 
 # =============================================================================================================
 # The models, read from their config.json before any weight loads
 # =============================================================================================================
-def check_models(cfg, prompts, columns=None, eval_columns=None):
+# The files a tokenizer's vocabulary can be saved in (fast tokenizers, BPE, WordPiece, SentencePiece, tiktoken).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model", "spm.model",
+                   "sentencepiece.bpe.model", "tokenizer.tiktoken")
+
+
+def check_tokenizer_files(setting, name):
+    """A local model folder must hold its tokenizer: without one, transformers builds an empty tokenizer that
+    fails only when the first prompt is encoded."""
+    if os.path.isdir(name) and not any(os.path.exists(os.path.join(name, f)) for f in TOKENIZER_FILES) and \
+            not any(f.endswith((".model", ".tiktoken")) for f in os.listdir(name)):
+        raise ConfigError(f"{setting}={name!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): "
+                          f"save the tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
+
+
+def check_causal_lm(setting, name):
+    """The config of a causal LM with its LM head and tokenizer (a classifier or critic folder is refused: its LM
+    head would be random); read from config.json alone."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+    config = load_model_config(setting, name)
+    archs = config.architectures or []
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
+            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
+        raise ConfigError(f"{setting}={name!r} is a {', '.join(archs) or config.model_type}, not a causal LM: give "
+                          f"a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B or a run's policy/ "
+                          f"folder.")
+    check_tokenizer_files(setting, name)
+    return config
+
+
+def reward_label(name, config, label):
+    """The index of the classifier output that is the reward. A one-output reward model (OpenAssistant's, TRL's)
+    is read at output 0; a model with several outputs (a sentiment classifier's NEGATIVE / POSITIVE) needs
+    REWARD_LABEL to say which one, as TRL's sentiment examples pick POSITIVE by name."""
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []
+    n = max(config.num_labels, len(labels))
+    if n == 1:  # REWARD_LABEL speaks of the models with several outputs only
+        return 0
+    if label is None:
+        raise ConfigError(f"REWARD_MODEL={name!r} has {n} outputs ({', '.join(map(repr, labels))}), and which one is "
+                          f"the reward is not said: set --REWARD_LABEL to one of them (e.g. "
+                          f"--REWARD_LABEL={labels[-1]}), whose logit becomes the reward.")
+    if isinstance(label, int):
+        if label < n:
+            return label
+    else:
+        found = [i for i, text in enumerate(labels) if str(text).lower() == label.lower()]
+        if found:
+            return found[0]
+    raise ConfigError(f"REWARD_LABEL={label!r} is none of REWARD_MODEL={name!r}'s outputs "
+                      f"({', '.join(map(repr, labels)) or n}): give one of their names or indices.")
+
+
+def check_models(cfg, prompts, columns=None, eval_columns=None, policy=True):
     """Reads only config.json files and weight-file headers (and calls each reward function once): each model is
     there, whole, and of the right kind; LORA_TARGET_MODULES names modules the models have; reward functions get
-    the dataset columns they require (columns: DATASET's other columns; eval_columns: EVAL_DATASET's, if any)."""
-    from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
-                              AutoModelForCausalLM, AutoModelForSequenceClassification)
-    actor = load_model_config("ACTOR_MODEL", cfg.ACTOR_MODEL)
-    archs = actor.architectures or []
-    if type(actor) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
-            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
-        raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r} is a {', '.join(archs) or actor.model_type}, not a "
-                          f"causal LM: give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B.")
+    the dataset columns they require (columns: DATASET's other columns; eval_columns: EVAL_DATASET's, if any).
+    policy=False checks the scorers alone (evaluate.py, which is given its policies)."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoModelForCausalLM, AutoModelForSequenceClassification
+    if not policy:
+        for name in reward_names(cfg.REWARD_MODEL):
+            check_scorer(name, prompts, columns, eval_columns, cfg.REWARD_LABEL)
+        return
+    from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    actor = check_causal_lm("ACTOR_MODEL", cfg.ACTOR_MODEL)
     if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
         critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
         kind = type(critic)
@@ -541,10 +635,10 @@ def check_models(cfg, prompts, columns=None, eval_columns=None):
         if problem:
             raise ConfigError(problem)
     for name in reward_names(cfg.REWARD_MODEL):
-        check_scorer(name, prompts, columns, eval_columns)
+        check_scorer(name, prompts, columns, eval_columns, cfg.REWARD_LABEL)
 
 
-def check_scorer(name, prompts, columns, eval_columns=None):
+def check_scorer(name, prompts, columns, eval_columns=None, label=None):
     """One scorer of REWARD_MODEL: a reward function is imported, given the columns it requires, and called once on
     two rows; a reward model's config.json must be a sequence classifier's."""
     from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
@@ -572,12 +666,64 @@ def check_scorer(name, prompts, columns, eval_columns=None):
             raise ConfigError(f"REWARD_MODEL={name!r} is a {', '.join(archs) or reward.model_type}, not "
                               f"a sequence classifier: give a reward-model folder (config.json architectures "
                               f"*ForSequenceClassification) or a Python function as module:function.")
+        reward_label(name, reward, label)
+        check_tokenizer_files("REWARD_MODEL", name)
+
+
+def check_positions(cfg, prompt_ids):
+    """The longest sequence a step makes (the longest tokenised prompt, at most MAX_PROMPT_LENGTH tokens, plus
+    MAX_NEW_TOKENS) must fit the positions of the policy and the critic, which read the same tokens: past them a
+    model with learned positions fails with an IndexError, and one with rotary positions extrapolates silently."""
+    from transformers import AutoConfig
+    longest = max(map(len, prompt_ids), default=0) + cfg.MAX_NEW_TOKENS
+    models = [("ACTOR_MODEL", cfg.ACTOR_MODEL)] + ([("CRITIC_MODEL", cfg.CRITIC_MODEL)] if cfg.ALGORITHM == "ppo"
+                                                    else [])
+    for setting, name in models:
+        config = AutoConfig.from_pretrained(name)
+        limit = next((getattr(config, key) for key in ("max_position_embeddings", "n_positions", "max_seq_len")
+                      if isinstance(getattr(config, key, None), int)), None)
+        if limit is not None and longest > limit:
+            prompt = longest - cfg.MAX_NEW_TOKENS
+            fixes = [f"MAX_NEW_TOKENS to at most {limit - prompt}"] if prompt < limit else []
+            if cfg.MAX_NEW_TOKENS < limit:
+                fixes.append(f"MAX_PROMPT_LENGTH to at most {limit - cfg.MAX_NEW_TOKENS}")
+            raise ConfigError(f"the longest prompt ({prompt} tokens, MAX_PROMPT_LENGTH={cfg.MAX_PROMPT_LENGTH}) plus "
+                              f"MAX_NEW_TOKENS={cfg.MAX_NEW_TOKENS} is {longest} tokens, more than the {limit} "
+                              f"positions {setting}={name!r} has: lower {' or '.join(fixes)}.")
+
+
+def data_fingerprint(prompts):
+    """What a checkpoint records of its prompts (data.json): their number and a hash of them in order."""
+    import hashlib
+    digest = hashlib.sha256(json.dumps(list(prompts), sort_keys=True, default=str).encode()).hexdigest()
+    return {"prompts": len(prompts), "sha256": digest}
+
+
+def check_same_data(checkpoint, prompts):
+    """A resumed run must read the prompts its checkpoint was trained on: the prompt stream is a function of their
+    number and order, so added, removed or edited rows would silently continue on another order."""
+    path = os.path.join(checkpoint, "data.json")
+    if not os.path.exists(path):  # a checkpoint written before data.json was recorded
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except ValueError:
+        raise ConfigError(f"{path} is damaged: resume from a copy of the run, or start again with "
+                          f"--OVERWRITE=True.") from None
+    now = data_fingerprint(prompts)
+    if saved != now:
+        change = (f"{saved.get('prompts')} prompts then, {now['prompts']} now" if saved.get("prompts") !=
+                  now["prompts"] else "the same number of prompts, but not the same prompts")
+        raise ConfigError(f"RESUME=True but DATASET is not what the checkpoint was trained on ({change}): resume "
+                          f"with the run's own data, or start a new run in another --OUTPUT_DIR.")
 
 
 # =============================================================================================================
 # The dataset
 # =============================================================================================================
 ROLES = ("system", "user", "assistant")
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # what datasets' file builders read compressed
 
 
 def prompt_problem(prompt):
@@ -605,7 +751,9 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
     path, key = (cfg.EVAL_DATASET, cfg.PROMPT_KEY) if held_out else (cfg.DATASET, cfg.PROMPT_KEY)
     split = cfg.EVAL_SPLIT if held_out else cfg.DATASET_SPLIT
     builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-    ext = os.path.splitext(path)[1].lower()
+    stem, ext = os.path.splitext(path.lower())
+    if ext in COMPRESSIONS:  # data.jsonl.gz: datasets decompresses it
+        ext = os.path.splitext(stem)[1]
     hub = not os.path.exists(path)
     if hub and (ext in builders or not is_hub_id(path)):
         raise ConfigError(f"{setting}={path!r}: no such file or folder.")
@@ -617,7 +765,10 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
         if os.path.isfile(path):
             if ext not in builders:
                 raise ConfigError(f"{setting}={path!r}: unknown file type {ext!r}; use .jsonl, .json, .csv or "
-                                  f".parquet.")
+                                  f".parquet (each may be compressed: .gz, .bz2, .xz, .zst).")
+            if not held_out and split != "train":  # one file is one split; EVAL_SPLIT's default "test" is for hubs
+                raise ConfigError(f"DATASET_SPLIT={split!r}, but DATASET={path!r} is one file, which is read whole as "
+                                  f"the split 'train': name the file of that split, or leave DATASET_SPLIT='train'.")
             ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
         elif any(os.path.exists(os.path.join(path, name)) for name in ("dataset_info.json", "state.json")):
             ds = datasets.load_from_disk(path)
@@ -658,11 +809,54 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
 # =============================================================================================================
 # The output folder: writable, one run at a time, checkpoints that are whole and hold only data
 # =============================================================================================================
-def check_output_path(cfg):
-    """OUTPUT_DIR must be a folder, or a name that can become one, where this process can write, and no folder of
-    the code, a model or the data (config.json and policy/ would land on theirs). Creates nothing: the probe is
-    a nameless temporary file in the nearest folder that exists."""
+# Every name a run writes in OUTPUT_DIR (each also as NAME.tmp while it is written and NAME.prev while it is
+# replaced): what a new run clears, and all it may ever touch there. The user's other files are never written.
+RUN_FILES = ("run.lock", "config.json", "configs", "metrics.jsonl", "samples.jsonl", "ppo_metrics.png",
+             "training_metrics.png", "checkpoint", "policy", "critic", "tensorboard", "wandb", "ppo.py",
+             "distributed.py", "preflight.py", "config.py")
+REPLACED = ".replaced"  # a replaced run's files wait here to be removed (a kill while removing leaves them here)
+
+
+def run_file(name):
+    """Whether a name in OUTPUT_DIR is one a run writes (a file of ours, or its temporary or previous copy)."""
+    return name == REPLACED or name.split(".tmp")[0].removesuffix(".prev") in RUN_FILES
+
+
+def input_paths(cfg, config_files=()):
+    """(setting, path) of every local input the run reads: the models, the data, the reward functions' modules
+    and the config files. A reward function's module is its file (a package: its folder)."""
+    found = [("ACTOR_MODEL", cfg.ACTOR_MODEL), ("DATASET", cfg.DATASET), ("EVAL_DATASET", cfg.EVAL_DATASET)]
+    found += [("CRITIC_MODEL", cfg.CRITIC_MODEL)] if cfg.ALGORITHM == "ppo" else []
+    for name in reward_names(cfg.REWARD_MODEL):
+        if not is_reward_function(name):
+            found.append(("REWARD_MODEL", name))
+            continue
+        try:
+            spec = importlib.util.find_spec(name.partition(":")[0])
+        except (ImportError, ValueError):  # not importable: load_reward_function says so, later
+            continue
+        if spec is not None and spec.origin and os.path.exists(spec.origin):
+            found.append(("REWARD_MODEL", os.path.dirname(spec.origin) if spec.submodule_search_locations
+                          else spec.origin))
+    found += [("the config file", path) for path in config_files]
+    return [(setting, path) for setting, path in found if path and os.path.exists(path)]
+
+
+def inside(path, folder):
+    """Whether path is folder or lies below it (both already resolved with realpath)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_path(cfg, config_files=()):
+    """OUTPUT_DIR must be a folder, or a name that can become one, where this process can write; a folder of
+    its own, or one that holds a run (its run.lock), never a folder of the user's other files; and apart from
+    every input: no model, dataset, reward module or config file may be it, contain it or lie inside it, since
+    a run writes and replaces files there. Creates nothing: the probe is a nameless temporary file in the
+    nearest folder that exists."""
     out = cfg.OUTPUT_DIR
+    if os.path.islink(out) and not os.path.exists(out):
+        raise ConfigError(f"OUTPUT_DIR={out!r} is a symbolic link to {os.readlink(out)!r}, which does not exist: "
+                          f"create that folder, or choose another --OUTPUT_DIR.")
     path = os.path.abspath(out)
     while True:
         try:
@@ -684,14 +878,29 @@ def check_output_path(cfg):
         reason = "a read-only file system" if e.errno == errno.EROFS else e.strerror
         raise ConfigError(f"OUTPUT_DIR={out!r} cannot be written ({path!r}: {reason}): choose another --OUTPUT_DIR "
                           f"or fix its permissions.") from None
-    here = os.path.dirname(os.path.abspath(__file__))
-    for setting, other in (("the code's folder", here), ("ACTOR_MODEL", cfg.ACTOR_MODEL),
-                           ("CRITIC_MODEL", cfg.CRITIC_MODEL), ("DATASET", cfg.DATASET),
-                           ("EVAL_DATASET", cfg.EVAL_DATASET or ""),
-                           *(("REWARD_MODEL", name) for name in reward_names(cfg.REWARD_MODEL))):
-        if os.path.isdir(other) and os.path.realpath(other) == os.path.realpath(out):
+    real = os.path.realpath(out)
+    if real == os.path.dirname(os.path.realpath(__file__)):
+        raise ConfigError(f"OUTPUT_DIR={out!r} is the code's folder: the run's files would land among its files. "
+                          f"Choose another --OUTPUT_DIR.")
+    for setting, other in input_paths(cfg, config_files):
+        given = other if setting == "the config file" else f"{setting}={other!r}"
+        other = os.path.realpath(other)
+        if other == real:
             raise ConfigError(f"OUTPUT_DIR={out!r} is {setting if ' ' in setting else setting + ' itself'}: the "
                               f"run's files would land among its files. Choose another --OUTPUT_DIR.")
+        if inside(other, real):
+            raise ConfigError(f"{given} lies inside OUTPUT_DIR={out!r}, where the run writes and replaces files: "
+                              f"move it out of that folder, or choose another --OUTPUT_DIR.")
+        if os.path.isdir(other) and inside(real, other):
+            raise ConfigError(f"OUTPUT_DIR={out!r} lies inside {given}: the run's files would mix with its files. "
+                              f"Choose an --OUTPUT_DIR outside it.")
+    if os.path.isdir(out):
+        names = sorted(os.listdir(out))
+        if names and RunLock.NAME not in names:  # no run of ours was ever started here
+            shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise ConfigError(f"OUTPUT_DIR={out!r} is a folder of other files ({shown}), not a run's: a run writes "
+                              f"config.json, policy/ and more there and would replace files of the same names. "
+                              f"Choose a new or empty folder, e.g. --OUTPUT_DIR={os.path.join(out, 'run')}.")
 
 
 class RunLock:
@@ -704,6 +913,7 @@ class RunLock:
         self.out_dir, self.created = out_dir, not os.path.exists(out_dir)
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, self.NAME)
+        self.created_file = not os.path.exists(self.path)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -717,10 +927,11 @@ class RunLock:
         os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
 
     def release(self, refused=False):
-        """Unlocks. A run refused after the lock was taken leaves no folder it created itself."""
-        if refused and self.created and os.listdir(self.out_dir) == [self.NAME]:
+        """Unlocks. A run refused after the lock was taken leaves no folder, and no lock file, it created itself."""
+        if refused and self.created_file:
             os.remove(self.path)
-            os.rmdir(self.out_dir)
+            if self.created and not os.listdir(self.out_dir):
+                os.rmdir(self.out_dir)
         os.close(self.fd)
 
 
@@ -734,7 +945,7 @@ RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", 
 ADDED_SETTINGS = {"ADAM_EPSILON": lambda saved: 1e-5, "CRITIC_MAX_GRAD_NORM": lambda saved: saved.get("MAX_GRAD_NORM"),
                   "REWARD_WEIGHTS": lambda saved: None, "DATASET_CONFIG": lambda saved: None,
                   "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False,
-                  "COMPILE_DECODE": lambda saved: False}
+                  "COMPILE_DECODE": lambda saved: False, "REWARD_LABEL": lambda saved: None}
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")  # .prev: a kill fell between save_checkpoint's two renames
 
 
