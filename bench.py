@@ -29,6 +29,7 @@ import torch
 
 import plotting
 import ppo
+import preflight
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,7 +45,7 @@ TRL_PPO_ARGS = ["--BATCH_SIZE=32", "--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=8"
                 "--LR_SCHEDULE=linear", "--KL_COEF=0.05", "--KL_ESTIMATOR=k1", "--CLIP_RANGE=0.2",
                 "--VALUE_CLIP_RANGE=0.2", "--GAMMA=1.0", "--LAM=0.95", "--MAX_GRAD_NORM=None",
                 "--CRITIC_MAX_GRAD_NORM=None",
-                "--PLOT_EVERY=100000", "--SAVE_EVERY=100000", "--OVERWRITE=True"]
+                "--PLOT_EVERY=100000", "--SAVE_EVERY=100000"]
 PAD_POLICY_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-sft-pad")
 PAD_REWARD_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-rm-pad")
 
@@ -52,7 +53,8 @@ PAD_REWARD_DIR = os.path.join(HERE, ".cache", "tiny-qwen3-rm-pad")
 def measure(settings, steps, warmup):
     """Runs warmup + steps PPO steps with these ppo.py settings; returns the timed steps' summary."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = ppo.load_config([*settings, f"--OUTPUT_DIR={out}", f"--MAX_STEPS={warmup + steps}"])
+        own = [f"--OUTPUT_DIR={out}", f"--MAX_STEPS={warmup + steps}"]
+        cfg = ppo.load_config(preflight.merge_settings(settings, own))
         trainer = ppo.PPOTrainer(cfg, log=lambda *a: None)
         for d in {d for d in trainer.devices.values() if d.type == "cuda"}:
             torch.cuda.reset_peak_memory_stats(d)
@@ -469,7 +471,7 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     bf16 autocast; float32 on a CPU), and for decoding the bytes it must read against the measured bandwidth.
     Returns the summary with "flops", "limits" and "decode" added."""
     folder = build_shape(shape, prompt_len, qwen3_reward)
-    settings = shape_settings(folder, batch, prompt_len, response_len, epochs) + list(extra)
+    settings = preflight.merge_settings(shape_settings(folder, batch, prompt_len, response_len, epochs), extra)
     on_gpu = torch.cuda.is_available()
     device, dtype = ("cuda", torch.bfloat16) if on_gpu else ("cpu", torch.float32)
     peak = functools.partial(matmul_peak, device, dtype, n=8192 if on_gpu else 2048, seconds=2)
@@ -659,14 +661,15 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
     if shape is None:
         default_task.build(PAD_POLICY_DIR, pad_token="<|pad|>")
         default_task.build_reward_model(PAD_POLICY_DIR, PAD_REWARD_DIR)
-        ours = TRL_PPO_ARGS + [f"--ACTOR_MODEL={PAD_POLICY_DIR}", f"--CRITIC_MODEL={PAD_REWARD_DIR}",
-                               f"--REWARD_MODEL={PAD_REWARD_DIR}"]
+        ours = preflight.merge_settings(TRL_PPO_ARGS, [f"--ACTOR_MODEL={PAD_POLICY_DIR}",
+                                                       f"--CRITIC_MODEL={PAD_REWARD_DIR}",
+                                                       f"--REWARD_MODEL={PAD_REWARD_DIR}"])
         theirs, policy, what = [PAD_POLICY_DIR, PAD_REWARD_DIR], PAD_POLICY_DIR, \
             "PPO steps of 32 prompts, 4 epochs x 4 minibatches of 8, 16 new tokens"
     else:
         name, batch, prompt_len, response_len, epochs = shape
         folder = build_shape(name, prompt_len, qwen3_reward=True)
-        ours = TRL_PPO_ARGS + shape_settings(folder, batch, prompt_len, response_len, epochs)
+        ours = preflight.merge_settings(TRL_PPO_ARGS, shape_settings(folder, batch, prompt_len, response_len, epochs))
         theirs = [f"{folder}/policy", f"{folder}/reward", f"{folder}/prompts.jsonl", str(batch), str(response_len),
                   str(epochs), "1e-6"]
         what = (f"PPO steps at the {name} shape (random weights): {batch} prompts of {prompt_len} tokens, "
@@ -722,6 +725,33 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
     return {"runs": runs, "ratios": ratios, "initial": evals[0]["mean"]}
 
 
+def check_arguments(args, settings):
+    """Bad input is one line and exit 2 before anything is built or measured, as for ppo.py: the shape names, the
+    step counts, the --out folder, the settings after -- (read as ppo.py reads them), and TRL's run folders, which
+    must be new (a benchmark never replaces a run)."""
+    try:
+        unknown = [s for s in (args.shapes or "").split(",") if args.shapes and s not in SHAPES]
+        if unknown:
+            raise ppo.ConfigError(f"--shapes={args.shapes}: unknown {', '.join(unknown)}; the shapes are "
+                                  f"{', '.join(SHAPES)}")
+        if args.steps < (0 if args.shapes and args.trl else 1):
+            raise ppo.ConfigError(f"--steps must be at least 1 (0 only with --shapes and --trl: the side by side "
+                                  f"alone), got {args.steps}")
+        if args.warmup < 0 or args.trl_steps < 1:
+            raise ppo.ConfigError(f"--warmup must be at least 0 and --trl-steps at least 1, got {args.warmup} and "
+                                  f"{args.trl_steps}")
+        if not os.path.isdir(args.out):
+            raise ppo.ConfigError(f"--out={args.out!r} is no folder: create it first, or give an existing one")
+        ppo.load_config(settings)
+        trl_runs = os.path.join(args.out, "runs", "bench-trl")
+        if args.trl and os.path.isdir(trl_runs) and os.listdir(trl_runs):
+            raise ppo.ConfigError(f"{trl_runs} holds the runs of an earlier comparison: move or remove it first "
+                                  f"(a benchmark never replaces runs)")
+    except ppo.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
@@ -751,16 +781,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=4, help="with --shapes: PPO epochs")
     args, settings = parser.parse_known_args()
     settings = [a for a in settings if a != "--"]
+    check_arguments(args, settings)
     if args.shapes:
-        unknown = [s for s in args.shapes.split(",") if s not in SHAPES]
-        try:  # bad input: one line, exit 2, as ppo.py, before any model is built
-            if unknown:
-                raise ppo.ConfigError(f"--shapes={args.shapes}: unknown {', '.join(unknown)}; the shapes are "
-                                      f"{', '.join(SHAPES)}")
-            ppo.load_config(settings)  # the settings after --
-        except ppo.ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
         ppo.quiet_progress_bars()
         report = {}
         for shape in args.shapes.split(","):
@@ -818,7 +840,7 @@ def main():
     default_task.build()
     try:
         main_summary = measure(settings, args.steps, args.warmup)
-    except ppo.ConfigError as e:
+    except ppo.ConfigError as e:  # what needs the models (a setting that does not fit them)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
@@ -832,8 +854,9 @@ def main():
         for length in (8, 16, 32):
             cells = []
             for batch in (8, 16, 32):
-                s = measure([*settings, f"--MAX_NEW_TOKENS={length}", f"--BATCH_SIZE={batch}",
-                             f"--MINI_BATCH_SIZE={min(batch, 8)}", f"--MICRO_BATCH_SIZE={min(batch, 8)}"],
+                s = measure(preflight.merge_settings(settings, [f"--MAX_NEW_TOKENS={length}", f"--BATCH_SIZE={batch}",
+                                                          f"--MINI_BATCH_SIZE={min(batch, 8)}",
+                                                          f"--MICRO_BATCH_SIZE={min(batch, 8)}"]),
                             max(3, args.steps // 2), 1)
                 report["sweep"].append({"max_new_tokens": length, "batch_size": batch,
                                         "step_time": s["step_time"]["mean"], "tokens_per_sec": s["tokens_per_sec"]})

@@ -46,7 +46,7 @@ DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggr
 # no checkpoint (save_strategy="no"), so ours writes only its end-of-run one.
 TRL_PAIRS = {"grpo": "grpo", "dapo": "dapo", "reinforce": "rloo"}
 TRL_MATCHED_ARGS = ["--BATCH_SIZE=8", "--GROUP_SIZE=4", "--MAX_STEPS=100", "--PPO_EPOCHS=1", "--MINI_BATCH_SIZE=32",
-                    "--MICRO_BATCH_SIZE=32", "--PLOT_EVERY=100000", "--OVERLONG_BUFFER=0", "--OVERWRITE=True",
+                    "--MICRO_BATCH_SIZE=32", "--PLOT_EVERY=100000", "--OVERLONG_BUFFER=0",
                     "--SAVE_EVERY=100000"]
 
 
@@ -60,11 +60,41 @@ def timed(cmd, what):
     return time.time() - t0
 
 
+RUN_ARGS = ["--MAX_STEPS=None", "--NUM_EPOCHS=100000", "--ALWAYS_LOAD_REFERENCE=True", "--PLOT_EVERY=100000"]
+
+
 def run_algorithm(algorithm, out_dir, responses, extra):
     return timed([sys.executable, os.path.join(HERE, "ppo.py"), f"--ALGORITHM={algorithm}", f"--OUTPUT_DIR={out_dir}",
-                  f"--MAX_RESPONSES={responses}", "--MAX_STEPS=None", "--NUM_EPOCHS=100000",
-                  "--ALWAYS_LOAD_REFERENCE=True", "--PLOT_EVERY=100000", "--OVERWRITE=True", *ALGORITHM_ARGS[algorithm],
-                  *extra], algorithm)
+                  f"--MAX_RESPONSES={responses}", *RUN_ARGS, *ALGORITHM_ARGS[algorithm], *extra], algorithm)
+
+
+def check_arguments(args, extra, out_dirs):
+    """Bad input is one line and exit 2 before anything is built or run, as for ppo.py: the algorithm names, the
+    response budget, the settings after -- (read as ppo.py reads them), and the run folders, which must be new:
+    this script never replaces a run (ppo.py's OVERWRITE is the user's to give)."""
+    import ppo
+    try:
+        unknown = [a for a in args.algorithms.split(",") if a not in ALGORITHM_ARGS]
+        if unknown:
+            raise ppo.ConfigError(f"--algorithms={args.algorithms}: unknown {', '.join(map(repr, unknown))}; the "
+                                  f"algorithms are {', '.join(ALGORITHM_ARGS)}")
+        if args.responses < 1:
+            raise ppo.ConfigError(f"--responses must be at least 1, got {args.responses}")
+        own = TRL_MATCHED_ARGS if args.trl else RUN_ARGS + ALGORITHM_ARGS["ppo"]
+        taken = {a.split("=", 1)[0] for a in own + ["--ALGORITHM", "--OUTPUT_DIR", "--MAX_RESPONSES"]
+                 + (["--SEED"] if args.trl else [])}
+        fixed = [a for a in extra if a.split("=", 1)[0] in taken]
+        if fixed:
+            raise ppo.ConfigError(f"{fixed[0]}: compare.py sets {fixed[0].split('=')[0]} itself, the same for "
+                                  f"every run; leave it out")
+        ppo.load_config(extra)
+        for path in out_dirs:
+            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+                raise ppo.ConfigError(f"{path} already exists: this script writes only new run folders; choose "
+                                      f"another --out, or remove it")
+    except ppo.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def compare_with_trl(trl_python, out, seeds):
@@ -176,6 +206,13 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="with --trl: the seeds to run each pair with")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
+    if args.trl:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        check_arguments(args, extra, [os.path.join(args.out, f"{name}-seed{seed}") for seed in seeds
+                                      for ours, theirs in TRL_PAIRS.items() for name in (f"ours-{ours}",
+                                                                                         f"trl-{theirs}")])
+    else:
+        check_arguments(args, extra, [os.path.join(args.out, a) for a in args.algorithms.split(",")])
     import default_task
     default_task.build()
     if args.trl:

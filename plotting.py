@@ -81,14 +81,17 @@ COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
 
 
 def read_metrics(path):
-    """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write) is skipped."""
+    """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write), and any line that is
+    not a JSON object, is skipped. null (a non-finite value) reads as None."""
     rows = []
-    with open(path) as f:
+    with open(path, errors="replace") as f:
         for line in f:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 
@@ -102,17 +105,22 @@ def smooth(values, window):
     return out
 
 
+def number(v):
+    """Whether a logged value can be drawn: a finite int or float (None, text and flags cannot)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _panel(ax, steps, rows, keys, title):
     """One panel: each metric's raw per-step values faintly, its centred moving average on top."""
     drawn = 0
     for key, color in zip(keys, COLORS):
-        finite = [(s, r[key]) for s, r in zip(steps, rows) if r.get(key) is not None and math.isfinite(r[key])]
+        finite = [(s, r[key]) for s, r in zip(steps, rows) if number(r.get(key))]
         if not finite:
             continue
         xs, ys = zip(*finite)
         if len(xs) < len(steps) / 2:  # logged now and then (eval_*): the points themselves, with their s.e. band
             ax.plot(xs, ys, color=color, linewidth=2, marker="o", markersize=4, label=key)
-            se = [r.get(key + "_se") for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+            se = [r.get(key + "_se") for r in rows if number(r.get(key))]
             if all(isinstance(x, (int, float)) for x in se):
                 ax.fill_between(xs, [y - e for y, e in zip(ys, se)], [y + e for y, e in zip(ys, se)], color=color,
                                 alpha=0.2, linewidth=0)
@@ -144,7 +152,7 @@ def panels_for(keys, shared):
 
 
 def plot_metrics(rows, panels, path, title, ncols):
-    steps = [r.get("step", i) for i, r in enumerate(rows)]
+    steps = [r["step"] if number(r.get("step")) else i for i, r in enumerate(rows)]
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -233,8 +241,29 @@ class Tracker:
             self.module.finish()
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)")
-    for p in plot_run(sys.argv[1]):
+def main(argv):
+    """python plotting.py OUTPUT_DIR: redraws its PNGs. Bad input is one line and exit 2, as for ppo.py."""
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("error: usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)", file=sys.stderr)
+        return 2
+    out_dir = argv[0]
+    path = os.path.join(out_dir, "metrics.jsonl")
+    problem = (f"{out_dir!r} is no folder" if not os.path.isdir(out_dir) else
+               f"{out_dir!r} holds no metrics.jsonl: give a run's OUTPUT_DIR" if not os.path.isfile(path) else None)
+    if problem is None:
+        try:
+            rows = read_metrics(path)
+        except OSError as e:
+            rows, problem = [], f"cannot read {path} ({e.strerror})"
+        if not problem and not any("step" in r for r in rows):
+            problem = f"{path} has no rows of metrics (JSON objects with a step) to plot"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    for p in plot_run(out_dir):
         print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

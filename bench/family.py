@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, HERE)  # compare.py, plotting.py
+sys.path.insert(0, HERE)  # compare.py, plotting.py, preflight.py
+from preflight import merge_settings  # noqa: E402
 CACHE = os.path.join(HERE, ".cache", "family")
 WORDS, TRAIN_PROMPTS, EVAL_PROMPTS, EVAL_SAMPLES = 300, 512, 256, 8
 
@@ -173,11 +174,12 @@ def ours_command(task, algorithm, seed, out, extra):
     t = task_dir(task)
     per_step = ([f"--BATCH_SIZE={PROMPTS_PER_STEP}", "--GROUP_SIZE=1", "--TEMPERATURE=0.7"] if algorithm == "ppo" else
                 [f"--BATCH_SIZE={GRPO_PROMPTS_PER_STEP}", f"--GROUP_SIZE={GROUP_SIZE}", "--TEMPERATURE=1.0"])
-    return [sys.executable, os.path.join(HERE, "ppo.py"), f"--ALGORITHM={algorithm}", f"--SEED={seed}",
+    return [sys.executable, os.path.join(HERE, "ppo.py"), *merge_settings([
+            f"--ALGORITHM={algorithm}", f"--SEED={seed}",
             f"--ACTOR_MODEL={t}/policy", f"--CRITIC_MODEL={t}/reward", f"--REWARD_MODEL={t}/reward",
             f"--DATASET={t}/prompts.jsonl", f"--MAX_NEW_TOKENS={NEW_TOKENS}", f"--MAX_STEPS={STEPS}",
             f"--LEARNING_RATE={TASKS[task]['lr']}", "--LR_SCHEDULE=constant", *per_step, f"--OUTPUT_DIR={out}",
-            "--OVERWRITE=True", "--PLOT_EVERY=100000", "--SAVE_EVERY=100000", *extra]
+            "--OVERWRITE=True", "--PLOT_EVERY=100000", "--SAVE_EVERY=100000"], extra)]  # the arm's own settings win
 
 
 def run_one(task, arm, seed, pythons, threads):
