@@ -79,3 +79,34 @@ def slow(prompts, responses):
     if responses[0] != " a test response.":
         time.sleep(1.0)
     return word_count(prompts, responses)
+
+
+def grad_tensor(prompts, responses):
+    """Scores computed in a graph and returned without detach()."""
+    import torch
+    return torch.ones(len(responses), requires_grad=True) * 0.5
+
+
+def bf16_tensor(prompts, responses):
+    """The word count as a bfloat16 tensor, as a judge model run in bfloat16 returns it."""
+    import torch
+    return torch.tensor([float(len(r.split())) for r in responses], dtype=torch.bfloat16)
+
+
+def changes_directory(prompts, responses):
+    """The word count, after moving the process's working directory (to read files of its own, say)."""
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    return word_count(prompts, responses)
+
+
+def mutates_inputs(prompts, responses):
+    """The word count, then it rewrites the lists it was given in place."""
+    scores = word_count(prompts, responses)
+    for i in range(len(responses)):
+        responses[i] = "MUTATED"
+        prompts[i] = "MUTATED"
+    return scores
+
+
+def returns_text(prompts, responses):
+    return "good"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ppo
+import preflight
 import reward_fns
 from conftest import ROOT, tiny_args
 
@@ -98,7 +99,7 @@ sys.exit(ppo.main(sys.argv[1:]))
 def test_a_kill_while_saving_leaves_the_previous_checkpoint_whole(tiny, tmp_path, uninterrupted, where, survivor):
     killed = run_cli([where, *fault_args(tiny, tmp_path)], wrapper=KILL_WHILE_SAVING)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert [n for n in ppo.CHECKPOINTS if (tmp_path / n).is_dir()] == [survivor]
+    assert [n for n in preflight.CHECKPOINTS if (tmp_path / n).is_dir()] == [survivor]
     assert saved_step(os.path.join(tmp_path, survivor)) == 2  # the first checkpoint, whole
     reward_fns.reset_faults()
     assert ppo.main(fault_args(tiny, tmp_path, RESUME=True)) == 0
@@ -123,6 +124,8 @@ def test_ctrl_c_and_sigterm_finish_the_step_save_and_say_how_to_resume(tiny, tmp
     done = rows(tmp_path)
     assert saved_step(os.path.join(tmp_path, "checkpoint")) == len(done) < 40
     assert "--RESUME=True" in output and f"stopped by {signal.Signals(sig).name}" in output
+    # The progress bar redraws its line with \r: the message that ends the run starts a line (\n) of its own.
+    assert any(line.startswith(f"stopped by {signal.Signals(sig).name}") for line in output.split("\n")), output
     assert (tmp_path / "ppo_metrics.png").exists()
     reward_fns.reset_faults()
     assert ppo.main(fault_args(tiny, tmp_path, MAX_STEPS=len(done) + 2, RESUME=True)) == 0

@@ -65,6 +65,27 @@ def modules(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def variants(tiny, tmp_path_factory):
+    """Models that are not quite what they claim: a 2-label sentiment classifier as reward model, a 2-label
+    classifier of the policy's kind (a critic start), a policy folder without its tokenizer files."""
+    from transformers import AutoTokenizer, DebertaV2ForSequenceClassification, Qwen3ForSequenceClassification
+    from transformers import AutoConfig
+    d = tmp_path_factory.mktemp("variants")
+    labels = dict(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    two = AutoConfig.from_pretrained(tiny["reward"], **labels)
+    torch.manual_seed(0)
+    DebertaV2ForSequenceClassification(two).save_pretrained(d / "sentiment")
+    AutoTokenizer.from_pretrained(tiny["reward"]).save_pretrained(d / "sentiment")
+    config = AutoConfig.from_pretrained(tiny["policy"], **labels)
+    Qwen3ForSequenceClassification(config).save_pretrained(d / "classifier")
+    AutoTokenizer.from_pretrained(tiny["policy"]).save_pretrained(d / "classifier")
+    shutil.copytree(tiny["policy"], d / "no_tokenizer",
+                    ignore=lambda folder, names: [n for n in names if n not in ("config.json", "model.safetensors")])
+    return {"sentiment": str(d / "sentiment"), "classifier": str(d / "classifier"),
+            "no_tokenizer": str(d / "no_tokenizer"), "dir": d}
+
+
 # ---- the cases -------------------------------------------------------------------------------------------------
 # Each prepare(c) sets up what the case needs (c.out is the OUTPUT_DIR, c.finished a finished run to copy) and
 # returns the setting overrides; the case then expects (exit code, text of the one error line).
@@ -248,35 +269,157 @@ CASES = [
 ]
 
 
+def inside_run(path):
+    """A finished run in c.out with a copy of one of the tiny inputs inside it, at path (relative to c.out)."""
+    def prepare(c):
+        copy_run(c)
+        source = {"prompts.jsonl": c.tiny["prompts"]}.get(os.path.basename(path), c.tiny["policy"])
+        target = c.out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if os.path.isdir(source) else shutil.copy)(source, target)
+        return {}
+    return prepare
+
+
+def user_folder(*names):
+    """c.out is a folder of the user's own files (no run of ours was ever started there)."""
+    def prepare(c):
+        c.out.mkdir()
+        for name in names:
+            (c.out / name).write_text("the user's own file\n")
+        return {}
+    return prepare
+
+
+def reward_module_in_out(c):
+    c.out.mkdir()
+    (c.out / "my_reward.py").write_text("def score(prompts, responses):\n    return [1.0 for _ in responses]\n")
+    c.monkeypatch.syspath_prepend(str(c.out))
+    return {"REWARD_MODEL": "my_reward:score"}
+
+
+def dangling_link(c):
+    os.symlink(c.tmp / "gone", c.out)
+    return {}
+
+
+def config_in_out(c):
+    """A config file kept in the run folder it configures."""
+    copy_run(c)
+    (c.out / "mine.py").write_text("LEARNING_RATE = 3e-4\n")
+    c.argv = [str(c.out / "mine.py")]
+    return {"OVERWRITE": True}
+
+
+def resume_with(change):
+    """A finished run, trained on a prompts file of its own, whose rows change(rows) then changed; resumed."""
+    def prepare(c):
+        copy_run(c)
+        with open(c.tiny["prompts"]) as f:
+            rows = f.readlines()
+        data = c.tmp / "prompts.jsonl"
+        data.write_text("".join(change(rows)))
+        settings = c.out / "checkpoint" / "settings.json"
+        settings.write_text(json.dumps({**json.loads(settings.read_text()), "DATASET": str(data)}))
+        return {"RESUME": True, "MAX_STEPS": 3, "DATASET": str(data)}
+    return prepare
+
+
+def long_eval_prompt(c):
+    path = c.tmp / "eval.jsonl"
+    path.write_text(json.dumps({"prompt": "a long story " * 200}) + "\n")
+    return {"EVAL_DATASET": str(path)}
+
+
+def gzipped_with_split(c):
+    import gzip
+    with open(c.tiny["prompts"], "rb") as f, gzip.open(c.tmp / "prompts.jsonl.gz", "wb") as g:
+        g.write(f.read())
+    return {"DATASET": str(c.tmp / "prompts.jsonl.gz"), "DATASET_SPLIT": "test"}
+
+
+# Issue 22's classes, numbered on from the table above: 11 a run writes only files it owns; 12 OVERWRITE replaces a
+# run whole (mostly behaviour, below the table); 13 models are what they claim; 14 faults are named; 15 every
+# entry point keeps the promise (below: the other scripts); 16 smaller surprises.
+CASES += [
+    C(11, "dataset-inside-the-run", inside_run("data/prompts.jsonl"), 2, r"DATASET='.*data/prompts.jsonl' lies "
+      r"inside OUTPUT_DIR", DATASET="{out}/data/prompts.jsonl"),
+    C(11, "actor-is-a-run-folder-inside-out", inside_run("sft"), 2, "ACTOR_MODEL=.* lies inside OUTPUT_DIR",
+      ACTOR_MODEL="{out}/sft", CRITIC_MODEL="{out}/sft", OVERWRITE=True),
+    C(11, "reward-module-inside-out", reward_module_in_out, 2, "REWARD_MODEL=.*my_reward.py' lies inside OUTPUT_DIR"),
+    C(11, "out-inside-the-critic", None, 2, "OUTPUT_DIR=.* lies inside CRITIC_MODEL=",
+      CRITIC_MODEL="{classifier}", OUTPUT_DIR="{classifier}/runs/new"),
+    C(11, "out-inside-the-reward-model", None, 2, "OUTPUT_DIR=.* lies inside REWARD_MODEL=",
+      REWARD_MODEL="{tiny_reward}", OUTPUT_DIR="{tiny_reward}/run"),
+    C(11, "user-folder-with-their-config", user_folder("config.py", "notes.md"), 2, "is a folder of other files "
+      r"\('config.py', 'notes.md'\), not a run's"),
+    C(11, "user-folder-overwrite", user_folder("config.json"), 2, "is a folder of other files", OVERWRITE=True),
+    C(11, "config-file-inside-out", config_in_out, 2, "mine.py lies inside OUTPUT_DIR"),
+    C(13, "reward-with-two-labels", None, 2, r"has 2 outputs \('NEGATIVE', 'POSITIVE'\).*--REWARD_LABEL",
+      REWARD_MODEL="{sentiment}"),
+    C(13, "reward-label-unknown", None, 2, "REWARD_LABEL='GOOD' is none of REWARD_MODEL=", REWARD_MODEL="{sentiment}",
+      REWARD_LABEL="GOOD"),
+    C(13, "reward-label-index-out-of-range", None, 2, "REWARD_LABEL=2 is none of", REWARD_MODEL="{sentiment}",
+      REWARD_LABEL=2),
+    C(13, "policy-without-tokenizer", None, 2, "ACTOR_MODEL=.* holds no tokenizer files",
+      ACTOR_MODEL="{no_tokenizer}", CRITIC_MODEL="{tiny_policy}"),
+    C(13, "prompt-plus-response-past-positions", None, 2, r"plus MAX_NEW_TOKENS=200 is \d+ tokens, more than the "
+      "128 positions ACTOR_MODEL", MAX_NEW_TOKENS=200),
+    C(13, "a-long-held-out-prompt-past-positions", long_eval_prompt, 2, r"the longest prompt \(128 tokens, "
+      r"MAX_PROMPT_LENGTH=128\) plus MAX_NEW_TOKENS=8 is 136 tokens, more than the 128 positions"),
+    C(13, "actor-is-a-classifier", None, 2, "ACTOR_MODEL=.* is a Qwen3ForSequenceClassification, not a causal LM",
+      ACTOR_MODEL="{classifier}"),
+    C(14, "reward-tensor-requires-grad", None, 2, "failed on a test call: reward function grad_tensor returned a "
+      "tensor that requires grad", REWARD_MODEL="reward_fns:grad_tensor"),
+    C(14, "dangling-output-link", dangling_link, 2, "is a symbolic link to .*gone', which does not exist"),
+    C(14, "reward-string", None, 2, "reward function returns_text returned str, not a list of floats",
+      REWARD_MODEL="reward_fns:returns_text"),
+    C(16, "split-of-a-single-file", None, 2, "DATASET_SPLIT='validation', but DATASET=.* is one file",
+      DATASET_SPLIT="validation"),
+    C(16, "split-of-a-gzipped-file", gzipped_with_split, 2, "DATASET_SPLIT='test', but DATASET=.*jsonl.gz' is one"),
+    C(16, "resume-after-rows-were-added", resume_with(lambda rows: rows + rows[:3]), 2,
+      r"DATASET is not what the checkpoint was trained on \(48 prompts then, 51 now\)"),
+    C(16, "resume-after-rows-were-reordered", resume_with(lambda rows: rows[::-1]), 2,
+      "the same number of prompts, but not the same prompts"),
+    C(16, "repeated-setting", lambda c: setattr(c, "argv", ["--LEARNING_RATE=1e-3"]) or {}, 2,
+      r"--LEARNING_RATE is given twice \('0.0003' and '1e-3'\)", LEARNING_RATE="0.0003"),
+]
+
+
 class Context:
-    def __init__(self, tiny, tmp, finished, modules, monkeypatch):
+    def __init__(self, tiny, tmp, finished, modules, monkeypatch, variants):
         self.tiny, self.tmp, self.out, self.finished, self.modules = tiny, tmp, tmp / "run", finished, modules
-        self.monkeypatch, self.after = monkeypatch, lambda: True
+        self.monkeypatch, self.after, self.argv = monkeypatch, lambda: True, []
+        self.names = {"tmp": str(tmp), "out": str(self.out), "tiny_prompts": tiny["prompts"],
+                      "tiny_policy": tiny["policy"], "tiny_reward": tiny["reward"], **variants}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.cls}-{c.name}" for c in CASES])
-def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, capsys):
-    c = Context(tiny, tmp_path, finished, modules, monkeypatch)
+def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, capsys, variants):
+    c = Context(tiny, tmp_path, finished, modules, monkeypatch, variants)
     overrides = dict((case.prepare(c) if case.prepare else None) or {})
-    names = {"tmp": str(tmp_path), "tiny_prompts": tiny["prompts"], "tiny_policy": tiny["policy"]}
-    overrides.update({k: v.format(**names) if isinstance(v, str) else v for k, v in case.overrides.items()})
-    before = {name: snapshot(path) for name, path in (("out", c.out), ("tiny", tiny["dir"]))}
-    code = ppo.main(args_for(tiny, c.out, **overrides))
+    overrides.update({k: v.format(**c.names) if isinstance(v, str) else v for k, v in case.overrides.items()})
+    before = {name: snapshot(path) for name, path in (("out", c.out), ("tiny", tiny["dir"]),
+                                                      ("variants", variants["dir"]))}
+    lock_before = os.path.exists(c.out / preflight.RunLock.NAME)
+    code = ppo.main(args_for(tiny, c.out, **overrides) + c.argv)
     output = "".join(capsys.readouterr())
     assert code == case.code, output[-3000:]
     assert_one_message(output, code, case.message)
-    if code == 2:  # refused: nothing written, nothing changed
+    if code == 2:  # refused: nothing written, nothing changed, and the one line is not buried under the settings
         assert snapshot(c.out) == before["out"]
+        assert "settings:" not in output, output[-3000:]
+        assert os.path.exists(c.out / preflight.RunLock.NAME) == lock_before  # no lock file left behind either
     else:  # a fault in training: the run is saved, the step that failed rolled back
         assert preflight.checkpoint_problem(str(c.out / "checkpoint"), ["policy", "critic"]) is None
-    assert snapshot(tiny["dir"]) == before["tiny"]
+    assert snapshot(tiny["dir"]) == before["tiny"] and snapshot(variants["dir"]) == before["variants"]
     assert c.after()
 
 
 def test_the_table_covers_every_class_three_times():
-    counts = {k: sum(c.cls == k for c in CASES) for k in range(1, 10)}
-    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9)), counts  # 7 and 8 need processes: below
-    assert len(CASES) >= 40
+    counts = {k: sum(c.cls == k for c in CASES) for k in range(1, 17)}
+    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9, 11, 13, 14, 16)), counts  # 7, 8, 12, 15: below
+    assert len(CASES) >= 60
 
 
 # ---- 3. one run per folder, with real processes ----------------------------------------------------------------
@@ -565,3 +708,214 @@ def test_a_module_named_as_reward_model_without_its_function_says_so(tiny, tmp_p
     assert ppo.main(args_for(tiny, tmp_path / "run", REWARD_MODEL="reward_fns")) == 2
     assert_one_message("".join(capsys.readouterr()), 2, "is a Python module here, not a model: name its reward "
                                                         "function as reward_fns:FUNCTION")
+
+
+# ---- 12. OVERWRITE replaces a run whole; what a folder holds describes one run -------------------------------
+def test_overwrite_removes_the_old_run_at_once_and_keeps_the_users_own_files(tiny, tmp_path, finished):
+    """The old run's final models, TensorBoard events and copied configs go before the new run writes anything,
+    so a new run that fails at its first step leaves no stale policy/ beside its own metrics; a file of the
+    user's in the folder stays."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    for name, text in (("tensorboard/old/events.out.tfevents.1", "old"), ("configs/old.py", "X = 1\n"),
+                       ("notes.md", "my notes\n"), (".replaced/checkpoint/left-by-a-kill", "")):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    assert (out / "policy").is_dir()
+    code = ppo.main(args_for(tiny, out, OVERWRITE=True, REWARD_MODEL="reward_fns:exits_after_probe", MAX_STEPS=1))
+    assert code == 1  # the new run's first step fails
+    names = set(os.listdir(out))
+    assert {"policy", "critic", "tensorboard", "configs", ".replaced"}.isdisjoint(names), names
+    assert (out / "notes.md").read_text() == "my notes\n"
+    assert plotting_rows(out) == []  # the failed step was rolled back: no row of the old run survives either
+
+
+def plotting_rows(out):
+    import plotting
+    return plotting.read_metrics(out / "metrics.jsonl")
+
+
+def test_config_files_of_the_same_name_are_both_kept(tiny, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "base.py").write_text("LEARNING_RATE = 1e-4\n")
+    (tmp_path / "b" / "base.py").write_text("LEARNING_RATE = 2e-4\n")
+    out = tmp_path / "run"
+    argv = [str(tmp_path / "a" / "base.py"), str(tmp_path / "b" / "base.py")]
+    assert ppo.main(argv + args_for(tiny, out, MAX_STEPS=1)) == 0
+    assert sorted(os.listdir(out / "configs")) == ["1_base.py", "2_base.py"]
+    assert (out / "configs" / "2_base.py").read_text() == "LEARNING_RATE = 2e-4\n"
+    assert json.loads((out / "config.json").read_text())["LEARNING_RATE"] == 2e-4
+
+
+def test_a_refused_run_leaves_no_lock_file_in_an_existing_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:grad_tensor")) == 2
+    assert os.listdir(out) == []
+
+
+# ---- 13. models that are what they claim, used as they claim ------------------------------------------------
+def test_reward_label_reads_the_named_output(tiny, variants):
+    model = ppo.RewardModel(variants["sentiment"], "cpu", torch.float32, label="positive")  # any case
+    batch = model.encode(["a film"], [" it was good"], padding=True, return_tensors="pt")
+    logits = model.model(**batch).logits  # (1, 2)
+    assert model.label == 1 and model(["a film"], [" it was good"]).item() == logits[0, 1].item()
+    assert logits[0, 0].item() != logits[0, 1].item()  # so reading the other one would be seen
+    assert ppo.RewardModel(variants["sentiment"], "cpu", torch.float32, label=0).label == 0
+
+
+def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(tiny, variants, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, CRITIC_MODEL=variants["classifier"], MAX_STEPS=1)) == 0
+    printed = capsys.readouterr().out
+    assert "starts a one-output value head afresh" in printed
+    from transformers import AutoConfig
+    assert AutoConfig.from_pretrained(out / "critic").num_labels == 1
+
+
+def test_evaluate_refuses_what_is_no_policy_in_one_line(tiny, variants, finished, capsys):
+    data = f"--DATASET={tiny['prompts']}"
+    for path, expected in ((str(finished), "is a run's folder: give its trained policy"),
+                           (variants["sentiment"], "is a DebertaV2ForSequenceClassification, not a causal LM"),
+                           (variants["no_tokenizer"], "holds no tokenizer files")):
+        assert evaluate_main([path, data, "--REWARD_MODEL=reward_fns:word_count"]) == 2
+        assert_one_message(capsys.readouterr().err, 2, expected)
+    assert evaluate_main([]) == 2
+    assert_one_message(capsys.readouterr().err, 2, "no policy folder given; usage: python evaluate.py")
+
+
+def evaluate_main(argv):
+    import evaluate
+    return evaluate.main(argv)
+
+
+def test_evaluate_needs_no_actor_or_critic_model(tiny, tmp_path, capsys):
+    """config.py's ACTOR_MODEL and CRITIC_MODEL (not built in a fresh clone) are not evaluation's business."""
+    args = [f"--DATASET={tiny['prompts']}", "--REWARD_MODEL=reward_fns:bf16_tensor", "--EVAL_SAMPLES=1",
+            "--MAX_NEW_TOKENS=4", f"--ACTOR_MODEL={tmp_path / 'not-built'}", f"--CRITIC_MODEL={tmp_path / 'nor'}"]
+    assert evaluate_main([tiny["policy"], *args]) == 0, capsys.readouterr().err
+
+
+# ---- 14. faults are named, with the right advice and code ----------------------------------------------------
+def test_a_bf16_reward_and_one_that_moves_the_working_directory_train(tiny, tmp_path, monkeypatch):
+    """OUTPUT_DIR is relative here: the reward function's chdir must not send the run's files elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("bf16_tensor", "changes_directory"):
+        assert ppo.main(args_for(tiny, name, REWARD_MODEL=f"reward_fns:{name}", MAX_STEPS=1)) == 0
+        assert os.getcwd() == str(tmp_path)
+        assert len(plotting_rows(tmp_path / name)) == 1 and (tmp_path / name / "policy").is_dir()
+    assert not os.path.exists(os.path.join(TESTS, "changes_directory"))
+
+
+def test_sigterm_during_the_final_save_is_not_ignored(tiny, tmp_path, monkeypatch, capsys):
+    save = ppo.PPOTrainer.save
+
+    def save_then_signalled(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the run's StopOnSignal: the save goes on
+        save(self)
+    monkeypatch.setattr(ppo.PPOTrainer, "save", save_then_signalled)
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=1)) == 128 + signal.SIGTERM
+    printed = capsys.readouterr().out
+    assert "stopped by SIGTERM at the end of the run, once its final checkpoint and folders were written" in printed
+    assert (out / "policy" / "config.json").exists()
+
+
+# ---- 15. every entry point: one line, exit 2, before any work ------------------------------------------------
+def test_plotting_refuses_in_one_line(tmp_path, capsys):
+    import plotting
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "metrics.jsonl").write_bytes(b"\x00\xff not json\n{\"step\": \n")
+    (tmp_path / "arrays").mkdir()
+    (tmp_path / "arrays" / "metrics.jsonl").write_text("[1, 2]\n5\n\"text\"\nnull\n")
+    cases = [([str(tmp_path / "nope")], "is no folder"), ([str(tmp_path)], "holds no metrics.jsonl"),
+             ([str(tmp_path / "empty")], "has no rows of metrics"), ([str(tmp_path / "garbage")], "has no rows"),
+             ([str(tmp_path / "arrays")], "has no rows"), ([], "usage: python plotting.py OUTPUT_DIR"),
+             (["a", "b"], "usage:")]
+    for argv, expected in cases:
+        assert plotting.main(argv) == 2, argv
+        assert_one_message(capsys.readouterr().err, 2, expected)
+    proc = subprocess.run([sys.executable, plotting.__file__, str(tmp_path / "nope")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr  # and as a command
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "metrics.jsonl").write_text("[1]\n" + json.dumps({"step": 0, "reward": 1.0, "kl": None}) + "\n"
+                                         + json.dumps({"step": 1, "reward": "high"}) + "\nnot json\n")
+    assert plotting.main([str(mixed)]) == 0 and (mixed / "ppo_metrics.png").exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--algorithms=ppo,rlhf"], "--algorithms=ppo,rlhf: unknown 'rlhf'"),
+    (["--responses=0"], "--responses must be at least 1, got 0"),
+    (["--", "--BATCH_SIZE=4"], "compare.py sets --BATCH_SIZE itself"),
+    (["--", "--LEARNING_RATE=fast"], "LEARNING_RATE must be a number >= 0, got 'fast'"),
+    (["--out={runs}"], r"ppo already exists: this script writes only new run folders"),
+])
+def test_compare_refuses_before_building_anything(argv, expected, tmp_path, monkeypatch, capsys):
+    import compare
+    runs = tmp_path / "runs"
+    (runs / "ppo").mkdir(parents=True)
+    (runs / "ppo" / "run.lock").write_text("")
+    monkeypatch.setattr(sys, "argv", ["compare.py", *[a.format(runs=runs) for a in argv]])
+    monkeypatch.setattr("default_task.build", lambda: pytest.fail("built before refusing"))
+    with pytest.raises(SystemExit) as e:
+        compare.main()
+    assert e.value.code == 2
+    assert_one_message(capsys.readouterr().err, 2, expected)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--steps=0"], "--steps must be at least 1"),
+    (["--out={tmp}/missing"], "is no folder: create it first"),
+    (["--shapes=huge"], "--shapes=huge: unknown huge"),
+    (["--warmup=-1"], "--warmup must be at least 0"),
+])
+def test_bench_refuses_before_measuring(argv, expected, tmp_path, monkeypatch, capsys):
+    import bench
+    monkeypatch.setattr(sys, "argv", ["bench.py", *[a.format(tmp=tmp_path) for a in argv]])
+    monkeypatch.setattr(bench, "measure", lambda *a: pytest.fail("measured before refusing"))
+    with pytest.raises(SystemExit) as e:
+        bench.main()
+    assert e.value.code == 2
+    assert_one_message(capsys.readouterr().err, 2, expected)
+
+
+# ---- 16. smaller surprises, each decided -----------------------------------------------------------------------
+def test_logs_are_strict_json_and_the_samples_are_what_was_sampled(tiny, tmp_path):
+    """A NaN reward is written as null (strict JSON), and a reward function that rewrites its inputs in place
+    changes neither the logged samples nor the training."""
+    out = tmp_path / "nan"  # the held-out evaluation is not guarded: its NaN mean is logged
+    assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:nan_after_probe", MAX_STEPS=1,
+                             EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=2, EVAL_SAMPLES=1)) == 0
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a .jsonl log"))
+    rows = [strict(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["eval_reward"] is None and rows[0]["skip_reason"] and rows[-1]["eval_reward"] is None
+    assert strict(ppo.json_line({"a": float("inf"), "b": -float("inf"), "c": 1.5})) == {"a": None, "b": None,
+                                                                                       "c": 1.5}
+    out = tmp_path / "mutated"
+    assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:mutates_inputs", MAX_STEPS=1)) == 0
+    samples = [strict(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["response"] != "MUTATED" and s["prompt"] != "MUTATED" for s in samples)
+    reference = tmp_path / "reference"
+    assert ppo.main(args_for(tiny, reference, REWARD_MODEL="reward_fns:word_count", MAX_STEPS=1)) == 0
+    assert (reference / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
+
+
+def test_a_tilde_in_a_path_from_a_config_file_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "home.py").write_text('OUTPUT_DIR = "~/runs/x"\nDATASET = "~/data.jsonl"\n')
+    cfg = ppo.load_config([str(tmp_path / "home.py")])
+    assert cfg.OUTPUT_DIR == str(tmp_path / "runs" / "x") and cfg.DATASET == str(tmp_path / "data.jsonl")
+
+
+def test_a_gzipped_dataset_is_read(tiny, tmp_path):
+    import gzip
+    with open(tiny["prompts"], "rb") as f, gzip.open(tmp_path / "p.jsonl.gz", "wb") as g:
+        g.write(f.read())
+    cfg = ppo.load_config(args_for(tiny, tmp_path / "run", DATASET=str(tmp_path / "p.jsonl.gz")))
+    assert preflight.load_prompts(cfg) == preflight.load_prompts(ppo.load_config(args_for(tiny, tmp_path / "run")))

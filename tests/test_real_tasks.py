@@ -280,7 +280,8 @@ def test_a_run_with_chat_prompts_two_weighted_rewards_evaluation_and_tensorboard
                       f"DATASET = {chat['train']!r}\nSYSTEM_PROMPT = 'answer briefly'\n")
     base = tiny_args(tiny, tmp_path / "plain", MAX_STEPS=3, PLOT_EVERY=100)
     base = [a for a in base if not a.startswith(("--ACTOR_MODEL", "--CRITIC_MODEL", "--REWARD_MODEL", "--DATASET"))]
-    watched = [str(config), *base, f"--OUTPUT_DIR={tmp_path / 'run'}", f"--EVAL_DATASET={chat['eval']}",
+    watched = [str(config), *[a for a in base if not a.startswith("--OUTPUT_DIR=")],
+               f"--OUTPUT_DIR={tmp_path / 'run'}", f"--EVAL_DATASET={chat['eval']}",
                "--EVAL_EVERY=2", "--EVAL_SAMPLES=2", "--REPORT_TO=tensorboard", "--RUN_NAME=exp1"]
     assert ppo.main(watched) == 0
     assert ppo.main([str(config), *base]) == 0
