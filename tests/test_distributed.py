@@ -245,7 +245,7 @@ def held_by_each_process(stdout):
     return {name.strip(", "): (int(a.replace(",", "")), int(b.replace(",", ""))) for name, a, b in held}
 
 
-@pytest.mark.parametrize("sharding", ["fsdp", "none"])
+@pytest.mark.parametrize("sharding", ["fsdp", pytest.param("none", marks=pytest.mark.slow)])
 def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
     """PPO with held-out evaluation, on two processes with the models sharded (SHARDING=auto does it) or copied,
     against one process on the same global batch."""
@@ -278,6 +278,7 @@ def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
     assert_same_run(tmp_path / "one", tmp_path / "two", tol=1e-5)
 
 
+@pytest.mark.slow  # 42 s: the default run keeps one process's SIGKILL-and-resume and the sharded training above
 def test_a_sharded_run_killed_and_resumed_equals_the_uninterrupted_run(tiny, tmp_path, one_process):
     """SIGKILL inside step 2 (reward calls: 1 the start-up probe, 2 the evaluation at step 0, 3-4 steps 0-1, 5 the
     evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1 resumes under torchrun, and in
