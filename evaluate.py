@@ -90,7 +90,7 @@ def main(argv):
             preflight.check_causal_lm("policy", path)
         prompts, columns = ppo.load_prompts(cfg)
         prompts = [ppo.as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        preflight.check_models(cfg, prompts, columns, policy=False)  # the scorers: the policies are given
+        preflight.check_scorers(cfg, prompts, columns)  # the policies are given: ACTOR_MODEL is not evaluation's
         devices = ppo.resolve_devices(cfg, torch.cuda.device_count())
         dtype = ppo.resolve_dtype(cfg.DTYPE, devices["policy"])
         scorer = ppo.Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype, label=cfg.REWARD_LABEL)

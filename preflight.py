@@ -551,17 +551,16 @@ def call_reward_function(fn, prompts, responses, columns=None):
 # =============================================================================================================
 # The models, read from their config.json before any weight loads
 # =============================================================================================================
-# The files a tokenizer's vocabulary can be saved in (fast tokenizers, BPE, WordPiece, SentencePiece, tiktoken).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model", "spm.model",
-                   "sentencepiece.bpe.model", "tokenizer.tiktoken")
+# The files a tokenizer's vocabulary is saved in: a fast tokenizer's, BPE's and WordPiece's by name, SentencePiece
+# (spiece.model, tokenizer.model, ...) and tiktoken by ending.
+TOKENIZER_FILES, TOKENIZER_ENDINGS = ("tokenizer.json", "vocab.json", "vocab.txt"), (".model", ".tiktoken")
 
 
 def check_tokenizer_files(setting, name):
     """A local model folder must hold its tokenizer: without one, transformers builds an empty tokenizer that
     fails only when the first prompt is encoded."""
-    if os.path.isdir(name) and not any(os.path.exists(os.path.join(name, f)) for f in TOKENIZER_FILES) and \
-            not any(f.endswith((".model", ".tiktoken")) for f in os.listdir(name)):
-        raise ConfigError(f"{setting}={name!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): "
+    if os.path.isdir(name) and not any(f in TOKENIZER_FILES or f.endswith(TOKENIZER_ENDINGS) for f in os.listdir(name)):
+        raise ConfigError(f"{setting}={name!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}, *.model): "
                           f"save the tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
 
 
@@ -603,17 +602,18 @@ def reward_label(name, config, label):
                       f"({', '.join(map(repr, labels)) or n}): give one of their names or indices.")
 
 
-def check_models(cfg, prompts, columns=None, eval_columns=None, policy=True):
+def check_models(cfg, prompts, columns=None, eval_columns=None):
     """Reads only config.json files and weight-file headers (and calls each reward function once): each model is
     there, whole, and of the right kind; LORA_TARGET_MODULES names modules the models have; reward functions get
-    the dataset columns they require (columns: DATASET's other columns; eval_columns: EVAL_DATASET's, if any).
-    policy=False checks the scorers alone (evaluate.py, which is given its policies)."""
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoModelForCausalLM, AutoModelForSequenceClassification
-    if not policy:
-        for name in reward_names(cfg.REWARD_MODEL):
-            check_scorer(name, prompts, columns, eval_columns, cfg.REWARD_LABEL)
-        return
-    from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    the dataset columns they require (columns: DATASET's other columns; eval_columns: EVAL_DATASET's, if any)."""
+    check_trained_models(cfg)
+    check_scorers(cfg, prompts, columns, eval_columns)
+
+
+def check_trained_models(cfg):
+    """The policy (and reference) and, for PPO, the critic: see check_models."""
+    from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+                              AutoModelForCausalLM, AutoModelForSequenceClassification)
     actor = check_causal_lm("ACTOR_MODEL", cfg.ACTOR_MODEL)
     if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
         critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
@@ -634,6 +634,10 @@ def check_models(cfg, prompts, columns=None, eval_columns=None, policy=True):
                                           AutoModelForSequenceClassification)
         if problem:
             raise ConfigError(problem)
+
+
+def check_scorers(cfg, prompts, columns=None, eval_columns=None):
+    """Every scorer of REWARD_MODEL (check_scorer): what evaluate.py checks besides the policies it is given."""
     for name in reward_names(cfg.REWARD_MODEL):
         check_scorer(name, prompts, columns, eval_columns, cfg.REWARD_LABEL)
 
