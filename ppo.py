@@ -52,9 +52,9 @@ from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_
                          weights_fingerprint, whole)
 from preflight import (REPLACED, ConfigError, RewardError, RunLock, call_reward_function, check_models,
                        check_output_dir, check_output_path, check_positions, check_same_data, check_settings,
-                       check_types, data_fingerprint, debug_requested, first_line, is_config_file, is_reward_function,
-                       load_prompts, load_reward_function, load_trainer_state, parse_overrides, read_config_file,
-                       reward_label, reward_metric_names, reward_names, run_file)
+                       check_types, check_vocabulary, data_fingerprint, debug_requested, first_line, is_config_file,
+                       is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides,
+                       read_config_file, reward_label, reward_metric_names, reward_names, run_file)
 
 
 # =============================================================================================================
@@ -909,6 +909,7 @@ class PPOTrainer:
         torch.manual_seed(cfg.SEED)
 
         self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
+        check_vocabulary(cfg, self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
         tokenize = partial(tokenize_prompts, self.tokenizer, chat_template=cfg.CHAT_TEMPLATE,
                            max_length=cfg.MAX_PROMPT_LENGTH, system_prompt=cfg.SYSTEM_PROMPT,

@@ -696,6 +696,17 @@ def check_positions(cfg, prompt_ids):
                               f"positions {setting}={name!r} has: lower {' or '.join(fixes)}.")
 
 
+def check_vocabulary(cfg, tokenizer):
+    """The policy's tokenizer must be its own: a token id past the model's embeddings (another model's tokenizer
+    saved beside these weights) fails only inside the first forward, with an IndexError."""
+    from transformers import AutoConfig
+    size = getattr(AutoConfig.from_pretrained(cfg.ACTOR_MODEL), "vocab_size", None)
+    if isinstance(size, int) and len(tokenizer) > size:
+        raise ConfigError(f"ACTOR_MODEL={cfg.ACTOR_MODEL!r}: its tokenizer has {len(tokenizer)} tokens, more than the "
+                          f"{size} the model embeds (vocab_size), so it is another model's tokenizer: save this "
+                          f"model's own tokenizer beside its weights.")
+
+
 def data_fingerprint(prompts):
     """What a checkpoint records of its prompts (data.json): their number and a hash of them in order."""
     import hashlib

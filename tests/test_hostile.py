@@ -325,6 +325,15 @@ def resume_with(change):
     return prepare
 
 
+def other_tokenizer(c):
+    """The tiny policy's weights beside the tokenizer of a model with a larger vocabulary."""
+    shutil.copytree(c.tiny["policy"], c.tmp / "mixed")
+    import default_task
+    tok = default_task.build_tokenizer(default_task.make_corpus(n=500, seed=1), vocab_size=600)
+    tok.save_pretrained(c.tmp / "mixed")
+    return {}
+
+
 def long_eval_prompt(c):
     path = c.tmp / "eval.jsonl"
     path.write_text(json.dumps({"prompt": "a long story " * 200}) + "\n")
@@ -367,6 +376,8 @@ CASES += [
       "128 positions ACTOR_MODEL", MAX_NEW_TOKENS=200),
     C(13, "a-long-held-out-prompt-past-positions", long_eval_prompt, 2, r"the longest prompt \(128 tokens, "
       r"MAX_PROMPT_LENGTH=128\) plus MAX_NEW_TOKENS=8 is 136 tokens, more than the 128 positions"),
+    C(13, "another-models-tokenizer", other_tokenizer, 2, r"its tokenizer has \d+ tokens, more than the \d+ the "
+      "model embeds", ACTOR_MODEL="{tmp}/mixed", CRITIC_MODEL="{tmp}/mixed"),
     C(13, "actor-is-a-classifier", None, 2, "ACTOR_MODEL=.* is a Qwen3ForSequenceClassification, not a causal LM",
       ACTOR_MODEL="{classifier}"),
     C(14, "reward-tensor-requires-grad", None, 2, "failed on a test call: reward function grad_tensor returned a "
