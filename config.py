@@ -9,7 +9,7 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # ---- algorithm (settings left at None take the algorithm's published default, see ALGORITHMS in ppo.py) -----
-ALGORITHM = "ppo"  # "ppo" (critic + GAE), "grpo" (group-normalised), "dapo" (GRPO + clip-higher etc.), "reinforce"
+ALGORITHM = "ppo"  # "ppo" (critic + GAE), "grpo" (group-normalised), "dr_grpo", "dapo" (clip-higher etc.), "reinforce"
 GROUP_SIZE = 1  # responses sampled per prompt; grpo and dapo need at least 2
 
 # ---- models (local folders or hub ids, all loaded with from_pretrained) ------------------------------------
@@ -69,7 +69,7 @@ PPO_EPOCHS = None  # passes over each batch of rollouts (None: ppo 4; grpo, dapo
 CLIP_RANGE = 0.2  # policy ratio clip epsilon (Schulman et al. 2017)
 CLIP_RANGE_LOW = None  # lower clip epsilon: the ratio is kept above 1 - CLIP_RANGE_LOW (None: CLIP_RANGE)
 CLIP_RANGE_HIGH = None  # upper clip epsilon: the ratio is kept below 1 + CLIP_RANGE_HIGH (None: CLIP_RANGE; dapo 0.28)
-LOSS_AGG = None  # "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum" (None: the algorithm's own)
+LOSS_AGG = None  # "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm" (None: its own)
 VALUE_CLIP_RANGE = 0.2  # value prediction clip around the rollout values (None: unclipped value loss)
 MAX_GRAD_NORM = 1.0  # the policy's gradient-norm clip (None: no clipping)
 CRITIC_MAX_GRAD_NORM = None  # the critic's gradient-norm clip (None: no clipping, as TRL; bench/family.py)

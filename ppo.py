@@ -47,6 +47,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import preflight
+
 from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count, no_grad_for,
                          optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
                          weights_fingerprint, whole)
@@ -60,32 +62,53 @@ from preflight import (REPLACED, ConfigError, RewardError, RunLock, call_reward_
 # =============================================================================================================
 # Settings
 # =============================================================================================================
-# Each algorithm's published defaults, used for the settings config.py leaves at None. Updates per batch: PPO makes
-# 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5); the critic-free algorithms one update on
-# the whole batch, as GRPO's paper (one update per exploration stage, mu = 1 in its Algorithm 1), TRL's
-# GRPOTrainer (num_iterations=1) and RLOO do: bench/family.py measured more passes to cost more time than they
-# gained (README, "Defaults chosen on a family of tasks").
+# What each algorithm is, as traits that the code tests (never an algorithm's name), with its published defaults
+# for the settings config.py leaves at None:
+#   critic      a critic is trained, and gives GAE its values (PPO)
+#   advantage   "gae" | "group-normalised" | "group-centred" | "leave-one-out" (advantages_for)
+#   kl          where the KL to the reference goes: "reward" (a per-token or sequence penalty) or "loss"
+#   surrogate   "clipped" (PPO's ratio clip) or "plain" (the policy gradient, one update on fresh samples)
+#   groups      compares the GROUP_SIZE responses to each prompt, so needs at least 2
+# Updates per batch: PPO makes 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5); the
+# critic-free algorithms one update on the whole batch, as GRPO's paper (one update per exploration stage, mu = 1
+# in its Algorithm 1), TRL's GRPOTrainer (num_iterations=1) and RLOO do: bench/family.py measured more passes to
+# cost more time than they gained (README, "Defaults chosen on a family of tasks").
+def algorithm(critic, advantage, kl, surrogate, groups, **defaults):
+    return SimpleNamespace(critic=critic, advantage=advantage, kl=kl, surrogate=surrogate, groups=groups,
+                           defaults=defaults)
+
+
 ONE_UPDATE = dict(PPO_EPOCHS=1, MINI_BATCH_SIZE=lambda s: s["BATCH_SIZE"] * s["GROUP_SIZE"])
+GRPO = dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
+            OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE)
 ALGORITHMS = {
     # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL and OpenRLHF.
-    "ppo": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
-                DYNAMIC_SAMPLING=False, PPO_EPOCHS=4, MINI_BATCH_SIZE=8),
+    "ppo": algorithm(True, "gae", "reward", "clipped", False, KL_COEF=0.05, KL_ESTIMATOR="k1",
+                     LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False,
+                     PPO_EPOCHS=4, MINI_BATCH_SIZE=8),
     # Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) eq. 3: beta = 0.04 on a k3 KL in the loss, each sequence's
     # token mean averaged over the group.
-    "grpo": dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
-                 OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE),
+    "grpo": algorithm(False, "group-normalised", "loss", "clipped", True, **GRPO),
+    # Liu et al. 2025 (Dr. GRPO, arXiv:2503.20783): GRPO without its two normalisations, the group's std in the
+    # advantage and each response's length in the loss, which is summed over tokens and divided by the constant
+    # MAX_NEW_TOKENS (TRL's loss_type="dr_grpo"). Every other default is GRPO's, so the two differ by exactly these.
+    "dr_grpo": algorithm(False, "group-centred", "loss", "clipped", True,
+                         **{**GRPO, "LOSS_AGG": "seq-mean-token-sum-norm"}),
     # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss (eq. 8), dynamic
     # sampling. Departure: its overlong shaping (a penalty rising to 1 over the last 4096 of 20480 tokens, against
     # +-1 rule rewards, where few responses reach the limit) is off unless OVERLONG_BUFFER is set, as in TRL's
     # loss_type="dapo": its penalty is in reward units and grows with the share of responses that reach the
     # buffer, and where most do it outweighs the reward (bench/family.py; README, "Defaults chosen on a family").
-    "dapo": dict(KL_COEF=0.0, KL_ESTIMATOR="k3", LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0,
-                 DYNAMIC_SAMPLING=True, **ONE_UPDATE),
+    "dapo": algorithm(False, "group-normalised", "loss", "clipped", True, KL_COEF=0.0, KL_ESTIMATOR="k3",
+                      LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=True,
+                      **ONE_UPDATE),
     # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO, arXiv:2402.14740), whose
     # sequence-level loss sums log-probs over the response; KL in the reward.
-    "reinforce": dict(KL_COEF=0.05, KL_ESTIMATOR="k1", LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None,
-                      OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE),
+    "reinforce": algorithm(False, "leave-one-out", "reward", "plain", False, KL_COEF=0.05, KL_ESTIMATOR="k1",
+                           LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
+                           DYNAMIC_SAMPLING=False, **ONE_UPDATE),
 }
+preflight.ALGORITHMS.update(ALGORITHMS)  # the checks ask these traits too (preflight cannot import this file)
 
 
 def load_config(argv=()):
@@ -104,7 +127,7 @@ def load_config(argv=()):
         value = settings[name]  # ~ is the home folder, as a shell would read it (from a config file too)
         settings[name] = [os.path.expanduser(v) for v in value] if isinstance(value, (list, tuple)) else \
             os.path.expanduser(value) if isinstance(value, str) else value
-    for name, value in ALGORITHMS[settings["ALGORITHM"]].items():
+    for name, value in ALGORITHMS[settings["ALGORITHM"]].defaults.items():
         if settings[name] is None:
             settings[name] = value(settings) if callable(value) else value
     for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
@@ -222,12 +245,13 @@ def gae(rewards, values, mask, gamma, lam):
     return advantages, advantages + values
 
 
-def group_advantages(scores, group_size, eps=1e-4):
+def group_advantages(scores, group_size, eps=1e-4, scale=True):
     """GRPO's outcome advantage (Shao et al. 2024, sec. 4.1.2): (r - mean) / (std + eps) within each prompt's group
-    of consecutive responses; std is Bessel-corrected and eps = 1e-4 as in TRL's GRPOTrainer. (B,) -> (B,)."""
+    of consecutive responses; std is Bessel-corrected and eps = 1e-4 as in TRL's GRPOTrainer. scale=False: r - mean
+    alone (Dr. GRPO, Liu et al. 2025, which drops the std's weighting of easy and hard prompts). (B,) -> (B,)."""
     groups = scores.view(-1, group_size)
-    normalised = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
-    return normalised.view(-1)
+    centred = groups - groups.mean(1, keepdim=True)
+    return (centred / (groups.std(1, keepdim=True) + eps) if scale else centred).view(-1)
 
 
 def baseline_advantages(scores, group_size):
@@ -245,19 +269,23 @@ def baseline_advantages(scores, group_size):
 
 
 def advantages_for(algorithm, scores, kl, values, mask, kl_coef, gamma, lam, group_size):
-    """Shaped scores (B,) -> per-token advantages (B, Tr): with the loss, the one place where the algorithms differ.
-      ppo        per-token rewards (the KL penalty on each token, the score on the last), GAE with the critic's
-                 values, whitened over valid tokens (N+ detail 19); the returns (the critic's targets) come from
-                 the unwhitened advantages
-      grpo/dapo  the group-normalised score on every token (Shao et al. 2024); the KL term, if any, is in the loss
-      reinforce  the sequence reward with the KL penalty (Ahmadian et al. 2024) minus the leave-one-out baseline
+    """Shaped scores (B,) -> per-token advantages (B, Tr): with the loss, the one place where the algorithms differ,
+    by the `advantage` trait of ALGORITHMS[algorithm]:
+      gae               per-token rewards (the KL penalty on each token, the score on the last), GAE with the
+                        critic's values, whitened over valid tokens (N+ detail 19); the returns (the critic's
+                        targets) come from the unwhitened advantages
+      group-normalised  the group-normalised score on every token (Shao et al. 2024); the KL term, if any, is in
+      group-centred     the loss; -centred: the score minus its group's mean (Liu et al. 2025)
+      leave-one-out     the sequence reward with the KL penalty (Ahmadian et al. 2024) minus the leave-one-out
+                        baseline
     kl (B, Tr) or None. Returns (rewards, raw advantages, advantages, returns), returns None without a critic."""
-    if algorithm == "ppo":
+    kind = ALGORITHMS[algorithm].advantage
+    if kind == "gae":
         rewards = per_token_rewards(scores, kl if kl is not None else torch.zeros_like(mask), mask, kl_coef)
         raw, returns = gae(rewards, values, mask, gamma, lam)
         return rewards, raw, masked_whiten(raw, mask), returns
-    if algorithm in ("grpo", "dapo"):
-        advantages = group_advantages(scores, group_size)[:, None] * mask
+    if kind in ("group-normalised", "group-centred"):
+        advantages = group_advantages(scores, group_size, scale=kind == "group-normalised")[:, None] * mask
         return scores, advantages, advantages, None
     rewards = scores - kl_coef * (kl.sum(1) if kl is not None else 0.0)
     advantages = baseline_advantages(rewards, group_size)[:, None] * mask
@@ -279,19 +307,25 @@ def overlong_penalty(lengths, max_new_tokens, buffer):
     return -((lengths.float() - (max_new_tokens - buffer)) / buffer).clamp(0.0, 1.0)
 
 
-def loss_weights(mask, mode, n_tokens, n_seqs):
-    """Per-token weights w such that sum(w * per_token_loss) over a minibatch is its aggregated loss; computed for
-    any slice of the minibatch from the minibatch's totals n_tokens and n_seqs, so micro-batches add up exactly.
-      token-mean           sum over all tokens / n_tokens            (PPO in TRL; DAPO eq. 8)
-      seq-mean-token-mean  each sequence's token mean, / n_seqs       (GRPO eq. 3)
-      seq-mean-token-sum   each sequence's token sum, / n_seqs        (REINFORCE: log-prob of the whole sequence)"""
-    if mode == "token-mean":
-        return mask / n_tokens
-    if mode == "seq-mean-token-mean":
-        return mask / (mask.sum(1, keepdim=True).clamp(min=1) * n_seqs)
-    if mode == "seq-mean-token-sum":
-        return mask / n_seqs
-    raise ValueError(f"unknown loss aggregation {mode!r}")
+# The loss aggregations (LOSS_AGG): per-token weights w such that sum(w * per_token_loss) over a minibatch is its
+# aggregated loss, computed for any slice of the minibatch from the minibatch's totals (n_tokens valid tokens,
+# n_seqs sequences), so micro-batches add up exactly; horizon is MAX_NEW_TOKENS.
+LOSS_AGGREGATIONS = {
+    "token-mean": lambda mask, n_tokens, n_seqs, horizon: mask / n_tokens,  # PPO in TRL; DAPO eq. 8
+    "seq-mean-token-mean":  # each sequence's token mean, averaged: GRPO eq. 3
+        lambda mask, n_tokens, n_seqs, horizon: mask / (mask.sum(1, keepdim=True).clamp(min=1) * n_seqs),
+    "seq-mean-token-sum": lambda mask, n_tokens, n_seqs, horizon: mask / n_seqs,  # REINFORCE: whole sequences
+    "seq-mean-token-sum-norm":  # each token sum over the constant horizon, averaged: Dr. GRPO (Liu et al. 2025)
+        lambda mask, n_tokens, n_seqs, horizon: mask / (horizon * n_seqs),
+}
+preflight.LOSS_AGGREGATIONS.update(LOSS_AGGREGATIONS)
+
+
+def loss_weights(mask, mode, n_tokens, n_seqs, horizon=None):
+    """LOSS_AGGREGATIONS[mode]'s per-token weights for a (micro-)batch's mask (b, Tr) -> (b, Tr)."""
+    if mode not in LOSS_AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {mode!r}")
+    return LOSS_AGGREGATIONS[mode](mask, n_tokens, n_seqs, horizon)
 
 
 def token_share(x, mask, n_tokens):
@@ -327,7 +361,7 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
     (Shao et al. 2024 eq. 3: beta * KL(pi || pi_ref) in the loss rather than the reward). Per-token terms are
     summed with `weights` (loss_weights: the aggregation and the minibatch's totals). All (b, Tr).
     Returns (loss, stats): policy_loss (and kl_loss) scalars, clipped and ratio per token for the statistics."""
-    if algorithm == "reinforce":
+    if ALGORITHMS[algorithm].surrogate == "plain":
         pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
         ratio = probability_ratio(logp.detach(), old_logp, mask)  # a statistic only: one update, no clipping
     else:
@@ -932,13 +966,14 @@ class PPOTrainer:
         self.policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("policy"), self.dtype if lora else torch.float32)
         if lora:
             self.policy = add_lora(self.policy, cfg, "CAUSAL_LM")
-        self.uses_kl = cfg.KL_COEF > 0 or (cfg.ALGORITHM == "ppo" and cfg.KL_TARGET is not None)
+        self.algorithm = ALGORITHMS[cfg.ALGORITHM]  # its traits
+        self.uses_kl = cfg.KL_COEF > 0 or (self.algorithm.critic and cfg.KL_TARGET is not None)  # Ziegler's control
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
         self.ref_policy = None
         if self.has_reference and not lora:  # float32 like the policy, run the same way: at step 0 the KL is 0
             self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("ref"), torch.float32).requires_grad_(False)
         self.critic = None
-        if cfg.ALGORITHM == "ppo":
+        if self.algorithm.critic:
             self.critic = ValueModel(cfg.CRITIC_MODEL, load_on("critic"), self.dtype if lora else torch.float32, lora)
             if self.critic.fresh_head:
                 log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several outputs; the critic "
@@ -1269,7 +1304,7 @@ class PPOTrainer:
             # with different estimators and algorithms stay comparable.
             seq_kl = update_kl if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
             out.update(kl=seq_kl, kl_coef=kl_coef)
-            if cfg.ALGORITHM == "ppo":
+            if self.algorithm.critic:  # its rewards are per token: the penalty and the score apart
                 out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
             self.kl_ctl.update(seq_kl.item(), len(scores))
         if values is not None:
@@ -1330,7 +1365,7 @@ class PPOTrainer:
         """True when each sample feeds exactly one optimizer step and no reward needs the policy's log-probs
         before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch)."""
         cfg = self.cfg
-        return cfg.ALGORITHM in ("grpo", "dapo") and cfg.PPO_EPOCHS == 1 and cfg.MINI_BATCH_SIZE >= n_sequences
+        return self.algorithm.kl == "loss" and cfg.PPO_EPOCHS == 1 and cfg.MINI_BATCH_SIZE >= n_sequences
 
     def count_skipped(self, what, n=1):
         """The non-finite guard's bookkeeping for n updates it did not apply."""
@@ -1363,7 +1398,7 @@ class PPOTrainer:
         one a single process would take on the whole minibatch. Returns the mean statistics of the minibatches."""
         cfg = self.cfg
         B = len(lengths)
-        epochs, mb_size = (1, B) if cfg.ALGORITHM == "reinforce" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
+        epochs, mb_size = (1, B) if self.algorithm.surrogate == "plain" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
         my_rows, world = self.ranks.my_rows(B), self.ranks.world
         minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),  # (my rows, n_tokens, n_seqs,
                         micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE) if self.sharded else 0)  # n_micro)
@@ -1463,7 +1498,7 @@ class PPOTrainer:
         cfg = self.cfg
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         mask = old["mask"]  # (b, Tr)
-        weights = loss_weights(mask, cfg.LOSS_AGG, n_tokens, n_seqs)  # (b, Tr)
+        weights = loss_weights(mask, cfg.LOSS_AGG, n_tokens, n_seqs, cfg.MAX_NEW_TOKENS)  # (b, Tr)
         share = partial(token_share, mask=mask, n_tokens=n_tokens)
 
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype,
@@ -1473,7 +1508,7 @@ class PPOTrainer:
             old["logp"] = logp.detach()
             if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would have given
                 stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
-        kl_in_loss = cfg.ALGORITHM in ("grpo", "dapo") and self.uses_kl
+        kl_in_loss = self.algorithm.kl == "loss" and self.uses_kl
         loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask, cfg.ALGORITHM,
                                  cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
                                  old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value, cfg.KL_ESTIMATOR)

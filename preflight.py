@@ -138,12 +138,14 @@ def Choice(*choices, none=False):
 
 
 TEXT, FLAG, TEXT_OR_NONE = Kind(str), Kind(bool), Kind(str, none=True)
-LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")  # ppo.loss_weights
+# ppo.py's tables, put here by ppo.py when it is imported (this file cannot import it): the algorithms by name ->
+# their traits, which the checks ask (never an algorithm's name), and the loss aggregations by name.
+ALGORITHMS, LOSS_AGGREGATIONS = {}, {}
 TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}  # -> the package
 # Every constant of config.py, with what it accepts (a test checks that the two list the same names). None in a
 # setting marked none=True means "off" or, for the settings ALGORITHMS fills in, "the algorithm's default".
 SETTINGS = {
-    "ALGORITHM": Choice("ppo", "grpo", "dapo", "reinforce"),
+    "ALGORITHM": Kind(str, choices=ALGORITHMS),  # the tables are read when a value is checked
     "GROUP_SIZE": Int(),
     "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT,
     "REWARD_MODEL": Kind("names"), "REWARD_WEIGHTS": Kind("numbers", none=True),
@@ -178,7 +180,7 @@ SETTINGS = {
     "CLIP_RANGE": Float(0, lo_open=True),
     "CLIP_RANGE_LOW": Float(0, 1, lo_open=True, none=True),  # the ratio is kept above 1 - CLIP_RANGE_LOW
     "CLIP_RANGE_HIGH": Float(0, lo_open=True, none=True),
-    "LOSS_AGG": Choice(*LOSS_AGGREGATIONS, none=True),
+    "LOSS_AGG": Kind(str, choices=LOSS_AGGREGATIONS, none=True),
     "VALUE_CLIP_RANGE": Float(0, lo_open=True, none=True),
     "MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
     "CRITIC_MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
@@ -285,7 +287,7 @@ def check_settings(cfg):
         if not ok:
             raise ConfigError(message)
 
-    need(cfg.ALGORITHM not in ("grpo", "dapo") or cfg.GROUP_SIZE >= 2,
+    need(not ALGORITHMS[cfg.ALGORITHM].groups or cfg.GROUP_SIZE >= 2,
          f"ALGORITHM={cfg.ALGORITHM!r} compares the responses within each prompt's group, so GROUP_SIZE must be at "
          f"least 2 (got {cfg.GROUP_SIZE}); 4 to 16 is usual: --GROUP_SIZE=4")
     need((cfg.BATCH_SIZE * cfg.GROUP_SIZE) % cfg.MINI_BATCH_SIZE == 0,
@@ -299,8 +301,8 @@ def check_settings(cfg):
          f"(got {cfg.GROUP_SIZE})")
     need(cfg.MINI_BATCH_SIZE % cfg.MICRO_BATCH_SIZE == 0,
          f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE ({cfg.MICRO_BATCH_SIZE})"
-         + ("" if cfg.ALGORITHM == "ppo" else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the whole batch of "
-                                                f"BATCH_SIZE * GROUP_SIZE sequences)"))
+         + ("" if ALGORITHMS[cfg.ALGORITHM].critic else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the "
+                                                         f"whole batch of BATCH_SIZE * GROUP_SIZE sequences)"))
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
          "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full fine-tuning)")
     names = reward_names(cfg.REWARD_MODEL)
@@ -615,7 +617,7 @@ def check_trained_models(cfg):
     from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
                               AutoModelForCausalLM, AutoModelForSequenceClassification)
     actor = check_causal_lm("ACTOR_MODEL", cfg.ACTOR_MODEL)
-    if cfg.ALGORITHM == "ppo":  # the other algorithms load no critic
+    if ALGORITHMS[cfg.ALGORITHM].critic:  # the others load none
         critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
         kind = type(critic)
         if kind not in MODEL_FOR_CAUSAL_LM_MAPPING or kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
@@ -629,7 +631,7 @@ def check_trained_models(cfg):
     if cfg.LORA_RANK:
         problem = lora_target_problem("ACTOR_MODEL", cfg.ACTOR_MODEL, actor, cfg.LORA_TARGET_MODULES,
                                       AutoModelForCausalLM)
-        if problem is None and cfg.ALGORITHM == "ppo":
+        if problem is None and ALGORITHMS[cfg.ALGORITHM].critic:
             problem = lora_target_problem("CRITIC_MODEL", cfg.CRITIC_MODEL, critic, cfg.LORA_TARGET_MODULES,
                                           AutoModelForSequenceClassification)
         if problem:
@@ -680,8 +682,8 @@ def check_positions(cfg, prompt_ids):
     model with learned positions fails with an IndexError, and one with rotary positions extrapolates silently."""
     from transformers import AutoConfig
     longest = max(map(len, prompt_ids), default=0) + cfg.MAX_NEW_TOKENS
-    models = [("ACTOR_MODEL", cfg.ACTOR_MODEL)] + ([("CRITIC_MODEL", cfg.CRITIC_MODEL)] if cfg.ALGORITHM == "ppo"
-                                                    else [])
+    models = [("ACTOR_MODEL", cfg.ACTOR_MODEL)] + ([("CRITIC_MODEL", cfg.CRITIC_MODEL)]
+                                                    if ALGORITHMS[cfg.ALGORITHM].critic else [])
     for setting, name in models:
         config = AutoConfig.from_pretrained(name)
         limit = next((getattr(config, key) for key in ("max_position_embeddings", "n_positions", "max_seq_len")
@@ -841,7 +843,7 @@ def input_paths(cfg, config_files=()):
     """(setting, path) of every local input the run reads: the models, the data, the reward functions' modules
     and the config files. A reward function's module is its file (a package: its folder)."""
     found = [("ACTOR_MODEL", cfg.ACTOR_MODEL), ("DATASET", cfg.DATASET), ("EVAL_DATASET", cfg.EVAL_DATASET)]
-    found += [("CRITIC_MODEL", cfg.CRITIC_MODEL)] if cfg.ALGORITHM == "ppo" else []
+    found += [("CRITIC_MODEL", cfg.CRITIC_MODEL)] if ALGORITHMS[cfg.ALGORITHM].critic else []
     for name in reward_names(cfg.REWARD_MODEL):
         if not is_reward_function(name):
             found.append(("REWARD_MODEL", name))
@@ -1036,7 +1038,7 @@ def check_output_dir(cfg, log=print):
                               f"again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
         raise ConfigError(f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint: start the run without --RESUME, "
                           f"or point OUTPUT_DIR at the run.")
-    trained = ["policy"] + (["critic"] if cfg.ALGORITHM == "ppo" else [])
+    trained = ["policy"] + (["critic"] if ALGORITHMS[cfg.ALGORITHM].critic else [])
     problems = []
     for path in found:
         problem = checkpoint_problem(path, trained)

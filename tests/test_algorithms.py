@@ -61,11 +61,12 @@ def test_loss_aggregations_match_brute_force_and_split_exactly(mode):
         "token-mean": sum(map(sum, rows)) / sum(lengths),
         "seq-mean-token-mean": sum(sum(r) / len(r) for r in rows) / len(rows),
         "seq-mean-token-sum": sum(sum(r) for r in rows) / len(rows),
+        "seq-mean-token-sum-norm": sum(sum(r) / 5 for r in rows) / len(rows),  # over the horizon, 5 tokens
     }[mode]
     n_tokens, n_seqs = mask.sum(), 4
-    whole = (loss * ppo.loss_weights(mask, mode, n_tokens, n_seqs)).sum().item()
+    whole = (loss * ppo.loss_weights(mask, mode, n_tokens, n_seqs, 5)).sum().item()
     assert whole == pytest.approx(expected)
-    halves = sum((loss[s] * ppo.loss_weights(mask[s], mode, n_tokens, n_seqs)).sum().item()
+    halves = sum((loss[s] * ppo.loss_weights(mask[s], mode, n_tokens, n_seqs, 5)).sum().item()
                  for s in (slice(0, 1), slice(1, 4)))
     assert halves == pytest.approx(expected)
 
@@ -161,7 +162,7 @@ def test_dynamic_sampling_stops_after_its_rounds_and_trains_on_the_last_batch(ti
     assert len(batch["prompts"]) == 16 and trainer.data_position == 24  # the last round's batch, whole
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dapo", "reinforce"])
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "dapo", "reinforce"])
 def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorithm):
     out = tmp_path / algorithm
     args = tiny_args(tiny, out, ALGORITHM=algorithm, GROUP_SIZE=4, BATCH_SIZE=2, MINI_BATCH_SIZE=4,
@@ -178,7 +179,7 @@ def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorit
     assert all(math.isfinite(v) for v in metrics.values())
     assert max((a - b).abs().max().item() for a, b in zip(before, trainer.policy.parameters())) > 0
     assert "reward_std_in_group" in metrics and "clipfrac_low" in metrics
-    assert ("kl_loss" in metrics) == (algorithm == "grpo")
+    assert ("kl_loss" in metrics) == (algorithm in ("grpo", "dr_grpo"))
     assert ppo.main(args) == 0  # and from the command line, writing its outputs
     assert (out / "policy" / "config.json").exists() and (out / "critic").exists() == (algorithm == "ppo")
 

@@ -252,7 +252,7 @@ def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
     assert ("kl_loss" in stats) == (algorithm == "grpo") and stats["ratio"].shape == (B, T)
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "reinforce"])
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "reinforce"])
 def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
     """advantages_for against per-row loops: GAE with gamma = lam = 1 is reward-to-go minus value, then whitened;
     GRPO's is the group z-score; REINFORCE's the KL-penalised score minus the mean of the group's others."""
@@ -274,6 +274,9 @@ def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
             g = scores.view(-1, G)[i // G].numpy()
             z = (scores[i].item() - g.mean()) / (g.std(ddof=1) + 1e-4)
             assert all(adv[i, t].item() == pytest.approx(z) for t in range(n))
+        elif algorithm == "dr_grpo":  # Liu et al. 2025: the group's mean alone, no std
+            g = scores.view(-1, G)[i // G].tolist()
+            assert all(adv[i, t].item() == pytest.approx(scores[i].item() - sum(g) / len(g)) for t in range(n))
         else:
             seq = scores - beta * kl.sum(1)
             other = seq[i + 1 if i % 2 == 0 else i - 1].item()
@@ -284,3 +287,25 @@ def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
         torch.testing.assert_close(adv[mask.bool()], (valid - valid.mean()) / (valid.var() + 1e-8).sqrt())
     else:
         assert returns is None
+
+
+def test_dr_grpo_loss_is_a_token_sum_over_the_constant_horizon(gen):
+    """Dr. GRPO's aggregation (Liu et al. 2025; TRL's loss_type="dr_grpo") against a loop: every token's clipped
+    surrogate plus the k3 KL term, summed, divided by B * MAX_NEW_TOKENS whatever each response's length; so, unlike
+    GRPO's, a token of a long response weighs what a token of a short one does."""
+    B, T, eps, beta = 3, 6, 0.2, 0.04
+    logp = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3
+    old = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
+    ref = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
+    adv = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.float64)
+    weights = ppo.loss_weights(mask, ppo.ALGORITHMS["dr_grpo"].defaults["LOSS_AGG"], mask.sum(), B, T)
+    loss, _ = ppo.actor_loss(logp, old, adv, torch.zeros_like(adv), weights, mask, "dr_grpo", eps, eps, 0.0, ref,
+                             beta, "k3")
+    expected = 0.0
+    for i in range(B):
+        for t in range(int(mask[i].sum())):
+            r, a = math.exp(logp[i, t].item() - old[i, t].item()), adv[i, t].item()
+            q = math.exp(ref[i, t].item() - logp[i, t].item())
+            expected += (-min(r * a, min(max(r, 1 - eps), 1 + eps) * a) + beta * (q - 1 - math.log(q))) / (B * T)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)

@@ -212,7 +212,8 @@ CASES = [
     C(2, "temperature-nan", None, 2, "TEMPERATURE must be a number > 0, got nan", TEMPERATURE="nan"),
     C(2, "batch-size-float", None, 2, "BATCH_SIZE must be an integer >= 1, got '8.5'", BATCH_SIZE=8.5),
     C(2, "debug-maybe", None, 2, "DEBUG must be True or False, got 'maybe'", DEBUG="maybe"),
-    C(2, "algorithm-case", None, 2, "ALGORITHM must be one of 'ppo', 'grpo', 'dapo', 'reinforce', got 'PPO'",
+    C(2, "algorithm-case", None, 2, "ALGORITHM must be one of 'ppo', 'grpo', 'dr_grpo', 'dapo', 'reinforce', got "
+      "'PPO'",
       ALGORITHM="PPO"),
     C(2, "lora-targets-missing", None, 2, "LORA_TARGET_MODULES names ['query_key_value'], which ACTOR_MODEL=",
       LORA_RANK=4, LORA_TARGET_MODULES="query_key_value"),
