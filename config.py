@@ -10,7 +10,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # ---- algorithm (settings left at None take the algorithm's published default, see ALGORITHMS in ppo.py) -----
 ALGORITHM = "ppo"  # "ppo" (critic + GAE), "grpo" (group-normalised), "dr_grpo", "dapo" (clip-higher etc.), "reinforce"
-GROUP_SIZE = 1  # responses sampled per prompt; grpo and dapo need at least 2
+GROUP_SIZE = 1  # responses sampled per prompt; grpo, dr_grpo and dapo need at least 2
 
 # ---- models (local folders or hub ids, all loaded with from_pretrained) ------------------------------------
 ACTOR_MODEL = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # policy (causal LM); also the frozen reference

@@ -56,7 +56,8 @@ from preflight import (REPLACED, ConfigError, RewardError, RunLock, call_reward_
                        check_output_dir, check_output_path, check_positions, check_same_data, check_settings,
                        check_types, check_vocabulary, data_fingerprint, debug_requested, first_line, is_config_file,
                        is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides,
-                       read_config_file, reward_label, reward_metric_names, reward_names, run_file)
+                       read_config_file, reward_label, reward_metric_names, reward_names, run_file,
+                       settings_help)
 
 
 # =============================================================================================================
@@ -1879,6 +1880,10 @@ def lock_output_dir(out_dir, ranks):
 def main(argv):
     """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code:
     0 done, 1 a fault (saved where it could be), 2 refused before any work, 130/143 interrupted."""
+    if "--help" in argv or "-h" in argv:
+        import config
+        print(settings_help(config))
+        return 0
     quiet_progress_bars()
     ranks = Ranks()
     log = print if ranks.writes else (lambda *args, **kwargs: None)

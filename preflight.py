@@ -276,6 +276,25 @@ def check_types(settings):
             raise ConfigError(message)
 
 
+def settings_help(config_module):
+    """`python ppo.py --help`: every setting of config.py, grouped by its sections, with its default value, what it
+    accepts (SETTINGS) and its one-line comment, read from config.py itself: the one place a setting is described."""
+    import re
+    lines = ["usage: python ppo.py [CONFIG.py ...] [--NAME=value ...]  (config.py's settings, then the config files'"
+             ", then the command line's)"]
+    with open(config_module.__file__) as f:
+        for line in f:
+            section = re.match(r"# ---- (.+?) -+$", line.strip())
+            setting = re.match(r"([A-Z][A-Z0-9_]*) = .+?\s+# (.+)$", line.rstrip())
+            if section:
+                lines += ["", f"{section.group(1)}:"]
+            elif setting and setting.group(1) in SETTINGS:
+                name, comment = setting.groups()
+                value = getattr(config_module, name)
+                lines.append(f"  --{name}={value!r}  ({SETTINGS[name].describe()})\n      {comment}")
+    return "\n".join(lines)
+
+
 def debug_requested(argv):
     """--DEBUG=True, read before the settings are parsed, so that a refusal while parsing shows its traceback."""
     return any(SETTINGS["DEBUG"].parse(a.split("=", 1)[1]) is True for a in argv if a.startswith("--DEBUG="))

@@ -1,6 +1,10 @@
+import os
+
 import pytest
 
 import ppo
+import preflight
+from conftest import ROOT
 
 
 def test_overrides_parse_literals_and_strings():
@@ -46,3 +50,18 @@ def test_device_resolution():
         ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cuda:1"]), 1)
     with pytest.raises(ppo.ConfigError, match="not a device name"):
         ppo.resolve_devices(ppo.load_config(["--DEVICE_POLICY=gpu0"]), 0)
+
+
+def test_help_lists_every_setting_with_its_comment_grouped_as_in_config_py(capsys):
+    import re
+    assert ppo.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    with open(os.path.join(ROOT, "config.py")) as f:
+        source = f.read()
+    settings = re.findall(r"^([A-Z][A-Z0-9_]*) = .+?\s+# (.+)$", source, re.M)
+    assert len(settings) == len(preflight.SETTINGS)  # every setting has its one-line comment
+    for name, comment in settings:
+        assert f"  --{name}=" in shown and comment in shown, name
+    sections = re.findall(r"^# ---- (.+?) -+$", source, re.M)
+    assert [s for s in sections if f"\n{s}:\n" in shown] == sections
+    assert shown.index("--ALGORITHM=") < shown.index("--ACTOR_MODEL=") < shown.index("--EVAL_SAMPLES=")
