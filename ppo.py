@@ -4,10 +4,11 @@
     python ppo.py --ACTOR_MODEL=Qwen/Qwen3-0.6B --CRITIC_MODEL=Qwen/Qwen3-0.6B \
         --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
 
-Settings live in config.py; any of them can be overridden as --NAME=value. --ALGORITHM=grpo|dapo|reinforce runs
-GRPO, DAPO or REINFORCE through the same step(): they differ only in the models loaded, the advantage and the loss.
+Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as --NAME=value.
+--ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through the same step(): they
+differ only by their traits in ALGORITHMS (the models loaded, the advantage, where the KL goes, the loss).
 preflight.py checks every setting and input (types and ranges, folders and hub ids, the dataset, the output folder
-and its lock, checkpoints) before any weight loads.
+and its lock, checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the run's files.
 
 Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone
 with a scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
@@ -29,7 +30,6 @@ Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response 
 """
 
 import json
-import math
 import os
 import random
 import shutil
@@ -39,7 +39,6 @@ import time
 import traceback
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from functools import partial
 from types import SimpleNamespace
 
@@ -52,12 +51,18 @@ import preflight
 from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count, no_grad_for,
                          optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
                          weights_fingerprint, whole)
-from preflight import (REPLACED, ConfigError, RewardError, RunLock, call_reward_function, check_models,
-                       check_output_dir, check_output_path, check_positions, check_same_data, check_settings,
-                       check_types, check_vocabulary, data_fingerprint, debug_requested, first_line, is_config_file,
-                       is_reward_function, load_prompts, load_reward_function, load_trainer_state, parse_overrides,
-                       read_config_file, reward_label, reward_metric_names, reward_names, run_file,
-                       settings_help)
+from machinery.models import (RewardModel, Scorer, ValueModel, add_lora, as_seen, autocast, check_distributed,
+                              enable_gradient_checkpointing, load_causal_lm, load_tokenizer, load_trained_weights,
+                              resolve_devices, resolve_dtype)
+from machinery.run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt, json_line,
+                           keep_rows_before, lock_output_dir, quiet_progress_bars, write_file, write_folder)
+from machinery.sampling import (_pad_columns, concat_rollouts, eos_token_ids, left_pad, position_ids_from_mask,
+                                sample, sample_and_score, select_rows, stream_indices, tokenize_prompts,
+                                uniforms_for)
+from preflight import (ConfigError, RewardError, check_models, check_output_dir, check_output_path,
+                       check_positions, check_same_data, check_settings, check_types, check_vocabulary,
+                       data_fingerprint, debug_requested, first_line, is_config_file, load_prompts, load_trainer_state,
+                       parse_overrides, read_config_file, settings_help)
 
 
 # =============================================================================================================
@@ -185,11 +190,6 @@ def response_mask(response_ids, eos_ids):
     is_eos = torch.isin(response_ids, eos_ids)  # (B, Tr)
     eos_before = is_eos.long().cumsum(1) - is_eos.long()  # EOS tokens strictly before each position
     return (eos_before == 0).long(), is_eos.any(1)
-
-
-def position_ids_from_mask(attention_mask):
-    """Positions that skip left padding, as generation uses them: [0 0 1 1 1] -> [0 0 0 1 2]."""
-    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 def logprobs_from_logits(logits, tokens):
@@ -423,376 +423,11 @@ class AdaptiveKLController:
             self.value *= 1 + error * n_steps / self.horizon
 
 
-# =============================================================================================================
-# Devices, models and data
-# =============================================================================================================
-def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
-    """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic and reward
-    on cuda:1; with one GPU all on cuda:0; without, all on cpu. Under torchrun each of the local_world processes
-    on a node gets its own block of the node's GPUs: rank r uses cuda:2r and cuda:2r+1 when there are two per
-    process, cuda:r when there is one. Sharded, each process takes one GPU for all four models (the shards of
-    every model spread over all the GPUs instead)."""
-    per_rank = n_gpus // local_world
-    if sharded:
-        per_rank = min(per_rank, 1)
-    settings = {f"DEVICE_{role}": getattr(cfg, f"DEVICE_{role}") for role in ("POLICY", "REF", "CRITIC", "REWARD")}
-    named_gpus = [f"{k}={v!r}" for k, v in settings.items() if str(v).startswith("cuda")]
-    if local_world > 1 and named_gpus:
-        raise ConfigError(f"{', '.join(named_gpus)} would put every torchrun process on the same GPU: leave "
-                          f"DEVICE_* at 'auto' (process r takes cuda:r, or cuda:2r and cuda:2r+1 with two GPUs each) "
-                          f"or 'cpu'")
-    if n_gpus and not per_rank and "auto" in (cfg.DEVICE_POLICY, cfg.DEVICE_CRITIC):
-        raise ConfigError(f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): use "
-                          f"--nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
-    first = local_rank * per_rank
-    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else (f"cuda:{first}" if per_rank else "cpu")
-    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else (f"cuda:{first + 1}" if per_rank >= 2 else policy)
-    devices = {"policy": policy, "ref": cfg.DEVICE_REF if cfg.DEVICE_REF != "auto" else policy, "critic": critic,
-               "reward": cfg.DEVICE_REWARD if cfg.DEVICE_REWARD != "auto" else critic}
-    for role, name in devices.items():
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"DEVICE_{role.upper()}={name!r} is not a device name: use 'cpu', 'cuda:0', ... "
-                              f"or 'auto'") from None
-        if device.type == "cuda" and (device.index or 0) >= n_gpus:
-            raise ConfigError(f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
-                              f"set it to 'auto', 'cpu' or an existing cuda:N")
-        devices[role] = device
-    if sharded and len(set(devices.values())) > 1:
-        raise ConfigError(f"sharding (SHARDING={cfg.SHARDING!r} under torchrun) shards the four models over one device "
-                          f"per process, but DEVICE_* name {sorted(set(map(str, devices.values())))}: leave them at "
-                          f"'auto', or use SHARDING='none'")
-    return devices
-
-
-def resolve_dtype(name, device):
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
-
-
-def autocast(device, dtype):
-    """Mixed precision for the float32 trained models when DTYPE is 16-bit; a no-op in float32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-
-
-def check_distributed(cfg, world):
-    """What data parallelism over `world` processes needs of the settings."""
-    if world == 1:
-        return
-    if cfg.BATCH_SIZE % world:
-        raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} prompts per step cannot be split evenly over {world} "
-                          f"processes: make it a multiple of {world} (each process takes BATCH_SIZE / {world})")
-    if cfg.DYNAMIC_SAMPLING:
-        raise ConfigError("DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to agree "
-                          "on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one process")
-
-
-def load_tokenizer(name, setting, log=print):
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(name)
-    if len(tok) == 0:
-        raise ConfigError(f"{setting}={name!r} has no tokenizer (transformers built an empty one): save the "
-                          f"tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
-    if tok.eos_token_id is None:
-        raise ConfigError(f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
-                          f"set tokenizer.eos_token and save it again.")
-    if tok.pad_token_id is None:
-        log(f"notice: the tokenizer of {setting} has no pad token; using its EOS token {tok.eos_token!r} for padding")
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def _no_dropout(name, **kwargs):
-    """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6: dropout makes the
-    log-probs of the rollout and of the update disagree): `*dropout*`, and GPT-2's `*_pdrop`. Some attention
-    code reads these numbers directly, so they are zeroed here as well as in the modules (disable_dropout)."""
-    from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(name, **kwargs)
-    for key, value in vars(config).items():
-        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, float):
-            setattr(config, key, 0.0)
-    return {"config": config}
-
-
-def disable_dropout(model):
-    """p = 0 on every nn.Dropout module, whatever the config calls it (TRL's disable_dropout_in_model): training
-    mode, which gradient checkpointing needs, must not switch dropout on."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-    return model
-
-
-def load_causal_lm(name, device, dtype):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **_no_dropout(name))
-    return disable_dropout(model).to(device).eval()
-
-
-def add_lora(model, cfg, task_type):
-    """Trainable LoRA adapters (Hu et al. 2021) on a frozen model, through peft. peft keeps the adapters in float32
-    over a bfloat16 base (autocast_adapter_dtype), so they have float32 master weights; with task_type "SEQ_CLS"
-    the value head is trained in full (peft's modules_to_save)."""
-    import peft
-    config = peft.LoraConfig(r=cfg.LORA_RANK, lora_alpha=cfg.LORA_ALPHA, lora_dropout=0.0, task_type=task_type,
-                             target_modules=cfg.LORA_TARGET_MODULES)
-    return peft.get_peft_model(model, config)
-
-
-def enable_gradient_checkpointing(model):
-    """Recompute each layer's activations in the backward pass instead of keeping them. transformers checkpoints
-    only in training mode; train() changes nothing else here, since every dropout is zeroed at load."""
-    model.activation_checkpointing_enable()  # non-reentrant torch.utils.checkpoint
-    model.train()
-
-
-def load_trained_weights(model, folder):
-    """Loads into model what its save_pretrained wrote to folder: with LoRA the adapters and the head, else the full
-    weights (read back with from_pretrained, which knows which ones are tied)."""
-    if os.path.exists(os.path.join(folder, "adapter_config.json")):
-        import peft
-        from safetensors.torch import load_file
-        peft.set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
-    else:
-        model.load_state_dict(type(model).from_pretrained(folder).state_dict())
-
-
-class ValueModel(nn.Module):
-    """Critic: a transformer backbone with a scalar head read at every position, one value per token.
-    Loaded as AutoModelForSequenceClassification(num_labels=1), which works both for a causal-LM folder (the head
-    starts fresh) and a reward-model folder (the head starts from the reward head, N+ detail 8). Its own
-    forward would pool the last token; we apply the head to every hidden state instead."""
-
-    def __init__(self, name, device, dtype=torch.float32, lora=None):
-        super().__init__()
-        from transformers import AutoConfig, AutoModelForSequenceClassification
-        # A classifier with several outputs (a 2-label sentiment model) is a valid start too: its backbone is
-        # kept and its head, of another shape, starts fresh, as it does from a causal LM.
-        config = AutoConfig.from_pretrained(name)
-        self.fresh_head = config.num_labels != 1 and any(a.endswith("ForSequenceClassification")
-                                                         for a in config.architectures or [])
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head, **_no_dropout(name, num_labels=1)
-        ).to(device).eval()
-        disable_dropout(model)
-        if not isinstance(getattr(model, "score", None), nn.Linear):
-            raise ConfigError(f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
-                              f"to read per-token values from: use a decoder such as the ACTOR_MODEL folder.")
-        if lora is not None:  # (cfg) LoRA adapters on the backbone, the head trained in full
-            model = add_lora(model, lora, "SEQ_CLS")
-        inner = model.get_base_model() if lora is not None else model
-        self.model, self.backbone, self.head = model, inner.base_model, inner.score
-
-    def forward(self, input_ids, attention_mask, position_ids):  # (B, T) x3 -> (B, T)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               use_cache=False).last_hidden_state  # (B, T, H)
-        return self.head(hidden).squeeze(-1).float().clone()  # not a view: FSDP2 hooks the output for the backward
-
-
-class RewardModel:
-    """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair for encoders
-    such as DeBERTa (the OpenAssistant reward models' format), the chat template where the tokenizer has one.
-    Text longer than the model reads (the tokenizer's model_max_length or the config's max_position_embeddings)
-    loses the start of its prompt: the response, the part being scored, stays whole. Only a response that alone
-    exceeds the limit is cut, from its start. `truncated` counts the rows cut in the last call."""
-
-    def __init__(self, name, device, dtype, shard=None, label=None):
-        from transformers import AutoModelForSequenceClassification
-        self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
-        self.tokenizer.truncation_side = "left"
-        self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name))).to("cpu" if shard else device).eval().requires_grad_(False)
-        if shard:  # shard(model) moves it to the device in shards
-            shard(self.model)
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        limits = [n for n in (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings",
-                                                                        None)) if n and n < 10 ** 6]
-        self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
-        self.label = reward_label(name, self.model.config, label)  # the output that is the reward (REWARD_LABEL)
-
-    def encode(self, prompts, responses, **kwargs):
-        """A chat template receives the whole conversation with the response as the assistant's turn; a pair
-        encoder (DeBERTa) the prompt's text (prompt_text) and the response."""
-        tok = self.tokenizer
-        if tok.chat_template:
-            texts = [tok.apply_chat_template(conversation(p) + [{"role": "assistant", "content": r}], tokenize=False)
-                     for p, r in zip(prompts, responses)]
-            return tok(texts, add_special_tokens=False, **kwargs)
-        return tok([prompt_text(p) for p in prompts], responses, **kwargs)
-
-    def fit(self, prompt, response, length):
-        """The prompt shortened from its start until the pair's `length` fits max_length: a conversation first loses
-        its oldest messages, then text loses as many of its first tokens as the pair is too long (a few more when
-        decoding and re-encoding shifts a token boundary). Empty when the response alone is too long."""
-        messages = not isinstance(prompt, str)
-        for _ in range(4 + (len(prompt) if messages else 0)):
-            if length <= self.max_length:
-                break
-            if messages and len(prompt) > 1:
-                prompt = prompt[1:]
-            else:
-                text = prompt[0]["content"] if messages else prompt
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                text = "" if length - self.max_length >= len(ids) else self.tokenizer.decode(
-                    ids[length - self.max_length:])
-                prompt = [{**prompt[0], "content": text}] if messages else text
-                if not text:
-                    break
-            length = len(self.encode([prompt], [response])["input_ids"][0])
-        return prompt
-
-    def __call__(self, prompts, responses, columns=None):
-        batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
-        lengths = batch["attention_mask"].sum(1).tolist()
-        long = [i for i, n in enumerate(lengths) if self.max_length is not None and n > self.max_length]
-        self.truncated = len(long)
-        if long:  # encoded a second time only when some row is too long
-            prompts = list(prompts)
-            for i in long:
-                prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
-            batch = self.encode(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
-                                return_tensors="pt")  # cuts only an over-long response
-        with no_grad_for(self.model):
-            return self.model(**batch.to(self.device)).logits[:, self.label].float()  # (B,)
-
-
-def load_scorer(name, device, dtype, shard=None, label=None):
-    """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a sequence classifier
-    (sharded by shard(model) where given) or a user function given as module:function. NaN/inf pass through to the
-    trainer's non-finite guard."""
-    if is_reward_function(name):
-        fn = load_reward_function(name)
-        return lambda prompts, responses, columns=None: call_reward_function(fn, prompts, responses, columns)
-    return RewardModel(name, device, dtype, shard, label)
-
-
-class Scorer:
-    """REWARD_MODEL's scorers with REWARD_WEIGHTS: the reward is the weighted sum of their scores (TRL's GRPO sums
-    its reward_funcs with reward_weights the same way). scorer(prompts, responses, columns) -> the (B,) reward and
-    the (B, number of scorers) scores it sums; `names` are the scorers' metric names, `truncated` counts the rows
-    cut to fit the reward models in the last call."""
-
-    def __init__(self, names, weights, device, dtype, shard=None, label=None):
-        names = reward_names(names)
-        self.names, self.weights = reward_metric_names(names), torch.tensor(weights or [1.0] * len(names))
-        self.parts = [load_scorer(name, device, dtype, shard, label) for name in names]
-        self.truncated = 0
-
-    def __call__(self, prompts, responses, columns=None):
-        parts = torch.stack([part(prompts, responses, columns).float().cpu() for part in self.parts], 1)  # (B, S)
-        self.truncated = sum(getattr(part, "truncated", 0) for part in self.parts)
-        return (parts * self.weights).sum(1), parts
-
-
-def conversation(prompt, system_prompt=None):
-    """A prompt as a list of messages: text becomes the user's turn; system_prompt goes first unless the
-    conversation has a system message of its own."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if system_prompt is not None and messages[0]["role"] != "system":
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
-def as_seen(prompt, system_prompt=None):
-    """A dataset's prompt as the policy sees it and the scorers receive it: unchanged, or with SYSTEM_PROMPT, a
-    conversation that starts with it."""
-    return prompt if system_prompt is None else conversation(prompt, system_prompt)
-
-
-def prompt_text(prompt):
-    """The text of a prompt for a reward model without a chat template (a text-pair encoder such as the
-    OpenAssistant DeBERTa): a conversation's user and assistant turns, one paragraph each."""
-    return prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in prompt if m["role"] != "system")
 
 
 # =============================================================================================================
-# Sampling
+# The log-probs of the responses
 # =============================================================================================================
-def draw_tokens(probs, u):
-    """Inverse-CDF sampling: for each row, the first token whose cumulative probability exceeds u * total.
-    (B, V) probabilities, (B,) uniforms in [0, 1) -> (B,) token ids, distributed as torch.multinomial's. Drawing
-    from explicit uniforms lets a row's sample depend on its own uniform only, not on which rows share its batch."""
-    cdf = probs.cumsum(-1)  # (B, V)
-    target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1])[:, None]  # scaled by the total: rounding cannot overshoot
-    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
-
-
-def uniforms_for(seed, position, n_rows, rows):
-    """The uniforms for decoding step t of the rollout that began at prompt-stream position `position`: one per
-    row of the whole (all ranks') batch of n_rows, of which this process takes `rows` (a slice or a list). A pure
-    function of (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a
-    resumed run draws what the uninterrupted one would have."""
-    def uniforms(t):  # numpy's SeedSequence mixes all three numbers (torch's CPU generator keeps 32 bits of a seed)
-        return torch.from_numpy(np.random.default_rng([seed, position, t]).random(n_rows, dtype=np.float32))[rows]
-    return uniforms
-
-
-def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None,
-           all_done=None, compiled=False):
-    """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
-    Stops early once every row has produced an EOS; rows that ended are filled with pad_id. uniforms(t) -> (B,)
-    gives decoding step t's random numbers (default: torch's global generator); all_done(finished) says whether to
-    stop (default: every row has ended; with a sharded model, every rank's rows, so that all run the same forwards).
-    compiled (COMPILE_DECODE): a static KV cache of Tp + max_new_tokens positions and the decoding step compiled
-    (decode_step); the same distribution and random numbers, not the same floats (attention runs over the whole
-    preallocated cache, its unwritten part masked), so a token drawn at a near-tie can differ from the default's.
-    (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
-    them in one batched forward, N+ detail 4)."""
-    B, Tp = input_ids.shape
-    uniforms = uniforms or (lambda t: torch.rand(B))
-    all_done = all_done or (lambda finished: bool(finished.all()))
-    with no_grad_for(model):  # inference mode, or no_grad for a sharded model
-        positions = position_ids_from_mask(attention_mask)  # (B, Tp)
-        cache = None
-        if compiled:  # the mask covers the whole cache from the start: one shape for every step
-            from transformers import StaticCache
-            cache = StaticCache(config=model.config, max_cache_len=Tp + max_new_tokens)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
-                    use_cache=True, logits_to_keep=1)
-        logits, cache = out.logits[:, -1], out.cache  # (B, V)
-        next_position = positions[:, -1:] + 1  # (B, 1)
-        finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-        tokens, logps = [], []
-        for t in range(max_new_tokens):
-            logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
-            token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
-            token = torch.where(finished, torch.full_like(token, pad_id), token)
-            tokens.append(token)
-            logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
-            finished |= torch.isin(token, eos_ids)
-            if t == max_new_tokens - 1 or all_done(finished):
-                break
-            # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
-            if compiled:
-                logits = decode_step(model)(token[:, None], attention_mask, next_position, cache)
-            else:
-                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-                logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
-                               cache=cache, use_cache=True).logits[:, -1]
-            next_position = next_position + 1
-        return torch.stack(tokens, 1), torch.stack(logps, 1)
-
-
-def decode_step(model):
-    """model's one-token decoding step with a static cache, compiled once per model by torch.compile (shapes
-    fixed: a new batch size or cache length compiles again). On a GPU mode "reduce-overhead" records it as a CUDA
-    graph: one launch per step instead of one per kernel, which is what bounds a small model's decoding.
-    (B, 1) ids, (B, Tp + Tr) mask, (B, 1) positions, cache -> (B, V) logits."""
-    step = getattr(model, "_compiled_decode_step", None)
-    if step is None:
-        def forward(ids, mask, positions, cache):
-            return model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                         use_cache=True).logits[:, -1]
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        step = torch.compile(forward, mode="reduce-overhead" if on_gpu else None, dynamic=False)
-        model._compiled_decode_step = step
-    return step
-
-
 def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32, entropy="grad"):
     """Log-probs of the response tokens and the entropy at each response position, in one forward.
     (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the distribution
@@ -817,98 +452,6 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
         return logp, None
     with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
         return logp, entropy_from_logprobs(logp_all)
-
-
-def eos_token_ids(tokenizer, model_name):
-    """The tokenizer's EOS plus any the checkpoint's generation_config lists (Qwen3 chat models end a turn with
-    <|im_end|> and also stop at <|endoftext|>), as a tensor for torch.isin."""
-    from transformers import GenerationConfig
-    ids = {tokenizer.eos_token_id}
-    try:
-        extra = GenerationConfig.from_pretrained(model_name).eos_token_id
-    except OSError:  # no generation_config.json
-        extra = None
-    ids |= set(extra if isinstance(extra, list) else [] if extra is None else [extra])
-    return torch.tensor(sorted(ids))
-
-
-def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_prompt=None, enable_thinking=False):
-    """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True, or is "auto"
-    and the tokenizer has one (each prompt as a conversation, system_prompt first). Over-long prompts keep their
-    last max_length tokens (the end of a prompt is what the response continues). Returns (token-id lists,
-    truncated flags)."""
-    has_template = bool(tokenizer.chat_template)
-    if chat_template is True and not has_template:
-        raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
-                          "set CHAT_TEMPLATE to 'auto' or False.")
-    if has_template and chat_template in (True, "auto"):
-        # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block; other templates
-        # ignore it.
-        texts = [tokenizer.apply_chat_template(conversation(p, system_prompt), add_generation_prompt=True,
-                                               tokenize=False, enable_thinking=enable_thinking) for p in prompts]
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    else:
-        why = "has no chat template" if not has_template else "has its chat template turned off (CHAT_TEMPLATE=False)"
-        if system_prompt is not None:
-            raise ConfigError(f"SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer {why}, which is what places a system "
-                              f"message: write the instruction into the prompts instead, or use a model with a chat "
-                              f"template.")
-        if any(not isinstance(p, str) for p in prompts):
-            raise ConfigError(f"the prompts are conversations (lists of messages), but ACTOR_MODEL's tokenizer {why}, "
-                              f"which is what turns them into text: give text prompts, or a model with a chat "
-                              f"template.")
-        ids = tokenizer(list(prompts))["input_ids"]
-    return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
-
-
-def left_pad(sequences, pad_id):
-    """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at column Tp-1."""
-    Tp = max(map(len, sequences))
-    ids = torch.tensor([[pad_id] * (Tp - len(s)) + s for s in sequences])  # (B, Tp)
-    mask = torch.tensor([[0] * (Tp - len(s)) + [1] * len(s) for s in sequences])  # (B, Tp)
-    return ids, mask
-
-
-# =============================================================================================================
-# The trainer
-# =============================================================================================================
-def stream_indices(start, n, num_prompts, seed):
-    """Positions start .. start+n-1 of an endless stream of prompt indices. Each pass over the dataset is a fresh
-    permutation seeded by (seed, pass), so the data a run sees depends only on its position in the stream."""
-    out, perms = [], {}
-    for position in range(start, start + n):
-        epoch, offset = divmod(position, num_prompts)
-        if epoch not in perms:
-            perms[epoch] = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-        out.append(int(perms[epoch][offset]))
-    return out
-
-
-def _pad_columns(x, width, value, left):
-    fill = torch.full((x.shape[0], width - x.shape[1]), value, dtype=x.dtype, device=x.device)
-    return torch.cat([fill, x] if left else [x, fill], 1)
-
-
-def concat_rollouts(parts, pad_id):
-    """Joins rollouts from several generation rounds: prompts are re-left-padded and responses right-padded to
-    the widest, other tensors and lists are concatenated."""
-    Tp = max(p["prompt_ids"].shape[1] for p in parts)
-    Tr = max(p["response_ids"].shape[1] for p in parts)
-    widths = {"prompt_ids": (Tp, pad_id, True), "prompt_mask": (Tp, 0, True),
-              "response_ids": (Tr, pad_id, False), "mask": (Tr, 0, False)}
-    joined = {}
-    for key, first in parts[0].items():
-        if key in widths:
-            joined[key] = torch.cat([_pad_columns(p[key], *widths[key]) for p in parts])
-        elif torch.is_tensor(first):
-            joined[key] = torch.cat([p[key] for p in parts])
-        else:
-            joined[key] = [x for p in parts for x in p[key]]
-    return joined
-
-
-def select_rows(rollout, rows):
-    return {k: v[rows] if torch.is_tensor(v) else [v[i] for i in rows.tolist()] for k, v in rollout.items()}
 
 
 class PPOTrainer:
@@ -1331,11 +874,11 @@ class PPOTrainer:
 
     def evaluate(self):
         """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the eval_* metrics, with
-        evaluate.py's sample_and_score. Its random numbers are fixed, apart from training's, so evaluations are
-        comparable across steps and a run trains the same with or without them. Under torchrun each rank takes an
+        sample_and_score (machinery/sampling.py), as evaluate.py. Its random numbers are fixed, apart from
+        training's, so evaluations are comparable across steps and a run trains the same with or without them.
+        Under torchrun each rank takes an
         equal share of the rows, the last ones' padded with repeats of row 0 (so that all run the same forwards,
         which sharded models need), and the padding goes after the gather."""
-        import evaluate as evaluation
         cfg, dev, world = self.cfg, self.devices["policy"], self.ranks.world
         n = len(self.eval_prompts) * cfg.EVAL_SAMPLES
         share = -(-n // world)
@@ -1343,7 +886,7 @@ class PPOTrainer:
         rows += [0] * (share - len(rows))
         t0 = self.clock()
         scores, parts, lengths, _ = self.on_every_rank(
-            evaluation.sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
+            sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
             self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows, self.all_done)
         scores, parts, lengths = (self.ranks.gather_rows(x.float())[:n] for x in (scores, parts, lengths))
         out = {"eval_reward": scores.mean().item(), "eval_reward_se": (scores.std() / n ** 0.5).item(),
@@ -1727,154 +1270,8 @@ class PPOTrainer:
         here = os.path.dirname(os.path.abspath(__file__))
         for name in ("ppo.py", "distributed.py", "preflight.py", "config.py"):  # the code behind these weights
             shutil.copy(os.path.join(here, name), os.path.join(cfg.OUTPUT_DIR, name))
-
-
-class StopOnSignal:
-    """Ctrl-C or SIGTERM during training: the first asks to stop after the step in progress (`signum` is set), a
-    second raises Interrupted at once. The previous handlers come back on exit."""
-
-    def __init__(self, log):
-        self.log, self.signum, self.previous = log, 0, {}
-
-    def __enter__(self):
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def handle(self, signum, frame):
-        if self.signum:  # a second signal: stop at once; the last checkpoint stays
-            raise Interrupted(signum)
-        self.signum = signum
-        self.log(f"\n{signal.Signals(signum).name}: finishing this step, then saving (again to abort at once)")
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-class Interrupted(BaseException):
-    """A second Ctrl-C or SIGTERM during training: stop at once, keeping the last checkpoint. A BaseException, so
-    that no `except Exception` on the way (a reward function's, say) swallows it."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class SaveError(RuntimeError):
-    """A checkpoint or the final folders could not be written (a full disk, say): the previous ones are kept."""
-
-
-def write_folder(final, write):
-    """write(tmp) fills final.tmp, which is then renamed into place: a kill at any instant leaves the old folder or
-    the new one whole (between the two renames the old one waits as final.prev, which a resume also reads).
-    A write that fails (ENOSPC, EDQUOT, EIO) removes its partial final.tmp and raises SaveError; the old folder
-    stays."""
-    tmp, prev = final + ".tmp", final + ".prev"
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
-    try:
-        write(tmp)
-    except Exception as e:  # torch.save reports a full disk as a RuntimeError ("unexpected pos"), not an OSError
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SaveError(f"could not write {final} ({write_failure(e, final)}); "
-                        f"{'the previous one is kept' if os.path.exists(final) else 'there was none before'}") from e
-    if os.path.exists(final):
-        shutil.rmtree(prev, ignore_errors=True)
-        os.rename(final, prev)
-    os.rename(tmp, final)
-    shutil.rmtree(prev, ignore_errors=True)
-
-
-def clear_run(out_dir):
-    """Removes, as one act before a new run writes anything, every file an earlier run left in out_dir (the names
-    of preflight.RUN_FILES; the user's other files stay): all move into out_dir/.replaced, which is then deleted.
-    Checkpoints move first, so a kill on the way leaves at most the logs of a run without a checkpoint, which
-    the next start refuses to resume and OVERWRITE clears."""
-    trash = os.path.join(out_dir, REPLACED)
-    names = sorted((n for n in os.listdir(out_dir) if run_file(n) and n not in (RunLock.NAME, REPLACED)),
-                   key=lambda n: (not n.startswith("checkpoint"), n != "metrics.jsonl", n))
-    if names:
-        os.makedirs(trash, exist_ok=True)
-    for name in names:
-        shutil.rmtree(os.path.join(trash, name), ignore_errors=True)  # left there by a kill while clearing
-        os.rename(os.path.join(out_dir, name), os.path.join(trash, name))
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def write_failure(error, path):
-    """Why a write under path failed, in words: the OS's reason, else the writer's, with the free space left."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else \
-        (first_line(error) or type(error).__name__)
-    try:
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-    except OSError:
-        return reason
-    if "space" in reason or free > 2 ** 26:
-        return reason
-    return f"{free / 2 ** 20:.1f} MiB free on that disk: most likely full; the writer said {reason!r}"
-
-
-def write_file(path, text):
-    """Writes path.tmp and renames it into place: a reader, or a kill, never meets a half-written file."""
-    try:
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-    except OSError as e:
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
-        raise SaveError(f"could not write {path} ({write_failure(e, path)}); the previous one is kept") from e
-
-
-def keep_rows_before(path, step):
-    """Rewrites a .jsonl log keeping only the rows of steps before `step` (for a new run, step 0: none), and
-    returns them. A half-written last line, left by a kill, goes too (read_metrics skips it)."""
-    import plotting
-    rows = [r for r in plotting.read_metrics(path) if isinstance(r.get("step"), int) and r["step"] < step] \
-        if step and os.path.exists(path) else []
-    write_file(path, "".join(map(json_line, rows)))
-    return rows
-
-
-def json_line(row):
-    """A row of a .jsonl log as strict JSON: a NaN or infinite number (a skipped update's loss, a NaN reward) is
-    written as null, which every JSON reader accepts (json.dumps would write NaN, which most refuse)."""
-    def finite(v):
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-    return json.dumps({k: finite(v) for k, v in row.items()}, allow_nan=False) + "\n"
-
-
-def format_samples(samples, step):
-    lines = [f"--- samples at step {step} ---"]
-    for s in samples:
-        lines.append(f"[{s['reward']:+.3f}] {s['prompt']!r} -> {s['response']!r}")
-    return "\n".join(lines)
-
-
-def quiet_progress_bars():
-    """The per-file "Loading weights" and "Generating split" bars of transformers and datasets drown the output."""
-    import datasets
-    import transformers
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-
-
-def interrupt(signum, frame):
-    """Ctrl-C or SIGTERM while starting: nothing is written yet, so stop at once (main says so in one line)."""
-    raise Interrupted(signum)
-
-
-def lock_output_dir(out_dir, ranks):
-    """Rank 0 takes OUTPUT_DIR's run lock (preflight.RunLock) and every rank hears its refusal."""
-    lock = error = None
-    if ranks.writes:
-        try:
-            lock = RunLock(out_dir)
-        except ConfigError as e:
-            error = str(e)
-    error = ranks.first_object(error)
-    if error:
-        raise ConfigError(error)
-    return lock
+        write_folder(os.path.join(cfg.OUTPUT_DIR, "machinery"), lambda tmp: shutil.copytree(
+            os.path.join(here, "machinery"), tmp, ignore=shutil.ignore_patterns("__pycache__")))
 
 
 def main(argv):

@@ -849,7 +849,7 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
 # replaced): what a new run clears, and all it may ever touch there. The user's other files are never written.
 RUN_FILES = ("run.lock", "config.json", "configs", "metrics.jsonl", "samples.jsonl", "ppo_metrics.png",
              "training_metrics.png", "checkpoint", "policy", "critic", "tensorboard", "wandb", "ppo.py",
-             "distributed.py", "preflight.py", "config.py")
+             "distributed.py", "preflight.py", "config.py", "machinery")
 REPLACED = ".replaced"  # a replaced run's files wait here to be removed (a kill while removing leaves them here)
 
 

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 import distributed
 import ppo
+from machinery.sampling import draw_tokens
 import reward_fns
 from conftest import ROOT, tiny_args
 
@@ -35,8 +36,8 @@ def test_draw_tokens_is_the_inverse_cdf():
                 break
         else:
             expected.append(max(j for j, p in enumerate(row) if p > 0))
-    assert ppo.draw_tokens(probs, u).tolist() == expected
-    picked = probs[torch.arange(64), ppo.draw_tokens(probs, u)]
+    assert draw_tokens(probs, u).tolist() == expected
+    picked = probs[torch.arange(64), draw_tokens(probs, u)]
     assert (picked > 0).all()  # never a token of probability zero
 
 

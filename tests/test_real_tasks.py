@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ppo
+from machinery.models import prompt_text
 import preflight
 import rewards
 from conftest import ROOT, tiny_args
@@ -163,7 +164,7 @@ def test_a_reward_model_with_a_chat_template_reads_the_whole_conversation(chat, 
     assert short[-1] == conversation[-1] and len(short) < len(conversation)
     assert len(rm.encode([short], [" R"])["input_ids"][0]) <= rm.max_length
     pair = ppo.RewardModel(tiny["reward"], "cpu", torch.float32)  # DeBERTa: a text pair, no template
-    assert ppo.prompt_text(conversation) == "U1\n\nA1\n\nU2"
+    assert prompt_text(conversation) == "U1\n\nA1\n\nU2"
     assert pair.encode([conversation], [" R"])["input_ids"] == pair.encode(["U1\n\nA1\n\nU2"], [" R"])["input_ids"]
 
 
