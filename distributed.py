@@ -4,7 +4,7 @@ Every process runs the same program on its share of each batch and rank 0 writes
 holds every model whole and sum_gradients adds the gradients up; with it (PyTorch's fully_shard, "FSDP2") each
 holds 1/world of every model's weights, gradients and optimiser states, gathers a block's weights just before
 the block runs and reduce-scatters its gradients in the backward pass. Kept apart from ppo.py, which imports
-what it needs from here, so that the trainer reads as the algorithm; the README ("Beyond one GPU") says when to
+what it needs from here, so that the trainer reads as the algorithm; docs/distributed.md says when to
 shard.
 
 Rules a sharded model imposes, each handled where it applies in ppo.py:

@@ -78,7 +78,7 @@ from preflight import (ConfigError, RewardError, check_models, check_output_dir,
 # Updates per batch: PPO makes 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5); the
 # critic-free algorithms one update on the whole batch, as GRPO's paper (one update per exploration stage, mu = 1
 # in its Algorithm 1), TRL's GRPOTrainer (num_iterations=1) and RLOO do: bench/family.py measured more passes to
-# cost more time than they gained (README, "Defaults chosen on a family of tasks").
+# cost more time than they gained (docs/benchmarks.md, "Defaults chosen on a family of tasks").
 def algorithm(critic, advantage, kl, surrogate, groups, **defaults):
     return SimpleNamespace(critic=critic, advantage=advantage, kl=kl, surrogate=surrogate, groups=groups,
                            defaults=defaults)
@@ -104,7 +104,7 @@ ALGORITHMS = {
     # sampling. Departure: its overlong shaping (a penalty rising to 1 over the last 4096 of 20480 tokens, against
     # +-1 rule rewards, where few responses reach the limit) is off unless OVERLONG_BUFFER is set, as in TRL's
     # loss_type="dapo": its penalty is in reward units and grows with the share of responses that reach the
-    # buffer, and where most do it outweighs the reward (bench/family.py; README, "Defaults chosen on a family").
+    # buffer, and where most do it outweighs the reward (bench/family.py; docs/benchmarks.md).
     "dapo": algorithm(False, "group-normalised", "loss", "clipped", True, KL_COEF=0.0, KL_ESTIMATOR="k3",
                       LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=True,
                       **ONE_UPDATE),
@@ -934,7 +934,7 @@ class PPOTrainer:
         The two models share no weights and no loss, so they learn from the same minibatches in two independent
         loops, the critic's in a second thread: while one runs autograd's C++ backward or a fused optimizer step
         (which release the GIL), the other's Python-heavy forward proceeds. On 2 CPU cores this cuts the update
-        by 40% (README, "Where the time goes"); on two GPUs the launches overlap either way. Each model's
+        by 40% (docs/benchmarks.md, "Where the time goes"); on two GPUs the launches overlap either way. Each model's
         arithmetic is the same as when run one after the other (tested). lengths (B,): the response lengths of the
         whole batch, all ranks'.
         Under torchrun every rank draws the same shuffles of the whole batch and runs the rows of each minibatch
