@@ -322,6 +322,15 @@ LOSS_AGGREGATIONS = {
 preflight.LOSS_AGGREGATIONS.update(LOSS_AGGREGATIONS)
 
 
+def shaped_scores(scores, ended, lengths, missing_eos_penalty, overlong_penalty_weight, max_new_tokens, buffer):
+    """The scores the advantages see: minus MISSING_EOS_PENALTY for a response that never ended (N+ detail 23), plus
+    DAPO's overlong shaping (overlong_penalty, weighted by OVERLONG_PENALTY). (B,) -> (B,)."""
+    shaped = scores.clone()
+    if missing_eos_penalty is not None:
+        shaped = torch.where(ended, shaped, shaped - missing_eos_penalty)
+    return shaped + overlong_penalty_weight * overlong_penalty(lengths, max_new_tokens, buffer)
+
+
 def loss_weights(mask, mode, n_tokens, n_seqs, horizon=None):
     """LOSS_AGGREGATIONS[mode]'s per-token weights for a (micro-)batch's mask (b, Tr) -> (b, Tr)."""
     if mode not in LOSS_AGGREGATIONS:
@@ -452,6 +461,30 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
         return logp, None
     with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
         return logp, entropy_from_logprobs(logp_all)
+
+
+def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats, seq_kl, kl_coef,
+                    kl, rewards, values, returns, group_size, counters, parts, sampling):
+    """One step's metrics (tensors or numbers; README, "Metrics"), in the order metrics.jsonl logs them: the reward,
+    the advantage before whitening, the entropy and the update's statistics, lengths, the trainer's counters and
+    clocks, then what the algorithm has: the kl (always the k1 sum over the response, whatever estimator the reward
+    or loss uses, so runs with different estimators and algorithms stay comparable) and, with per-token rewards
+    (kl given), the penalty and the score apart; the critic's values and returns; each scorer's mean (parts);
+    the spread within groups; dynamic sampling's counts."""
+    out = {"step": step, "reward": scores.mean(), "reward_std": scores.std(),
+           "advantage": masked_mean(raw_advantages, mask), "entropy": entropy, **update_stats,
+           "response_length": lengths.mean(), "eos_fraction": ended.float().mean(), **counters}
+    if seq_kl is not None:
+        out.update(kl=seq_kl, kl_coef=kl_coef)
+        if kl is not None:
+            out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
+    if values is not None:
+        out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
+                   explained_variance=explained_variance(values, returns, mask))
+    out.update({f"reward_{name}": x.mean() for name, x in parts.items()})  # each scorer's, before its weight
+    if group_size > 1:
+        out["reward_std_in_group"] = scores.view(-1, group_size).std(1).mean()
+    return {**out, **sampling}
 
 
 class PPOTrainer:
@@ -733,6 +766,28 @@ class PPOTrainer:
         return (concat_rollouts(kept, self.tokenizer.pad_token_id) if kept else batch), generated, dropped, rounds
 
     # ---- forwards ------------------------------------------------------------------------------------------------
+    def rollout_forwards(self, input_ids, attention_mask, Tp, single_pass):
+        """The rollout under the policy (skipped in a single pass), the reference (the policy with its LoRA
+        adapters off, where there are adapters) and the critic: (logp, entropy, ref_logp, values), each (B, Tr) or
+        None, on the policy's device."""
+        cfg, dev = self.cfg, self.devices
+        logp = entropy = ref_logp = values = None
+        with no_grad_for(self.policy):
+            if not single_pass:
+                logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                                  self.dtype)  # (B, Tr) x2
+                logp = logp.clone()  # leave inference mode: it enters the loss
+            if self.ref_policy is not None:
+                ref_logp = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                             self.dtype, entropy=None)[0].to(dev["policy"]).clone()
+            elif self.has_reference:  # LoRA: the reference is the base model under the adapters
+                with self.policy.disable_adapter():
+                    ref_logp = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                                                 self.dtype, entropy=None)[0].clone()
+            if self.critic is not None:
+                values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
+        return logp, entropy, ref_logp, values
+
     def critic_forward(self, input_ids, attention_mask, Tp):
         """Per-token values V(s_t) for the response tokens: the value at position Tp-1+t sees the prompt and the
         first t response tokens, i.e. the state in which token t is chosen. (B, T) -> (B, Tr)."""
@@ -750,7 +805,9 @@ class PPOTrainer:
         return time.perf_counter()
 
     def step(self):
-        cfg, dev, G = self.cfg, self.devices, self.cfg.GROUP_SIZE
+        """One PPO step (rollout -> guard -> forwards -> shaped scores and KL -> advantages -> update -> statistics);
+        returns (metrics, this rank's samples)."""
+        cfg, G = self.cfg, self.cfg.GROUP_SIZE
         self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # summed over dynamic-sampling rounds
         self.reward_truncated = 0
         t_start = self.clock()
@@ -772,21 +829,7 @@ class PPOTrainer:
         #    When the batch is one minibatch used once (grpo/dapo with PPO_EPOCHS=1), the update's own forward gives
         #    the same log-probs, so the rollout skips the policy's (as TRL does with num_iterations=1).
         single_pass = self.single_pass(len(mask) * self.ranks.world)
-        logp = entropy = ref_logp = values = None
-        with no_grad_for(self.policy):
-            if not single_pass:
-                logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                                  self.dtype)  # (B, Tr) x2
-                logp = logp.clone()  # leave inference mode: it enters the loss
-            if self.ref_policy is not None:
-                ref_logp = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                             self.dtype, entropy=None)[0].to(dev["policy"]).clone()
-            elif self.has_reference:  # LoRA: the reference is the base model under the adapters
-                with self.policy.disable_adapter():
-                    ref_logp = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                                 self.dtype, entropy=None)[0].clone()
-            if self.critic is not None:
-                values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
+        logp, entropy, ref_logp, values = self.rollout_forwards(input_ids, attention_mask, Tp, single_pass)
         t_forward = self.clock()
         # Under torchrun every rank gathers the whole batch (token columns padded to MAX_NEW_TOKENS), computes
         # advantages and statistics on it exactly as one process would, and trains on its own rows.
@@ -796,10 +839,8 @@ class PPOTrainer:
 
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
         lengths = mask.sum(1)  # (B,)
-        shaped = scores.clone()
-        if cfg.MISSING_EOS_PENALTY is not None:
-            shaped = torch.where(ended, shaped, shaped - cfg.MISSING_EOS_PENALTY)
-        shaped = shaped + cfg.OVERLONG_PENALTY * overlong_penalty(lengths, cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
+        shaped = shaped_scores(scores, ended, lengths, cfg.MISSING_EOS_PENALTY, cfg.OVERLONG_PENALTY,
+                               cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
         kl = None if ref_logp is None or logp is None else kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
 
@@ -823,44 +864,26 @@ class PPOTrainer:
 
         # 6. Statistics, read back to the host only here at the end.
         update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl metric came from the update's forward
-        out = {
-            "step": self.step_count,
-            "reward": scores.mean(), "reward_std": scores.std(),
-            "advantage": masked_mean(raw_advantages, mask),
-            "entropy": update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask),
-            **update_stats,
-            "response_length": lengths.mean(),
-            "eos_fraction": ended.float().mean(),
-            "reward_truncated": self.ranks.sum_(torch.tensor(self.reward_truncated)),
-            "prompts_truncated": self.ranks.sum_(torch.tensor(
-                sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G)),
-            "lr": lr,
-            "epoch": self.data_position / len(self.prompts),
-            "responses_generated": self.responses_generated,
-            "skipped_updates": self.skipped_updates,
-            "tokens_per_sec": lengths.sum() / (t_end - t_start),
-            "time_generate": self.phase_seconds["generate"], "time_reward": self.phase_seconds["reward"],
-            "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
-            "step_time": t_end - t_start,
-        }
-        if ref_logp is not None:
-            # kl is always the k1 sum over the response, whatever estimator the reward or loss uses, so runs
-            # with different estimators and algorithms stay comparable.
-            seq_kl = update_kl if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
-            out.update(kl=seq_kl, kl_coef=kl_coef)
-            if self.algorithm.critic:  # its rewards are per token: the penalty and the score apart
-                out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
+        seq_kl = None if ref_logp is None else update_kl if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
+        out = step_statistics(
+            self.step_count, scores, mask, ended, lengths, raw_advantages,
+            update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask), update_stats, seq_kl,
+            kl_coef, kl if self.algorithm.critic else None, rewards, values, returns, G,
+            counters={"reward_truncated": self.ranks.sum_(torch.tensor(self.reward_truncated)),
+                      "prompts_truncated": self.ranks.sum_(torch.tensor(
+                          sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G)),
+                      "lr": lr, "epoch": self.data_position / len(self.prompts),
+                      "responses_generated": self.responses_generated, "skipped_updates": self.skipped_updates,
+                      "tokens_per_sec": lengths.sum() / (t_end - t_start),
+                      "time_generate": self.phase_seconds["generate"], "time_reward": self.phase_seconds["reward"],
+                      "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
+                      "step_time": t_end - t_start},
+            parts={name: self.all_rows(batch["score_parts"][:, j]) for j, name in enumerate(self.scorer.names)}
+            if len(self.scorer.names) > 1 else {},
+            sampling=dict(groups_dropped=groups_dropped / groups_generated, sampling_rounds=rounds)
+            if cfg.DYNAMIC_SAMPLING else {})
+        if seq_kl is not None:
             self.kl_ctl.update(seq_kl.item(), len(scores))
-        if values is not None:
-            out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
-                       explained_variance=explained_variance(values, returns, mask))
-        if len(self.scorer.names) > 1:  # each scorer's mean, before its weight
-            out.update({f"reward_{name}": self.all_rows(batch["score_parts"][:, j]).mean()
-                        for j, name in enumerate(self.scorer.names)})
-        if G > 1:
-            out["reward_std_in_group"] = scores.view(-1, G).std(1).mean()
-        if cfg.DYNAMIC_SAMPLING:
-            out.update(groups_dropped=groups_dropped / groups_generated, sampling_rounds=rounds)
         out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
         self.step_count += 1
         samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}  # this rank's rows

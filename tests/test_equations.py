@@ -309,3 +309,43 @@ def test_dr_grpo_loss_is_a_token_sum_over_the_constant_horizon(gen):
             q = math.exp(ref[i, t].item() - logp[i, t].item())
             expected += (-min(r * a, min(max(r, 1 - eps), 1 + eps) * a) + beta * (q - 1 - math.log(q))) / (B * T)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_shaped_scores_against_a_loop(gen):
+    """The missing-EOS penalty on responses that never ended, and DAPO's overlong shaping by length."""
+    scores = torch.randn(6, generator=gen, dtype=torch.float64)
+    ended = torch.tensor([True, False, True, False, True, True])
+    lengths = torch.tensor([3, 10, 8, 10, 9, 5])
+    shaped = ppo.shaped_scores(scores, ended, lengths, 0.5, 2.0, 10, 4)
+    for i in range(6):
+        over = min(max((lengths[i].item() - (10 - 4)) / 4, 0.0), 1.0)
+        expected = scores[i].item() - (0.0 if ended[i] else 0.5) - 2.0 * over
+        assert shaped[i].item() == pytest.approx(expected)
+    assert torch.equal(ppo.shaped_scores(scores, ended, lengths, None, 1.0, 10, 0), scores)  # both off
+
+
+def test_step_statistics_in_the_order_logged(gen):
+    """The metrics of one step from its tensors: means over valid tokens, the k1 kl given, the penalty and the
+    score apart only with per-token rewards, the critic's three only with values, in metrics.jsonl's order."""
+    B, T, G = 4, 3, 2
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]], dtype=torch.float64)
+    scores = torch.randn(B, generator=gen, dtype=torch.float64)
+    raw = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    kl = torch.rand(B, T, generator=gen, dtype=torch.float64) * mask
+    rewards = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    values, returns = torch.randn(B, T, generator=gen, dtype=torch.float64), raw.clone()
+    args = (0, scores, mask, torch.tensor([True, False, True, True]), mask.sum(1), raw, 0.7, {"policy_loss": 0.1},
+            torch.tensor(2.5), 0.05)
+    with_critic = ppo.step_statistics(*args, kl, rewards, values, returns, G, {"lr": 1e-3}, {}, {})
+    assert list(with_critic) == ["step", "reward", "reward_std", "advantage", "entropy", "policy_loss",
+                                 "response_length", "eos_fraction", "lr", "kl", "kl_coef", "non_score_reward",
+                                 "rlhf_reward", "value", "return", "explained_variance", "reward_std_in_group"]
+    assert with_critic["advantage"].item() == pytest.approx(sum(raw[i, t].item() for i in range(B) for t in range(T)
+                                                                if mask[i, t]) / mask.sum().item())
+    assert with_critic["non_score_reward"].item() == pytest.approx(-0.05 * kl.sum().item() / B)
+    assert with_critic["eos_fraction"].item() == 0.75 and with_critic["response_length"].item() == 2.25
+    groups = scores.view(-1, G)
+    assert with_critic["reward_std_in_group"].item() == pytest.approx(groups.std(1).mean().item())
+    plain = ppo.step_statistics(*args, None, rewards, None, None, 1, {}, {"a": scores}, {"sampling_rounds": 2})
+    assert "non_score_reward" not in plain and "value" not in plain and "reward_std_in_group" not in plain
+    assert plain["reward_a"].item() == pytest.approx(scores.mean().item()) and plain["sampling_rounds"] == 2
