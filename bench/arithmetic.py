@@ -1,7 +1,7 @@
 """The verifiable-reward example measured: GRPO and PPO on the embedded arithmetic task, several seeds.
 
     python bench/arithmetic.py run [--seeds 0 1 2]   # python ppo.py configs/arithmetic_{grpo,ppo}.py per seed
-    python bench/arithmetic.py report                # the README's table and docs/arithmetic.png
+    python bench/arithmetic.py report                # the table of docs/benchmarks.md and docs/arithmetic.png
 
 Each run evaluates itself on the 200 held-out problems (EVAL_DATASET in the configs): EVAL_SAMPLES answers per
 problem at temperature 1, at step 0 (the SFT policy), every EVAL_EVERY steps and at the end. Held-out accuracy is
