@@ -1165,8 +1165,8 @@ class PPOTrainer:
                 return self.stop_early(f"stopped at once by a second {signal.Signals(e.signum).name}; {hint}",
                                        128 + e.signum, save=False)
             except SaveError as e:
-                advice = "Free some space" if "space" in str(e) or "full" in str(e) else "Fix that"
-                return self.stop_early(f"error: {e}. {advice}, then {hint}", 1, save=False)
+                return self.stop_early(f"error: {e}. {'Free some space' if e.full else 'Fix that'}, then {hint}", 1,
+                                       save=False)
             except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
                 if cfg.DEBUG:
                     traceback.print_exc()

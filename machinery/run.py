@@ -1,5 +1,6 @@
 """What a run does around the algorithm: signals (Ctrl-C, SIGTERM), atomic writes of files and folders, clearing a
 replaced run, the logs' lines, and OUTPUT_DIR's lock across torchrun's processes."""
+import errno
 import json
 import math
 import os
@@ -41,7 +42,12 @@ class Interrupted(BaseException):
 
 
 class SaveError(RuntimeError):
-    """A checkpoint or the final folders could not be written (a full disk, say): the previous ones are kept."""
+    """A checkpoint or the final folders could not be written (a full disk, say): the previous ones are kept.
+    `full`: the disk (or quota) was full, so freeing space is the remedy."""
+
+    def __init__(self, message, full=False):
+        super().__init__(message)
+        self.full = full
 
 
 def write_folder(final, write):
@@ -55,8 +61,10 @@ def write_folder(final, write):
         write(tmp)
     except Exception as e:  # torch.save reports a full disk as a RuntimeError ("unexpected pos"), not an OSError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise SaveError(f"could not write {final} ({write_failure(e, final)}); "
-                        f"{'the previous one is kept' if os.path.exists(final) else 'there was none before'}") from e
+        reason, full = write_failure(e, final)
+        raise SaveError(f"could not write {final} ({reason}); "
+                        f"{'the previous one is kept' if os.path.exists(final) else 'there was none before'}",
+                        full) from e
     if os.path.exists(final):
         shutil.rmtree(prev, ignore_errors=True)
         os.rename(final, prev)
@@ -81,16 +89,18 @@ def clear_run(out_dir):
 
 
 def write_failure(error, path):
-    """Why a write under path failed, in words: the OS's reason, else the writer's, with the free space left."""
+    """(why a write under path failed, in words: the OS's reason, else the writer's, with the free space left;
+    whether the disk or quota was full: ENOSPC/EDQUOT, or at most 64 MiB left)."""
     reason = error.strerror if isinstance(error, OSError) and error.strerror else \
         (first_line(error) or type(error).__name__)
+    said_full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
     try:
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     except OSError:
-        return reason
+        return reason, said_full
     if "space" in reason or free > 2 ** 26:
-        return reason
-    return f"{free / 2 ** 20:.1f} MiB free on that disk: most likely full; the writer said {reason!r}"
+        return reason, said_full
+    return f"{free / 2 ** 20:.1f} MiB free on that disk: most likely full; the writer said {reason!r}", True
 
 
 def write_file(path, text):
@@ -102,7 +112,8 @@ def write_file(path, text):
     except OSError as e:
         if os.path.exists(path + ".tmp"):
             os.remove(path + ".tmp")
-        raise SaveError(f"could not write {path} ({write_failure(e, path)}); the previous one is kept") from e
+        reason, full = write_failure(e, path)
+        raise SaveError(f"could not write {path} ({reason}); the previous one is kept", full) from e
 
 
 def keep_rows_before(path, step):

@@ -931,3 +931,15 @@ def test_a_gzipped_dataset_is_read(tiny, tmp_path):
         g.write(f.read())
     cfg = ppo.load_config(args_for(tiny, tmp_path / "run", DATASET=str(tmp_path / "p.jsonl.gz")))
     assert preflight.load_prompts(cfg) == preflight.load_prompts(ppo.load_config(args_for(tiny, tmp_path / "run")))
+
+
+def test_only_a_full_disk_is_told_to_free_space(tmp_path):
+    """Whether a failed write was a full disk comes from the error (ENOSPC, EDQUOT) or the free space, never
+    from words that happen to be in the path."""
+    from machinery.run import write_failure
+    folder = tmp_path / "fullname's space"
+    folder.mkdir()
+    path = str(folder / "checkpoint")
+    assert write_failure(OSError(errno.EACCES, "Permission denied"), path) == ("Permission denied", False)
+    assert write_failure(OSError(errno.ENOSPC, "No space left on device"), path)[1] is True
+    assert write_failure(OSError(errno.EDQUOT, "Disk quota exceeded"), path)[1] is True
