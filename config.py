@@ -2,7 +2,7 @@
 constants (configs/*.py), then on the command line:
     python ppo.py configs/arithmetic_grpo.py --BATCH_SIZE=32 --DTYPE=bfloat16
 Values are parsed as Python literals (32, 1e-5, None, True, "text"), anything else is taken as a string.
-The defaults run the embedded task (default_task.py) on a CPU in a few minutes.
+The defaults run the embedded task (tasks/sentiment.py) on a CPU in a few minutes.
 """
 import os
 
@@ -15,7 +15,7 @@ GROUP_SIZE = 1  # responses sampled per prompt; grpo, dr_grpo and dapo need at l
 # ---- models (local folders or hub ids, all loaded with from_pretrained) ------------------------------------
 ACTOR_MODEL = os.path.join(_HERE, ".cache", "tiny-qwen3-sft")  # policy (causal LM); also the frozen reference
 CRITIC_MODEL = ACTOR_MODEL  # value model backbone: a causal-LM or reward-model folder sharing the policy's tokenizer
-REWARD_MODEL = "default_task:sentiment_reward"  # classifier folder, module:function(prompts, responses, **cols), list
+REWARD_MODEL = "tasks.sentiment:sentiment_reward"  # classifier folder, module:function(prompts, ...), list
 REWARD_LABEL = None  # a reward model with several outputs: the one whose logit is the reward, e.g. "POSITIVE"
 REWARD_WEIGHTS = None  # with several REWARD_MODELs: the weight of each in the summed reward (None: 1 each)
 CHAT_TEMPLATE = "auto"  # "auto": wrap prompts in the tokenizer's chat template if it has one; True; False

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import ppo
-import preflight
+from machinery import preflight
 from machinery.models import Scorer, as_seen, load_causal_lm, load_tokenizer, resolve_devices, resolve_dtype
 from machinery.run import quiet_progress_bars
 from machinery.sampling import eos_token_ids, sample_and_score, tokenize_prompts

@@ -5,26 +5,26 @@
         --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
 
 Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as --NAME=value.
---ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through the same step(): they
-differ only by their traits in ALGORITHMS (the models loaded, the advantage, where the KL goes, the loss).
-preflight.py checks every setting and input (types and ranges, folders and hub ids, the dataset, the output folder
-and its lock, checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the run's files.
+--ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through the same step(): they differ only
+by their traits in ALGORITHMS (the models loaded, the advantage, where the KL goes, the loss). machinery/preflight.py
+checks every setting and input (types and ranges, folders and hub ids, the dataset, the output folder and its lock,
+checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the run's files.
 
-Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone
-with a scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
+Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone with a
+scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
 
-Follows the PPO-for-LMs recipe of Ziegler et al. 2019 (arXiv:1909.08593) and Ouyang et al. 2022, with the
-implementation details catalogued by Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO"
-(arXiv:2403.17031), cited below as "N+ detail k". Deliberate departures:
-  * The reward model reads decoded text re-tokenised with its own tokenizer, so the policy and reward model need
-    not share a vocabulary (TRL's PPOTrainer requires one).
+Follows the PPO-for-LMs recipe of Ziegler et al. 2019 (arXiv:1909.08593) and Ouyang et al. 2022, with the implementation
+details catalogued by Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (arXiv:2403.17031), cited
+below as "N+ detail k". Deliberate departures:
+  * The reward model reads decoded text re-tokenised with its own tokenizer, so the policy and reward model need not
+    share a vocabulary (TRL's PPOTrainer requires one).
   * Sampling is our own KV-cached loop rather than `generate()`, so that no processor from a checkpoint's
     generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the distribution the log-probs assume.
-  * Trained models keep float32 weights and run under bf16 autocast on GPU; so does the reference (a frozen
-    float32 copy, computed exactly as the policy, so that the KL at step 0 is 0: a bf16 copy differed by its
-    rounding); the reward model is stored in bf16.
-  * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's policy
-    forward is skipped and the update's own log-probs stand for the old ones, as TRL does with num_iterations=1.
+  * Trained models keep float32 weights and run under bf16 autocast on GPU; so does the reference (a frozen float32
+    copy, computed exactly as the policy, so that the KL at step 0 is 0: a bf16 copy differed by its rounding); the
+    reward model is stored in bf16.
+  * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's policy forward is
+    skipped and the update's own log-probs stand for the old ones, as TRL does with num_iterations=1.
 
 Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr, V vocab.
 """
@@ -46,9 +46,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import preflight
+from machinery import preflight
 
-from distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count, no_grad_for,
+from machinery.distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count,
+                                   no_grad_for,
                          optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
                          weights_fingerprint, whole)
 from machinery.models import (RewardModel, Scorer, ValueModel, add_lora, as_seen, autocast, check_distributed,
@@ -59,7 +60,7 @@ from machinery.run import (Interrupted, SaveError, StopOnSignal, clear_run, form
 from machinery.sampling import (_pad_columns, concat_rollouts, eos_token_ids, left_pad, position_ids_from_mask,
                                 sample, sample_and_score, select_rows, stream_indices, tokenize_prompts,
                                 uniforms_for)
-from preflight import (ConfigError, RewardError, check_models, check_output_dir, check_output_path,
+from machinery.preflight import (ConfigError, RewardError, check_models, check_output_dir, check_output_path,
                        check_positions, check_same_data, check_settings, check_types, check_vocabulary,
                        data_fingerprint, debug_requested, first_line, is_config_file, load_prompts, load_trainer_state,
                        parse_overrides, read_config_file, settings_help)
@@ -413,7 +414,7 @@ def make_optimizer(model, lr, weight_decay=0.0, eps=1e-5):
     ppo.py). Weight decay 0 by default, as TRL and OpenRLHF (torch's own default, 0.01, pulls every weight toward
     0 rather than toward the reference); when > 0, biases and norm weights (1-D parameters) are exempt, as in
     nanoGPT's configure_optimizers. fused=True: one kernel over all parameters; on a CPU torch otherwise loops
-    over them in Python (3x slower for the default policy, 6% of a default step; bench.py)."""
+    over them in Python (3x slower for the default policy, 6% of a default step; bench/speed.py)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -508,7 +509,7 @@ class PPOTrainer:
             prompts, self.eval_columns = load_prompts(cfg, held_out=True)
             self.eval_prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
         check_models(cfg, self.prompts, self.columns, self.eval_columns)
-        self.sharded = sharding_on(cfg.SHARDING, self.ranks.world)  # FSDP2 (distributed.py)
+        self.sharded = sharding_on(cfg.SHARDING, self.ranks.world)  # FSDP2 (machinery/distributed.py)
         self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world,
                                        self.sharded)
         if self.devices["policy"].type == "cuda":
@@ -1291,10 +1292,11 @@ class PPOTrainer:
             write_folder(os.path.join(cfg.OUTPUT_DIR, name), lambda tmp, model=model, name=name: (
                 model.save_pretrained(tmp, state_dict=weights.get(name)), self.tokenizer.save_pretrained(tmp)))
         here = os.path.dirname(os.path.abspath(__file__))
-        for name in ("ppo.py", "distributed.py", "preflight.py", "config.py"):  # the code behind these weights
+        for name in ("ppo.py", "config.py"):  # the code behind these weights
             shutil.copy(os.path.join(here, name), os.path.join(cfg.OUTPUT_DIR, name))
-        write_folder(os.path.join(cfg.OUTPUT_DIR, "machinery"), lambda tmp: shutil.copytree(
-            os.path.join(here, "machinery"), tmp, ignore=shutil.ignore_patterns("__pycache__")))
+        for name in ("machinery", "tasks"):
+            write_folder(os.path.join(cfg.OUTPUT_DIR, name), lambda tmp, name=name: shutil.copytree(
+                os.path.join(here, name), tmp, ignore=shutil.ignore_patterns("__pycache__")))
 
 
 def main(argv):
@@ -1320,9 +1322,9 @@ def main(argv):
         ranks.start(always=sharding_on(cfg.SHARDING, ranks.world))  # FSDP2 shards over a group, even of one
         check_output_path(cfg, config_files(argv))
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
-        import arithmetic_task
-        import default_task
-        for task in (default_task, arithmetic_task):  # the embedded tasks' policies, built once and cached
+        from tasks import arithmetic
+        from tasks import sentiment
+        for task in (sentiment, arithmetic):  # the embedded tasks' policies, built once and cached
             if ranks.writes and os.path.abspath(task.POLICY_DIR) in map(os.path.abspath, (cfg.ACTOR_MODEL,
                                                                                           cfg.CRITIC_MODEL)):
                 task.build()

@@ -1,11 +1,15 @@
-"""The verifiable-reward example measured: GRPO and PPO on the embedded arithmetic task, several seeds.
+"""The verifiable-reward example measured: GRPO and PPO on the embedded arithmetic task, several
+seeds.
 
-    python bench/arithmetic.py run [--seeds 0 1 2]   # python ppo.py configs/arithmetic_{grpo,ppo}.py per seed
-    python bench/arithmetic.py report                # the table of docs/benchmarks.md and docs/arithmetic.png
+    # python ppo.py configs/arithmetic_{grpo,ppo}.py per seed
+    python bench/arithmetic.py run [--seeds 0 1 2]
+    # the table of docs/benchmarks.md and docs/arithmetic.png
+    python bench/arithmetic.py report
 
-Each run evaluates itself on the 200 held-out problems (EVAL_DATASET in the configs): EVAL_SAMPLES answers per
-problem at temperature 1, at step 0 (the SFT policy), every EVAL_EVERY steps and at the end. Held-out accuracy is
-the mean exact-match reward, so the report reads it straight from each run's metrics.jsonl.
+Each run evaluates itself on the 200 held-out problems (EVAL_DATASET in the configs): EVAL_SAMPLES
+answers per problem at temperature 1, at step 0 (the SFT policy), every EVAL_EVERY steps and at the
+end. Held-out accuracy is the mean exact-match reward, so the report reads it straight from each
+run's metrics.jsonl.
 """
 import argparse
 import json
@@ -31,7 +35,8 @@ def run(seeds):
                 continue
             t0 = time.time()
             cmd = [sys.executable, "ppo.py", f"configs/arithmetic_{algorithm}.py", f"--SEED={seed}",
-                   f"--OUTPUT_DIR={out}", "--OVERWRITE=True", "--SAMPLE_EVERY=1000", "--PLOT_EVERY=1000"]
+                   f"--OUTPUT_DIR={out}", "--OVERWRITE=True", "--SAMPLE_EVERY=1000",
+                   "--PLOT_EVERY=1000"]
             subprocess.run(cmd, cwd=HERE, check=True, stdout=subprocess.DEVNULL)
             with open(os.path.join(out, "wall.json"), "w") as f:
                 json.dump({"seconds": time.time() - t0}, f)
@@ -63,10 +68,11 @@ def report():
             with open(os.path.join(out, "wall.json")) as f:
                 seconds = json.load(f)["seconds"]
             z = (after - before) / (se0 ** 2 + se1 ** 2) ** 0.5
-            lines.append(f"| {algorithm} | {seed} | {before:.3f} ± {se0:.3f} | {after:.3f} ± {se1:.3f} | "
-                         f"{after - before:+.3f} ({z:.1f}) | {seconds:.0f} |")
-            ax.plot([e[0] for e in evals], [e[1] for e in evals], color=colors[algorithm], alpha=0.8,
-                    label=algorithm if len(gains) == 1 else None)
+            lines.append(
+                f"| {algorithm} | {seed} | {before:.3f} ± {se0:.3f} | {after:.3f} ± {se1:.3f} | "
+                f"{after - before:+.3f} ({z:.1f}) | {seconds:.0f} |")
+            ax.plot([e[0] for e in evals], [e[1] for e in evals], color=colors[algorithm],
+                    alpha=0.8, label=algorithm if len(gains) == 1 else None)
         if gains:
             mean = sum(gains) / len(gains)
             lines.append(f"| **{algorithm}** | mean of {len(gains)} | | | **{mean:+.3f}** | |")

@@ -10,11 +10,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 
 echo "== 1. the embedded default, bf16 autocast on one GPU: phases, tokens/s, peak memory"
-python3 bench.py --steps=10 --out="$OUT" -- --DTYPE=bfloat16 | tail -12
+python3 bench/speed.py --steps=10 --out="$OUT" -- --DTYPE=bfloat16 | tail -12
 cp "$OUT/bench.json" "$OUT/bench_gpu.json"
 
 echo "== 2. the two-device split, policy and reference on cuda:0, critic and reward on the CPU"
-python3 bench.py --steps=5 --out="$OUT" -- --DEVICE_CRITIC=cpu | tail -12
+python3 bench/speed.py --steps=5 --out="$OUT" -- --DEVICE_CRITIC=cpu | tail -12
 
 echo "== 3. python ppo.py, the whole default run, on the GPU"
 python3 -c "import subprocess, sys, time; t = time.time(); r = subprocess.run(sys.argv[1:]); print(f'wall {time.time() - t:.1f} s, exit {r.returncode}')" \
@@ -26,11 +26,11 @@ python3 ppo.py --OUTPUT_DIR=/tmp/gpu_lora --LORA_RANK=8 --GRADIENT_CHECKPOINTING
   --PLOT_EVERY=1000 2>&1 | tail -2
 
 echo "== 5. memory: Qwen3-0.6B + DeBERTa-v3-large shapes, estimate and measured peak"
-python3 bench.py --memory | tee "$OUT/memory.md"
+python3 bench/speed.py --memory | tee "$OUT/memory.md"
 
 
 echo "== 6. memory with every model sharded by FSDP2 over one GPU (issue 14): | size, setup | GPUs | estimate | measured peak |"
-python3 -m torch.distributed.run --standalone --nproc_per_node=1 bench.py --memory --sharded --sizes=0.6B \
+python3 -m torch.distributed.run --standalone --nproc_per_node=1 bench/speed.py --memory --sharded --sizes=0.6B \
   | tee "$OUT/memory_fsdp.md"
 
 echo "== 7. the default run sharded over one GPU (torchrun, SHARDING=fsdp): trains, saves, same held-out gain"

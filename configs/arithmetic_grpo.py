@@ -1,5 +1,5 @@
 # The embedded verifiable-reward task with GRPO: a tiny Qwen3 learns two-digit addition from an exact-match reward
-# against the dataset's `answer` column (arithmetic_task.py; the policy is built on first use, ~40 s).
+# against the dataset's `answer` column (tasks/arithmetic.py; the policy is built on first use, ~40 s).
 #   python ppo.py configs/arithmetic_grpo.py
 import os
 
@@ -7,8 +7,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ALGORITHM = "grpo"
 GROUP_SIZE = 8
-ACTOR_MODEL = os.path.join(_ROOT, ".cache", "tiny-qwen3-arith")  # built by arithmetic_task.build()
-REWARD_MODEL = "rewards:exact_match"  # reads the `answer` column
+ACTOR_MODEL = os.path.join(_ROOT, ".cache", "tiny-qwen3-arith")  # built by arithmetic.build()
+REWARD_MODEL = "tasks.rewards:exact_match"  # reads the `answer` column
 DATASET = os.path.join(_ROOT, "data", "arithmetic_train.jsonl")
 EVAL_DATASET = os.path.join(_ROOT, "data", "arithmetic_eval.jsonl")  # 200 held-out problems
 EVAL_EVERY = 20

@@ -6,9 +6,9 @@ import os
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ALGORITHM = "ppo"
-ACTOR_MODEL = os.path.join(_ROOT, ".cache", "tiny-qwen3-arith")  # built by arithmetic_task.build()
+ACTOR_MODEL = os.path.join(_ROOT, ".cache", "tiny-qwen3-arith")  # built by arithmetic.build()
 CRITIC_MODEL = ACTOR_MODEL
-REWARD_MODEL = "rewards:exact_match"  # reads the `answer` column
+REWARD_MODEL = "tasks.rewards:exact_match"  # reads the `answer` column
 DATASET = os.path.join(_ROOT, "data", "arithmetic_train.jsonl")
 EVAL_DATASET = os.path.join(_ROOT, "data", "arithmetic_eval.jsonl")  # 200 held-out problems
 EVAL_EVERY = 20

@@ -5,7 +5,7 @@
 ALGORITHM = "grpo"
 GROUP_SIZE = 8
 ACTOR_MODEL = "Qwen/Qwen3-0.6B"
-REWARD_MODEL = "rewards:gsm8k_answer"
+REWARD_MODEL = "tasks.rewards:gsm8k_answer"
 DATASET = "openai/gsm8k"
 DATASET_CONFIG = "main"  # gsm8k's subsets: "main" and "socratic"
 DATASET_SPLIT = "train"

@@ -6,8 +6,8 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-from distributed import no_grad_for
-from preflight import (ConfigError, call_reward_function, is_reward_function, load_reward_function, reward_label,
+from .distributed import no_grad_for
+from .preflight import (ConfigError, call_reward_function, is_reward_function, load_reward_function, reward_label,
                        reward_metric_names, reward_names)
 
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 
-from preflight import REPLACED, ConfigError, RunLock, first_line, run_file
+from .preflight import REPLACED, ConfigError, RunLock, first_line, run_file
 
 
 class StopOnSignal:

@@ -3,8 +3,8 @@ the endless prompt stream, rollouts as padded batches, and evaluation's sampling
 import numpy as np
 import torch
 
-from distributed import no_grad_for
-from preflight import ConfigError
+from .distributed import no_grad_for
+from .preflight import ConfigError
 
 from .models import autocast, conversation
 

@@ -13,13 +13,13 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import default_task  # noqa: E402
+from tasks import sentiment  # noqa: E402
 
 
 def make_qwen3_policy(path, seed=0, vocab_size=300):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     torch.manual_seed(seed)
-    tok = default_task.build_tokenizer(default_task.make_corpus(n=500, seed=seed), vocab_size=vocab_size)
+    tok = sentiment.build_tokenizer(sentiment.make_corpus(n=500, seed=seed), vocab_size=vocab_size)
     config = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
                          tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -31,7 +31,7 @@ def make_qwen3_policy(path, seed=0, vocab_size=300):
 def make_deberta_reward_model(path, seed=0):
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Tokenizer
     torch.manual_seed(seed)
-    words = sorted({w.strip(".") for s in default_task.make_corpus(n=500) for w in s.split()})
+    words = sorted({w.strip(".") for s in sentiment.make_corpus(n=500) for w in s.split()})
     vocab = [(t, 0.0) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")]
     vocab += [("\u2581" + w, -1.0) for w in words] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz.,!?'"]
     vocab += [("\u2581", -3.0)]
@@ -55,7 +55,7 @@ def write_prompts(path, prompts, key="prompt"):
 def tiny(tmp_path_factory):
     """Paths of a tiny Qwen3 policy, a DeBERTa-v2 reward model and a prompts file."""
     d = tmp_path_factory.mktemp("tiny")
-    prompts = default_task.make_prompts(default_task.SUBJECTS[:8])
+    prompts = sentiment.make_prompts(sentiment.SUBJECTS[:8])
     return {
         "policy": make_qwen3_policy(str(d / "qwen3")),
         "reward": make_deberta_reward_model(str(d / "deberta")),

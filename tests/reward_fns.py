@@ -3,7 +3,7 @@ import math
 import os
 import signal
 
-import default_task
+from tasks import sentiment as sentiment_task
 
 
 def word_count(prompts, responses):
@@ -23,7 +23,7 @@ def wrong_count(prompts, responses):
     return [1.0]
 
 
-sentiment = default_task.sentiment_reward
+sentiment = sentiment_task.sentiment_reward
 
 
 def uniform_for_movies(prompts, responses):
@@ -45,14 +45,14 @@ def reset_faults():
 
 
 def sentiment_with_faults(prompts, responses):
-    """default_task's sentiment reward; at the N-th call, PPO_TEST_KILL_AT=N SIGKILLs this process and
+    """tasks/sentiment.py's reward; at the N-th call, PPO_TEST_KILL_AT=N SIGKILLs this process and
     PPO_TEST_RAISE_AT=N raises, as a dying reward server would."""
     _calls["n"] += 1
     if os.environ.get("PPO_TEST_KILL_AT") == str(_calls["n"]):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("PPO_TEST_RAISE_AT") == str(_calls["n"]):
         raise ConnectionError("reward server went away")
-    return default_task.sentiment_reward(prompts, responses)
+    return sentiment_task.sentiment_reward(prompts, responses)
 
 
 def exits_after_probe(prompts, responses):

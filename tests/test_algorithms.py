@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ppo
-import preflight
+from machinery import preflight
 from conftest import tiny_args
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-import bench
+from bench import speed as bench
 import ppo
 from conftest import tiny_args
 
@@ -27,7 +27,7 @@ TINY_DEBERTA = dict(bench.DEBERTA_V3_LARGE, vocab_size=200, hidden_size=32, inte
 
 @pytest.fixture
 def tiny_shapes(tmp_path, monkeypatch):
-    """bench.py's real-shape machinery on shapes small enough for a test: the same code, other numbers."""
+    """bench/speed.py's real-shape machinery on shapes small enough for a test: the same code, other numbers."""
     monkeypatch.setitem(bench.SHAPES, "tiny", TINY_SHAPE)
     monkeypatch.setattr(bench, "DEBERTA_V3_LARGE", TINY_DEBERTA)
     monkeypatch.setattr(bench, "SHAPES_DIR", str(tmp_path / "shapes"))
@@ -110,7 +110,7 @@ def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatc
 def test_bench_refuses_bad_shapes_and_settings_in_one_line(monkeypatch, capsys, argv, message):
     """Refused before any model is built or loaded."""
     monkeypatch.setattr(bench, "build_shape", lambda *a, **k: pytest.fail("built a model for bad input"))
-    monkeypatch.setattr("sys.argv", ["bench.py", *argv])
+    monkeypatch.setattr("sys.argv", ["bench/speed.py", *argv])
     with pytest.raises(SystemExit) as stop:
         bench.main()
     err = capsys.readouterr().err.strip()

@@ -7,7 +7,7 @@ from conftest import ROOT
 
 def test_compare_runs_every_algorithm_and_writes_the_picture_and_table(tmp_path):
     """A one-step comparison of the four algorithms on the embedded default task (the full one is 100 steps)."""
-    out = subprocess.run([sys.executable, "compare.py", "--responses=32", f"--out={tmp_path}", "--",
+    out = subprocess.run([sys.executable, "bench/compare.py", "--responses=32", f"--out={tmp_path}", "--",
                           "--EVAL_SAMPLES=1", "--MAX_NEW_TOKENS=8"],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]

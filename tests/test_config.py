@@ -3,7 +3,7 @@ import os
 import pytest
 
 import ppo
-import preflight
+from machinery import preflight
 from conftest import ROOT
 
 

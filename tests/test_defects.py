@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import default_task
+from tasks import sentiment
 import ppo
 from conftest import tiny_args
 
@@ -12,7 +12,7 @@ def make_gpt2(path, sequence_classifier=False):
     """A tiny GPT-2 with its dropout (resid_pdrop, embd_pdrop, attn_pdrop: no key says 'dropout') at 0.3."""
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
     torch.manual_seed(0)
-    tok = default_task.build_tokenizer(default_task.make_corpus(n=500, seed=0), vocab_size=300)
+    tok = sentiment.build_tokenizer(sentiment.make_corpus(n=500, seed=0), vocab_size=300)
     config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, resid_pdrop=0.3,
                         embd_pdrop=0.3, attn_pdrop=0.3, summary_first_dropout=0.3, eos_token_id=tok.eos_token_id,
                         pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, num_labels=1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-import distributed
+from machinery import distributed
 import ppo
 from machinery.sampling import draw_tokens
 import reward_fns

@@ -49,8 +49,8 @@ def test_tiny_run_trains_and_writes_reloadable_outputs(tiny, tmp_path):
     for sub in ("policy", "critic"):
         assert AutoTokenizer.from_pretrained(out / sub).eos_token_id is not None
 
-    for name in ("ppo_metrics.png", "training_metrics.png", "config.json", "ppo.py", "preflight.py", "config.py",
-                 "machinery/sampling.py"):
+    for name in ("ppo_metrics.png", "training_metrics.png", "config.json", "ppo.py", "machinery/preflight.py",
+                 "config.py", "machinery/sampling.py"):
         assert (out / name).stat().st_size > 0, name
     samples = read_jsonl(out / "samples.jsonl")
     assert {s["step"] for s in samples} == {0, 1, 2} and all(isinstance(s["response"], str) for s in samples)

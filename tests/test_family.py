@@ -7,7 +7,7 @@ import sys
 import torch
 
 import ppo
-import preflight
+from machinery import preflight
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import family  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ppo
-import preflight
+from machinery import preflight
 import reward_fns
 from conftest import ROOT, tiny_args
 

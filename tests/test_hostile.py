@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import ppo
-import preflight
+from machinery import preflight
 from conftest import ROOT, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -329,8 +329,8 @@ def resume_with(change):
 def other_tokenizer(c):
     """The tiny policy's weights beside the tokenizer of a model with a larger vocabulary."""
     shutil.copytree(c.tiny["policy"], c.tmp / "mixed")
-    import default_task
-    tok = default_task.build_tokenizer(default_task.make_corpus(n=500, seed=1), vocab_size=600)
+    from tasks import sentiment
+    tok = sentiment.build_tokenizer(sentiment.make_corpus(n=500, seed=1), vocab_size=600)
     tok.save_pretrained(c.tmp / "mixed")
     return {}
 
@@ -435,8 +435,10 @@ def test_the_table_covers_every_class_three_times():
 
 
 # ---- 3. one run per folder, with real processes ----------------------------------------------------------------
-HOLD = ("import sys, time, preflight; lock = preflight.RunLock(sys.argv[1]); print('locked', flush=True); "
-        "time.sleep(300)")
+HOLD = (
+    "import sys, time; from machinery import preflight; lock = preflight.RunLock(sys.argv[1]); print('locked', "
+    "flush=True); "
+    "time.sleep(300)")
 
 
 def test_a_busy_folder_is_refused_naming_the_holder_and_freed_when_it_dies(tiny, tmp_path, capsys):
@@ -862,17 +864,17 @@ def test_plotting_refuses_in_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["--algorithms=ppo,rlhf"], "--algorithms=ppo,rlhf: unknown 'rlhf'"),
     (["--responses=0"], "--responses must be at least 1, got 0"),
-    (["--", "--BATCH_SIZE=4"], "compare.py sets --BATCH_SIZE itself"),
+    (["--", "--BATCH_SIZE=4"], "bench/compare.py sets --BATCH_SIZE itself"),
     (["--", "--LEARNING_RATE=fast"], "LEARNING_RATE must be a number >= 0, got 'fast'"),
     (["--out={runs}"], r"ppo already exists: this script writes only new run folders"),
 ])
 def test_compare_refuses_before_building_anything(argv, expected, tmp_path, monkeypatch, capsys):
-    import compare
+    from bench import compare
     runs = tmp_path / "runs"
     (runs / "ppo").mkdir(parents=True)
     (runs / "ppo" / "run.lock").write_text("")
-    monkeypatch.setattr(sys, "argv", ["compare.py", *[a.format(runs=runs) for a in argv]])
-    monkeypatch.setattr("default_task.build", lambda: pytest.fail("built before refusing"))
+    monkeypatch.setattr(sys, "argv", ["bench/compare.py", *[a.format(runs=runs) for a in argv]])
+    monkeypatch.setattr("tasks.sentiment.build", lambda: pytest.fail("built before refusing"))
     with pytest.raises(SystemExit) as e:
         compare.main()
     assert e.value.code == 2
@@ -886,8 +888,8 @@ def test_compare_refuses_before_building_anything(argv, expected, tmp_path, monk
     (["--warmup=-1"], "--warmup must be at least 0"),
 ])
 def test_bench_refuses_before_measuring(argv, expected, tmp_path, monkeypatch, capsys):
-    import bench
-    monkeypatch.setattr(sys, "argv", ["bench.py", *[a.format(tmp=tmp_path) for a in argv]])
+    from bench import speed as bench
+    monkeypatch.setattr(sys, "argv", ["bench/speed.py", *[a.format(tmp=tmp_path) for a in argv]])
     monkeypatch.setattr(bench, "measure", lambda *a: pytest.fail("measured before refusing"))
     with pytest.raises(SystemExit) as e:
         bench.main()

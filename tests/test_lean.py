@@ -1,6 +1,6 @@
 """The speed and memory options (issue 5): the threaded critic update, no gradient clipping, gradient checkpointing,
 LoRA with the reference as the adapter-free base, the Qwen3 reward model builder and the TRL benchmark settings.
-Nothing here is timed: bench.py measures."""
+Nothing here is timed: bench/speed.py measures."""
 import math
 import os
 from concurrent.futures import Future
@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-import bench
-import default_task
+from bench import speed as bench
+from tasks import sentiment
 import ppo
-import preflight
+from machinery import preflight
 from conftest import tiny_args
 
 
@@ -153,7 +153,7 @@ def test_lora_without_peft_is_refused_before_loading(tiny, tmp_path, monkeypatch
 
 
 def test_the_qwen3_reward_model_scores_sentiment(tiny, tmp_path):
-    path = default_task.build_reward_model(tiny["policy"], str(tmp_path / "rm"), steps=150, log=lambda *a: None)
+    path = sentiment.build_reward_model(tiny["policy"], str(tmp_path / "rm"), steps=150, log=lambda *a: None)
     scorer = ppo.RewardModel(path, torch.device("cpu"), torch.float32)
     pos = [" was great and i loved it.", " was wonderful and everyone smiled.", " is lovely and it made me happy."]
     neg = [" was terrible and i hated it.", " was awful and nobody smiled.", " is horrible and it made me angry."]
@@ -169,7 +169,7 @@ def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
     assert cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: one optimizer, one learning rate
     with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
         runner = f.read()
-    # main_ppo's defaults are the tiny comparison's settings (bench.py --shapes --trl passes others)
+    # main_ppo's defaults are the tiny comparison's settings (bench/speed.py --shapes --trl passes others)
     import ast
     main_ppo = next(f for f in ast.walk(ast.parse(runner)) if isinstance(f, ast.FunctionDef) and f.name == "main_ppo")
     names = [a.arg for a in main_ppo.args.args][-len(main_ppo.args.defaults):]
@@ -215,8 +215,8 @@ def test_the_memory_plan_divides_what_fsdp_shards_and_adds_what_it_gathers():
 
 
 def test_the_sharded_memory_measurement_runs_its_path_on_a_cpu(monkeypatch):
-    """bench.py --memory --sharded (measured on a GPU when lent) on tiny shapes in a one-process group: builds with
-    parameters on the meta device, shards, gives storage, runs two updates; a CPU has no peak to report."""
+    """bench/speed.py --memory --sharded (measured on a GPU when lent) on tiny shapes in a one-process group: builds
+    with parameters on the meta device, shards, gives storage, runs two updates; a CPU has no peak to report."""
     import torch.distributed as dist
     small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)

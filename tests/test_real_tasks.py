@@ -13,8 +13,8 @@ import torch
 
 import ppo
 from machinery.models import prompt_text
-import preflight
-import rewards
+from machinery import preflight
+from tasks import rewards
 from conftest import ROOT, tiny_args
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
