@@ -1,14 +1,16 @@
-"""Independent evaluation of saved policies: fresh samples on a prompt set, scored by a reward model or function.
+"""Independent evaluation of saved policies: fresh samples on a prompt set, scored by a reward model
+or function.
 
     python evaluate.py .cache/tiny-qwen3-sft runs/ppo/policy --DATASET=data/eval_prompts.jsonl
 
-Prints, per policy, the mean score with its standard error, and for each later policy the gain over the first
-with a z-score (|z| > 3: the difference is far outside sampling noise). Settings come from config.py and the
-same config files and --NAME=value overrides as ppo.py (REWARD_MODEL and REWARD_WEIGHTS, DATASET, PROMPT_KEY,
-SYSTEM_PROMPT, MAX_NEW_TOKENS, TEMPERATURE, SEED, DEVICE_POLICY, DEVICE_REWARD, DTYPE, CHAT_TEMPLATE,
-EVAL_SAMPLES). Reward functions receive the dataset's other columns, as in training. ppo.py evaluates during
-training (EVAL_DATASET) with the same sample_and_score (machinery/sampling.py); this script reloads saved folders
-with from_pretrained, exactly as a user would, to compare several policies on the same random numbers.
+Prints, per policy, the mean score with its standard error, and for each later policy the gain over
+the first with a z-score (|z| > 3: the difference is far outside sampling noise). Settings come from
+config.py and the same config files and --NAME=value overrides as ppo.py (REWARD_MODEL and
+REWARD_WEIGHTS, DATASET, PROMPT_KEY, SYSTEM_PROMPT, MAX_NEW_TOKENS, TEMPERATURE, SEED,
+DEVICE_POLICY, DEVICE_REWARD, DTYPE, CHAT_TEMPLATE, EVAL_SAMPLES). Reward functions receive the
+dataset's other columns, as in training. ppo.py evaluates during training (EVAL_DATASET) with the
+same sample_and_score (machinery/sampling.py); this script reloads saved folders with
+from_pretrained, exactly as a user would, to compare several policies on the same random numbers.
 """
 import json
 import math
@@ -17,9 +19,10 @@ import sys
 
 import torch
 
-import ppo
+import ppo  # noqa: F401 (it fills preflight.ALGORITHMS, which the settings are checked against)
 from machinery import preflight
-from machinery.models import Scorer, as_seen, load_causal_lm, load_tokenizer, resolve_devices, resolve_dtype
+from machinery.models import (Scorer, as_seen, load_causal_lm, load_tokenizer, resolve_devices,
+                              resolve_dtype)
 from machinery.run import quiet_progress_bars
 from machinery.sampling import eos_token_ids, sample_and_score, tokenize_prompts
 
@@ -29,9 +32,11 @@ def evaluate_policy(path, cfg, prompts, columns, scorer, devices, dtype):
     tok = load_tokenizer(path, "policy")
     model = load_causal_lm(path, devices["policy"], dtype)
     eos_ids = eos_token_ids(tok, path).to(devices["policy"])
-    ids, _ = tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH, cfg.SYSTEM_PROMPT,
+    ids, _ = tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH,
+                              cfg.SYSTEM_PROMPT,
                                   cfg.ENABLE_THINKING)
-    return sample_and_score(model, tok, eos_ids, ids, prompts, columns, scorer, cfg, devices["policy"], dtype)
+    return sample_and_score(model, tok, eos_ids, ids, prompts, columns, scorer, cfg,
+                            devices["policy"], dtype)
 
 
 def summary(scores):
@@ -42,49 +47,58 @@ def summary(scores):
 def main(argv):
     paths = [a for a in argv if not a.startswith("--") and not preflight.is_config_file(a)]
     if not paths:
-        print("error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] [CONFIG.py] "
-              "[--NAME=value ...]", file=sys.stderr)
+        print(
+            "error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] "
+            "[CONFIG.py] [--NAME=value ...]", file=sys.stderr)
         return 2
     quiet_progress_bars()
     try:
-        cfg = ppo.load_config([a for a in argv if a not in paths])
+        cfg = preflight.load_config([a for a in argv if a not in paths])
         for path in paths:
-            if os.path.isdir(os.path.join(path, "policy")) and os.path.exists(os.path.join(path, "metrics.jsonl")):
-                raise ppo.ConfigError(f"{path!r} is a run's folder: give its trained policy, "
+            if os.path.isdir(
+                os.path.join(
+                    path, "policy")) and os.path.exists(os.path.join(path, "metrics.jsonl")):
+                raise preflight.ConfigError(f"{path!r} is a run's folder: give its trained policy, "
                                       f"{os.path.join(path, 'policy')!r}")
             preflight.check_causal_lm("policy", path)
-        prompts, columns = ppo.load_prompts(cfg)
+        prompts, columns = preflight.load_prompts(cfg)
         prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        preflight.check_scorers(cfg, prompts, columns)  # the policies are given: ACTOR_MODEL is not evaluation's
+        # the policies are given: ACTOR_MODEL is not evaluation's
+        preflight.check_scorers(cfg, prompts, columns)
         devices = resolve_devices(cfg, torch.cuda.device_count())
         dtype = resolve_dtype(cfg.DTYPE, devices["policy"])
-        scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype, label=cfg.REWARD_LABEL)
+        scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype,
+                        label=cfg.REWARD_LABEL)
         results = []
         print(f"{len(prompts)} prompts from {cfg.DATASET} x {cfg.EVAL_SAMPLES} samples, scored by "
               f"{cfg.REWARD_MODEL}")
         for path in paths:
-            scores, parts, lengths, examples = evaluate_policy(path, cfg, prompts, columns, scorer, devices, dtype)
+            scores, parts, lengths, examples = evaluate_policy(
+                path, cfg, prompts, columns, scorer, devices, dtype)
             results.append(report(path, scores, parts, lengths, examples, scorer.names, results))
-    except ppo.ConfigError as e:
+    except preflight.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except preflight.RewardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except Exception as e:  # a fault while loading or sampling: one line, the traceback with --DEBUG=True
+    # a fault while loading or sampling: one line, the traceback with --DEBUG=True
+    except Exception as e:
         if preflight.debug_requested(argv):
             raise
-        print(f"error: evaluation failed: {type(e).__name__}: {preflight.first_line(e)}", file=sys.stderr)
+        print(f"error: evaluation failed: {type(e).__name__}: {preflight.first_line(e)}",
+              file=sys.stderr)
         return 1
     print(json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in results]))
     return 0
 
 
 def report(path, scores, parts, lengths, examples, names, results):
-    """One policy's line (with the gain over the first policy of `results`, and each scorer's mean when there
-    are several) and its row."""
+    """One policy's line (with the gain over the first policy of `results`, and each scorer's mean
+    when there are several) and its row."""
     mean, se, n = summary(scores)
-    row = {"policy": path, "mean": mean, "stderr": se, "n": n, "length": lengths.float().mean().item(),
+    row = {"policy": path, "mean": mean, "stderr": se, "n": n,
+           "length": lengths.float().mean().item(),
            "examples": examples[:3]}
     if len(names) > 1:
         row["scorers"] = dict(zip(names, parts.mean(0).tolist()))

@@ -1,12 +1,13 @@
-"""What a user watches: charts drawn from OUTPUT_DIR/metrics.jsonl alone, and the live trackers (REPORT_TO).
-This file never imports ppo.py.
+"""What a user watches: charts drawn from OUTPUT_DIR/metrics.jsonl alone, and the live trackers
+(REPORT_TO). This file never imports ppo.py.
 
-    python plotting.py runs/ppo        # redraws runs/ppo/ppo_metrics.png and runs/ppo/training_metrics.png
+    python plotting.py runs/ppo   # redraws runs/ppo/ppo_metrics.png, runs/ppo/training_metrics.png
 
-ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy, and the held-out
-reward when EVAL_DATASET is set); training_metrics.png shows every logged metric, related ones sharing a panel.
-Each panel draws the raw per-step value faintly and a centred moving average over ~10% of the run on top.
-Tracker sends the same rows, as they are written, to TensorBoard, Weights & Biases or Trackio.
+ppo_metrics.png shows the figures to watch first (reward, KL, the two losses, advantage, entropy,
+and the held-out reward when EVAL_DATASET is set); training_metrics.png shows every logged metric,
+related ones sharing a panel. Each panel draws the raw per-step value faintly and a centred moving
+average over ~10% of the run on top. Tracker sends the same rows, as they are written, to
+TensorBoard, Weights & Biases or Trackio.
 """
 
 import importlib
@@ -17,9 +18,11 @@ import sys
 
 from matplotlib.figure import Figure  # no pyplot: files only, no display, no global figure state
 
-MAIN_METRICS = ["reward", "kl", "policy_loss", "value_loss", "advantage", "entropy", "eval_reward"]  # + KL, held-out
+# + KL, held-out
+MAIN_METRICS = ["reward", "kl", "policy_loss", "value_loss", "advantage", "entropy", "eval_reward"]
 NOT_PLOTTED = {"step"}  # the x axis
-TITLES = {  # what each panel means, in a few words; metrics without an entry are titled by their key
+# what each panel means, in a few words; metrics without an entry are titled by their key
+TITLES = {
     "policy_loss": "policy loss (clipped surrogate)",
     "value_loss": "value loss (clipped)",
     "reward": "reward (score of the response)",
@@ -75,14 +78,15 @@ SHARED_PANELS = [
     ("value prediction and return", ["value", "return"]),
     ("gradient norms (before clipping)", ["grad_norm", "critic_grad_norm"]),
     ("KL penalty and reward + KL penalty", ["non_score_reward", "rlhf_reward"]),
-    ("seconds per step, by phase", ["step_time", "time_generate", "time_reward", "time_forward", "time_update"]),
+    ("seconds per step, by phase", ["step_time", "time_generate", "time_reward", "time_forward",
+                                    "time_update"]),
 ]
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
 
 
 def read_metrics(path):
-    """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write), and any line that is
-    not a JSON object, is skipped. null (a non-finite value) reads as None."""
+    """metrics.jsonl -> list of dicts; a half-written last line (a run killed mid-write), and any
+    line that is not a JSON object, is skipped. null (a non-finite value) reads as None."""
     rows = []
     with open(path, errors="replace") as f:
         for line in f:
@@ -96,8 +100,9 @@ def read_metrics(path):
 
 
 def smooth(values, window):
-    """Centred moving average, so the curve does not lag the raw values. Near the ends the window shrinks on both
-    sides alike, so the first and last points are the raw values rather than a one-sided (biased) average."""
+    """Centred moving average, so the curve does not lag the raw values. Near the ends the window
+    shrinks on both sides alike, so the first and last points are the raw values rather than a
+    one-sided (biased) average."""
     out = []
     for i in range(len(values)):
         h = min(window // 2, i, len(values) - 1 - i)
@@ -118,15 +123,19 @@ def _panel(ax, steps, rows, keys, title):
         if not finite:
             continue
         xs, ys = zip(*finite)
-        if len(xs) < len(steps) / 2:  # logged now and then (eval_*): the points themselves, with their s.e. band
+        # logged now and then (eval_*): the points themselves, with their s.e. band
+        if len(xs) < len(steps) / 2:
             ax.plot(xs, ys, color=color, linewidth=2, marker="o", markersize=4, label=key)
             se = [r.get(key + "_se") for r in rows if number(r.get(key))]
             if all(isinstance(x, (int, float)) for x in se):
-                ax.fill_between(xs, [y - e for y, e in zip(ys, se)], [y + e for y, e in zip(ys, se)], color=color,
+                ax.fill_between(xs, [y - e for y, e in zip(ys, se)],
+                                [y + e for y, e in zip(ys, se)], color=color,
                                 alpha=0.2, linewidth=0)
         else:
             ax.plot(xs, ys, color=color, alpha=0.3, linewidth=1)
-            ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color=color, linewidth=2, label=key)  # ~10%
+            # ~10%
+            ax.plot(xs, smooth(list(ys), max(1, len(ys) // 10)), color=color, linewidth=2,
+                    label=key)
         drawn += 1
     ax.set_title(title if drawn else title + " (no finite values)", fontsize=10)
     if len(keys) > 1 and drawn:
@@ -137,7 +146,8 @@ def _panel(ax, steps, rows, keys, title):
 
 
 def panels_for(keys, shared):
-    """(title, keys) per panel: a shared panel where any of its metrics is logged, else one panel per metric."""
+    """(title, keys) per panel: a shared panel where any of its metrics is logged, else one panel
+    per metric."""
     group_of = {k: (title, group) for title, group in shared for k in group}
     panels, done = [], set()
     for key in keys:
@@ -160,23 +170,29 @@ def plot_metrics(rows, panels, path, title, ncols):
         _panel(ax, steps, rows, keys, panel_title)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    # Fixed margins in inches: tight_layout would double the drawing time (~2 s on 2 cores for 35 panels).
+    # Fixed margins in inches: tight_layout would double the drawing time (~2 s on 2 cores for 35
+    # panels).
     w, h = fig.get_size_inches()
     fig.suptitle(title, fontsize=13, y=1 - 0.2 / h)
-    fig.subplots_adjust(left=0.5 / w, right=1 - 0.2 / w, bottom=0.45 / h, top=1 - 0.85 / h, wspace=0.25, hspace=0.5)
+    fig.subplots_adjust(left=0.5 / w, right=1 - 0.2 / w, bottom=0.45 / h, top=1 - 0.85 / h,
+                        wspace=0.25, hspace=0.5)
     tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})  # fast zlib level: 0.3 s less per redraw
+    # fast zlib level: 0.3 s less per redraw
+    fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})
     os.replace(tmp, path)  # a reader never sees a half-written PNG
 
 
 def training_steps(rows):
-    """The rows that are training steps: the final policy's evaluation (eval_* alone) is a row, not a step."""
-    return sum(1 for r in rows if any(k not in ("step", "elapsed", "time_eval") and not k.startswith("eval_")
+    """The rows that are training steps: the final policy's evaluation (eval_* alone) is a row, not
+    a step."""
+    return sum(1 for r in rows if any(k not in ("step", "elapsed", "time_eval")
+                                      and not k.startswith("eval_")
                                       for k in r))
 
 
 def plot_run(out_dir):
-    """Draws ppo_metrics.png and training_metrics.png in out_dir from its metrics.jsonl; returns their paths."""
+    """Draws ppo_metrics.png and training_metrics.png in out_dir from its metrics.jsonl; returns
+    their paths."""
     rows = read_metrics(os.path.join(out_dir, "metrics.jsonl"))
     if not rows:
         raise ValueError(f"{out_dir}/metrics.jsonl has no rows to plot")
@@ -186,28 +202,37 @@ def plot_run(out_dir):
                     and isinstance(v, (int, float)) and not isinstance(v, bool)]
     name = os.path.basename(os.path.normpath(out_dir))
     n_steps = training_steps(rows)
-    main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric  # only skipped steps so far: what there is
-    paths = [os.path.join(out_dir, "ppo_metrics.png"), os.path.join(out_dir, "training_metrics.png")]
-    plot_metrics(rows, panels_for(main_keys, []), paths[0], f"{name}: PPO metrics ({n_steps} steps)", ncols=3)
-    ordered = main_keys + [k for k in numeric if k not in main_keys]  # the figures to watch first lead here too
-    plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1], f"{name}: all metrics ({n_steps} steps)",
-                 ncols=5)
+    # only skipped steps so far: what there is
+    main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric
+    paths = [os.path.join(out_dir, "ppo_metrics.png"),
+             os.path.join(out_dir, "training_metrics.png")]
+    plot_metrics(rows, panels_for(main_keys, []), paths[0],
+                 f"{name}: PPO metrics ({n_steps} steps)", ncols=3)
+    # the figures to watch first lead here too
+    ordered = main_keys + [k for k in numeric if k not in main_keys]
+    plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1],
+                 f"{name}: all metrics ({n_steps} steps)", ncols=5)
     return paths
 
 
 class Tracker:
-    """REPORT_TO's live view of a run: each metrics row under its flat names (as in metrics.jsonl) at its step, the
-    samples as a table, the resolved settings and a run name. The package is imported only here, when chosen.
-    TensorBoard writes under OUTPUT_DIR/tensorboard/RUN_NAME (a resumed run drops the events past its checkpoint);
-    wandb and trackio log to the project named by WANDB_PROJECT / TRACKIO_PROJECT (default "ppo")."""
+    """REPORT_TO's live view of a run: each metrics row under its flat names (as in metrics.jsonl)
+    at its step, the samples as a table, the resolved settings and a run name. The package is
+    imported only here, when chosen. TensorBoard writes under OUTPUT_DIR/tensorboard/RUN_NAME (a
+    resumed run drops the events past its checkpoint); wandb and trackio log to the project named by
+    WANDB_PROJECT / TRACKIO_PROJECT (default "ppo")."""
 
     def __init__(self, kind, out_dir, run_name, settings, start_step=0):
         self.kind = kind
         if kind == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard", run_name), purge_step=start_step or None)
-            self.writer.add_text("config", "```\n" + json.dumps(settings, indent=2) + "\n```", start_step)
-        else:  # wandb and trackio share one API: init(project, name, config), log(dict, step), Table, finish()
+            self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard", run_name),
+                                        purge_step=start_step or None)
+            self.writer.add_text("config", "```\n" + json.dumps(settings, indent=2) + "\n```",
+                                 start_step)
+        # wandb and trackio share one API: init(project, name, config), log(dict, step), Table,
+        # finish()
+        else:
             self.module = importlib.import_module(kind)
             project = os.environ.get(f"{kind.upper()}_PROJECT", "ppo")
             extra = {"dir": out_dir} if kind == "wandb" else {}
@@ -228,8 +253,9 @@ class Tracker:
         rows = [[str(s["prompt"]), s["response"], s["reward"]] for s in samples]
         if self.kind == "tensorboard":  # a markdown table
             table = ["| " + " | ".join(columns) + " |", "|---|---|---|"]
-            table += ["| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in row) + " |"
-                      for row in rows]
+            table += [
+                "| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in row) + " |"
+                for row in rows]
             self.writer.add_text("samples", "\n".join(table), step)
         else:
             self.module.log({"samples": self.module.Table(columns=columns, data=rows)}, step=step)
@@ -242,14 +268,17 @@ class Tracker:
 
 
 def main(argv):
-    """python plotting.py OUTPUT_DIR: redraws its PNGs. Bad input is one line and exit 2, as for ppo.py."""
+    """python plotting.py OUTPUT_DIR: redraws its PNGs. Bad input is one line and exit 2, as for
+    ppo.py."""
     if len(argv) != 1 or argv[0].startswith("-"):
-        print("error: usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)", file=sys.stderr)
+        print("error: usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)",
+              file=sys.stderr)
         return 2
     out_dir = argv[0]
     path = os.path.join(out_dir, "metrics.jsonl")
     problem = (f"{out_dir!r} is no folder" if not os.path.isdir(out_dir) else
-               f"{out_dir!r} holds no metrics.jsonl: give a run's OUTPUT_DIR" if not os.path.isfile(path) else None)
+               f"{out_dir!r} holds no metrics.jsonl: give a run's OUTPUT_DIR"
+                   if not os.path.isfile(path) else None)
     if problem is None:
         try:
             rows = read_metrics(path)

@@ -1,44 +1,41 @@
-"""PPO for causal language models (RLHF): generate -> score -> per-token KL rewards -> GAE -> clipped updates.
+"""PPO for causal language models (RLHF): generate -> score -> per-token KL rewards -> GAE ->
+clipped updates.
 
-    python ppo.py                                   # the embedded default: a tiny Qwen3 learns to write positive text
+    python ppo.py        # the embedded default: a tiny Qwen3 learns to write positive text
     python ppo.py --ACTOR_MODEL=Qwen/Qwen3-0.6B --CRITIC_MODEL=Qwen/Qwen3-0.6B \
         --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
 
-Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as --NAME=value.
---ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through the same step(): they differ only
-by their traits in ALGORITHMS (the models loaded, the advantage, where the KL goes, the loss). machinery/preflight.py
-checks every setting and input (types and ranges, folders and hub ids, the dataset, the output folder and its lock,
-checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the run's files.
+Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as
+--NAME=value. --ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through
+the same step(): they differ only by their traits in ALGORITHMS (the models loaded, the advantage,
+where the KL goes, the loss). machinery/preflight.py checks every setting and input (types and
+ranges, folders and hub ids, the dataset, the output folder and its lock, checkpoints) before any
+weight loads; machinery/ holds the loading, the sampler and the run's files.
 
-Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a backbone with a
-scalar head read at every position) and a reward model (frozen; its own tokenizer) or a reward function.
+Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a
+backbone with a scalar head read at every position) and a reward model (frozen; its own tokenizer)
+or a reward function.
 
-Follows the PPO-for-LMs recipe of Ziegler et al. 2019 (arXiv:1909.08593) and Ouyang et al. 2022, with the implementation
-details catalogued by Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (arXiv:2403.17031), cited
-below as "N+ detail k". Deliberate departures:
-  * The reward model reads decoded text re-tokenised with its own tokenizer, so the policy and reward model need not
-    share a vocabulary (TRL's PPOTrainer requires one).
-  * Sampling is our own KV-cached loop rather than `generate()`, so that no processor from a checkpoint's
-    generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the distribution the log-probs assume.
-  * Trained models keep float32 weights and run under bf16 autocast on GPU; so does the reference (a frozen float32
-    copy, computed exactly as the policy, so that the KL at step 0 is 0: a bf16 copy differed by its rounding); the
-    reward model is stored in bf16.
-  * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's policy forward is
-    skipped and the update's own log-probs stand for the old ones, as TRL does with num_iterations=1.
+Follows the PPO-for-LMs recipe of Ziegler et al. 2019 (arXiv:1909.08593) and Ouyang et al. 2022,
+with the implementation details catalogued by Huang et al. 2024, "The N+ Implementation Details of
+RLHF with PPO" (arXiv:2403.17031), cited below as "N+ detail k". Deliberate departures:
+  * The reward model reads decoded text re-tokenised with its own tokenizer, so the policy and
+    reward model need not share a vocabulary (TRL's PPOTrainer requires one).
+  * Sampling is our own KV-cached loop rather than `generate()`, so that no processor from a
+    checkpoint's generation_config (Qwen3 ships top_k=20, top_p=0.95) silently changes the
+    distribution the log-probs assume.
+  * Trained models keep float32 weights and run under bf16 autocast on GPU; so does the reference (a
+    frozen float32 copy, computed exactly as the policy, so that the KL at step 0 is 0: a bf16 copy
+    differed by its rounding); the reward model is stored in bf16.
+  * When each sample feeds exactly one update (grpo/dapo, PPO_EPOCHS=1, one minibatch) the rollout's
+    policy forward is skipped and the update's own log-probs stand for the old ones, as TRL does
+    with num_iterations=1.
 
-Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr, V vocab.
+Shape legend: B batch of sequences, Tp prompt length (left-padded), Tr response length, T = Tp + Tr,
+V vocab.
 """
 
-import json
-import os
-import random
-import shutil
-import signal
 import sys
-import time
-import traceback
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import SimpleNamespace
 
@@ -46,120 +43,85 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from machinery import preflight
-
-from machinery.distributed import (Ranks, check_sharding, full_state_dict, load_optimizer_state, micro_batch_count,
-                                   no_grad_for,
-                         optimizer_state, rank_minibatch, shard_model, shard_sizes, sharding_on, sum_gradients,
-                         weights_fingerprint, whole)
-from machinery.models import (RewardModel, Scorer, ValueModel, add_lora, as_seen, autocast, check_distributed,
-                              enable_gradient_checkpointing, load_causal_lm, load_tokenizer, load_trained_weights,
-                              resolve_devices, resolve_dtype)
-from machinery.run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt, json_line,
-                           keep_rows_before, lock_output_dir, quiet_progress_bars, write_file, write_folder)
-from machinery.sampling import (_pad_columns, concat_rollouts, eos_token_ids, left_pad, position_ids_from_mask,
-                                sample, sample_and_score, select_rows, stream_indices, tokenize_prompts,
+from machinery import loop, preflight
+from machinery.checkpoint import Checkpoints
+from machinery.distributed import (Ranks, micro_batch_count, no_grad_for, rank_minibatch,
+                                   sum_gradients, whole)
+from machinery.loop import RunLoop
+from machinery.setup import Setup
+from machinery.run import Timings
+from machinery.models import (autocast, check_distributed)
+from machinery.preflight import (check_settings)
+from machinery.sampling import (concat_rollouts, left_pad, position_ids_from_mask,
+                                sample, sample_and_score, select_rows, stream_indices,
                                 uniforms_for)
-from machinery.preflight import (ConfigError, RewardError, check_models, check_output_dir, check_output_path,
-                       check_positions, check_same_data, check_settings, check_types, check_vocabulary,
-                       data_fingerprint, debug_requested, first_line, is_config_file, load_prompts, load_trainer_state,
-                       parse_overrides, read_config_file, settings_help)
 
 
-# =============================================================================================================
+# ==================================================================================================
 # Settings
-# =============================================================================================================
-# What each algorithm is, as traits that the code tests (never an algorithm's name), with its published defaults
-# for the settings config.py leaves at None:
-#   critic      a critic is trained, and gives GAE its values (PPO)
-#   advantage   "gae" | "group-normalised" | "group-centred" | "leave-one-out" (advantages_for)
-#   kl          where the KL to the reference goes: "reward" (a per-token or sequence penalty) or "loss"
-#   surrogate   "clipped" (PPO's ratio clip) or "plain" (the policy gradient, one update on fresh samples)
-#   groups      compares the GROUP_SIZE responses to each prompt, so needs at least 2
-# Updates per batch: PPO makes 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5); the
-# critic-free algorithms one update on the whole batch, as GRPO's paper (one update per exploration stage, mu = 1
-# in its Algorithm 1), TRL's GRPOTrainer (num_iterations=1) and RLOO do: bench/family.py measured more passes to
-# cost more time than they gained (docs/benchmarks.md, "Defaults chosen on a family of tasks").
+# ==================================================================================================
+# What each algorithm is, as traits that the code tests (never an algorithm's name), with its
+# published defaults for the settings config.py leaves at None:
+#   critic     a critic is trained, and gives GAE its values (PPO)
+#   advantage  "gae" | "group-normalised" | "group-centred" | "leave-one-out" (advantages_for)
+#   kl         where the KL to the reference goes: "reward" (a per-token or sequence penalty) or
+#              "loss"
+#   surrogate  "clipped" (PPO's ratio clip) or "plain" (the policy gradient, one update on fresh
+#              samples)
+#   groups     compares the GROUP_SIZE responses to each prompt, so needs at least 2
+# Updates per batch: PPO makes 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5);
+# the critic-free algorithms one update on the whole batch, as GRPO's paper (one update per
+# exploration stage, mu = 1 in its Algorithm 1), TRL's GRPOTrainer (num_iterations=1) and RLOO do:
+# bench/family.py measured more passes to cost more time than they gained (docs/benchmarks.md,
+# "Defaults chosen on a family of tasks").
 def algorithm(critic, advantage, kl, surrogate, groups, **defaults):
-    return SimpleNamespace(critic=critic, advantage=advantage, kl=kl, surrogate=surrogate, groups=groups,
-                           defaults=defaults)
+    return SimpleNamespace(critic=critic, advantage=advantage, kl=kl, surrogate=surrogate,
+                           groups=groups, defaults=defaults)
 
 
 ONE_UPDATE = dict(PPO_EPOCHS=1, MINI_BATCH_SIZE=lambda s: s["BATCH_SIZE"] * s["GROUP_SIZE"])
 GRPO = dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
             OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE)
 ALGORITHMS = {
-    # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL and OpenRLHF.
+    # Ziegler et al. 2019 / Ouyang et al. 2022: KL in the reward, token-level loss mean as in TRL
+    # and OpenRLHF.
     "ppo": algorithm(True, "gae", "reward", "clipped", False, KL_COEF=0.05, KL_ESTIMATOR="k1",
-                     LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False,
-                     PPO_EPOCHS=4, MINI_BATCH_SIZE=8),
-    # Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) eq. 3: beta = 0.04 on a k3 KL in the loss, each sequence's
-    # token mean averaged over the group.
+                     LOSS_AGG="token-mean", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
+                     DYNAMIC_SAMPLING=False, PPO_EPOCHS=4, MINI_BATCH_SIZE=8),
+    # Shao et al. 2024 (DeepSeekMath, arXiv:2402.03300) eq. 3: beta = 0.04 on a k3 KL in the loss,
+    # each sequence's token mean averaged over the group.
     "grpo": algorithm(False, "group-normalised", "loss", "clipped", True, **GRPO),
-    # Liu et al. 2025 (Dr. GRPO, arXiv:2503.20783): GRPO without its two normalisations, the group's std in the
-    # advantage and each response's length in the loss, which is summed over tokens and divided by the constant
-    # MAX_NEW_TOKENS (TRL's loss_type="dr_grpo"). Every other default is GRPO's, so the two differ by exactly these.
+    # Liu et al. 2025 (Dr. GRPO, arXiv:2503.20783): GRPO without its two normalisations, the group's
+    # std in the advantage and each response's length in the loss, which is summed over tokens and
+    # divided by the constant MAX_NEW_TOKENS (TRL's loss_type="dr_grpo"). Every other default is
+    # GRPO's, so the two differ by exactly these.
     "dr_grpo": algorithm(False, "group-centred", "loss", "clipped", True,
                          **{**GRPO, "LOSS_AGG": "seq-mean-token-sum-norm"}),
-    # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss (eq. 8), dynamic
-    # sampling. Departure: its overlong shaping (a penalty rising to 1 over the last 4096 of 20480 tokens, against
-    # +-1 rule rewards, where few responses reach the limit) is off unless OVERLONG_BUFFER is set, as in TRL's
-    # loss_type="dapo": its penalty is in reward units and grows with the share of responses that reach the
-    # buffer, and where most do it outweighs the reward (bench/family.py; docs/benchmarks.md).
-    "dapo": algorithm(False, "group-normalised", "loss", "clipped", True, KL_COEF=0.0, KL_ESTIMATOR="k3",
-                      LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=True,
-                      **ONE_UPDATE),
-    # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO, arXiv:2402.14740), whose
-    # sequence-level loss sums log-probs over the response; KL in the reward.
-    "reinforce": algorithm(False, "leave-one-out", "reward", "plain", False, KL_COEF=0.05, KL_ESTIMATOR="k1",
+    # Yu et al. 2025 (DAPO, arXiv:2503.14476): no KL, clip-higher eps_high = 0.28, token-level loss
+    # (eq. 8), dynamic sampling. Departure: its overlong shaping (a penalty rising to 1 over the
+    # last 4096 of 20480 tokens, against +-1 rule rewards, where few responses reach the limit) is
+    # off unless OVERLONG_BUFFER is set, as in TRL's loss_type="dapo": its penalty is in reward
+    # units and grows with the share of responses that reach the buffer, and where most do it
+    # outweighs the reward (bench/family.py; docs/benchmarks.md).
+    "dapo": algorithm(False, "group-normalised", "loss", "clipped", True, KL_COEF=0.0,
+                      KL_ESTIMATOR="k3",
+                      LOSS_AGG="token-mean", CLIP_RANGE_HIGH=0.28, OVERLONG_BUFFER=0,
+                      DYNAMIC_SAMPLING=True, **ONE_UPDATE),
+    # Williams 1992 with a baseline; leave-one-out as in Ahmadian et al. 2024 (RLOO,
+    # arXiv:2402.14740), whose sequence-level loss sums log-probs over the response; KL in the
+    # reward.
+    "reinforce": algorithm(False, "leave-one-out", "reward", "plain", False, KL_COEF=0.05,
+                           KL_ESTIMATOR="k1",
                            LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
                            DYNAMIC_SAMPLING=False, **ONE_UPDATE),
 }
-preflight.ALGORITHMS.update(ALGORITHMS)  # the checks ask these traits too (preflight cannot import this file)
+# the checks ask these traits too (preflight cannot import this file)
+preflight.ALGORITHMS.update(ALGORITHMS)
 
 
-def load_config(argv=()):
-    """The UPPER_CASE constants of config.py, then those of any config file named in argv (a path ending in .py),
-    then the --NAME=value overrides, each checked against its kind in
-    preflight.SETTINGS, and each None that stands for "the algorithm's default" resolved, as a namespace (printed
-    at start and saved as config.json)."""
-    import config as config_module
-    defaults = {k: v for k, v in vars(config_module).items() if k.isupper() and not k.startswith("_")}
-    settings = dict(defaults)
-    for path in filter(is_config_file, argv):  # nanoGPT-style: python ppo.py configs/NAME.py --BATCH_SIZE=64
-        settings.update(read_config_file(path, defaults))
-    settings.update(parse_overrides([a for a in argv if not is_config_file(a)], defaults))
-    check_types(settings)
-    for name in ("ACTOR_MODEL", "CRITIC_MODEL", "REWARD_MODEL", "DATASET", "EVAL_DATASET", "OUTPUT_DIR"):
-        value = settings[name]  # ~ is the home folder, as a shell would read it (from a config file too)
-        settings[name] = [os.path.expanduser(v) for v in value] if isinstance(value, (list, tuple)) else \
-            os.path.expanduser(value) if isinstance(value, str) else value
-    for name, value in ALGORITHMS[settings["ALGORITHM"]].defaults.items():
-        if settings[name] is None:
-            settings[name] = value(settings) if callable(value) else value
-    for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
-        if settings[name] is None:
-            settings[name] = settings["CLIP_RANGE"]
-    if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
-        settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
-    for name in ("LORA_TARGET_MODULES", "REWARD_MODEL", "REWARD_WEIGHTS"):  # as settings.json will read it back
-        if isinstance(settings[name], tuple):
-            settings[name] = list(settings[name])
-    if isinstance(settings["REWARD_MODEL"], list) and len(settings["REWARD_MODEL"]) == 1:
-        settings["REWARD_MODEL"] = settings["REWARD_MODEL"][0]  # one scorer is written as a name
-    if settings["REWARD_WEIGHTS"] is not None:
-        settings["REWARD_WEIGHTS"] = [float(w) for w in settings["REWARD_WEIGHTS"]]
-    return SimpleNamespace(**settings)
-
-
-def config_files(argv):
-    """The config files named on the command line, in the order they apply."""
-    return [a for a in argv if is_config_file(a)]
-
-
-# =============================================================================================================
+# ==================================================================================================
 # The equations: small pure functions, each unit-tested against a brute-force reference in tests/
-# =============================================================================================================
+# ==================================================================================================
 def masked_mean(x, mask, dim=None):
     """Mean of x over the positions where mask is 1."""
     if dim is None:
@@ -168,7 +130,8 @@ def masked_mean(x, mask, dim=None):
 
 
 def masked_var(x, mask, unbiased=True):
-    """Variance of x over the positions where mask is 1 (Bessel-corrected like lm-human-preferences/TRL)."""
+    """Variance of x over the positions where mask is 1 (Bessel-corrected like
+    lm-human-preferences/TRL)."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     if unbiased:
@@ -178,7 +141,8 @@ def masked_var(x, mask, unbiased=True):
 
 
 def masked_whiten(x, mask, shift_mean=True, eps=1e-8):
-    """(x - mean) / std over valid positions only (N+ detail 19: padding must not enter the statistics)."""
+    """(x - mean) / std over valid positions only (N+ detail 19: padding must not enter the
+    statistics)."""
     mean, var = masked_mean(x, mask), masked_var(x, mask)
     whitened = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
@@ -187,44 +151,49 @@ def masked_whiten(x, mask, shift_mean=True, eps=1e-8):
 
 
 def response_mask(response_ids, eos_ids):
-    """1 for response tokens up to and including the first EOS, 0 after it. (B, Tr) -> mask (B, Tr), ended (B,)."""
+    """1 for response tokens up to and including the first EOS, 0 after it. (B, Tr) -> mask (B, Tr),
+    ended (B,)."""
     is_eos = torch.isin(response_ids, eos_ids)  # (B, Tr)
     eos_before = is_eos.long().cumsum(1) - is_eos.long()  # EOS tokens strictly before each position
     return (eos_before == 0).long(), is_eos.any(1)
 
 
 def logprobs_from_logits(logits, tokens):
-    """log softmax(logits)[token] per position, and the whole log-softmax (float32), which entropy_from_logprobs
-    reads. (B, Tr, V), (B, Tr) -> (B, Tr), (B, Tr, V)."""
+    """log softmax(logits)[token] per position, and the whole log-softmax (float32), which
+    entropy_from_logprobs reads. (B, Tr, V), (B, Tr) -> (B, Tr), (B, Tr, V)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), logp
 
 
 def entropy_from_logprobs(logp):
-    """Entropy per position from the log-softmax over the vocabulary: -sum_v exp(logp_v) logp_v. (B, Tr, V) ->
-    (B, Tr). One pass over a log-softmax the caller already has, instead of a softmax and a logsumexp of its own."""
+    """Entropy per position from the log-softmax over the vocabulary: -sum_v exp(logp_v) logp_v. (B,
+    Tr, V) -> (B, Tr). One pass over a log-softmax the caller already has, instead of a softmax and
+    a logsumexp of its own."""
     return -(logp.exp() * logp).sum(-1)
 
 
-LOG_RATIO_LIMIT = 20.0  # |log pi/pi_old| is clamped here before exp(), as verl's compute_policy_loss does
+# |log pi/pi_old| is clamped here before exp(), as verl's compute_policy_loss does
+LOG_RATIO_LIMIT = 20.0
 
 
 def kl_penalty(logp, ref_logp, estimator="k1"):
-    """Per-token estimate of KL(pi || pi_ref) from samples of pi (Schulman, joschu.net/blog/kl-approx.html).
-    k1 = log pi - log pi_ref: unbiased, can be negative (Ziegler et al. 2019 use this one).
-    k3 = (r - 1) - log r with r = pi_ref / pi: unbiased, always >= 0, lower variance."""
+    """Per-token estimate of KL(pi || pi_ref) from samples of pi (Schulman,
+    joschu.net/blog/kl-approx.html). k1 = log pi - log pi_ref: unbiased, can be negative (Ziegler et
+    al. 2019 use this one). k3 = (r - 1) - log r with r = pi_ref / pi: unbiased, always >= 0, lower
+    variance."""
     log_ratio = logp - ref_logp
     if estimator == "k1":
         return log_ratio
-    if estimator == "k3":  # clamped before exp() (OpenRLHF, verl): a masked position must not overflow to inf
+    # clamped before exp() (OpenRLHF, verl): a masked position must not overflow to inf
+    if estimator == "k3":
         log_ratio = log_ratio.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}")
 
 
 def per_token_rewards(scores, kl, mask, kl_coef):
-    """r_t = -kl_coef * kl_t on every response token, plus the sequence score on its last valid token
-    (Ziegler et al. 2019 eq. 2; N+ detail 13). (B,), (B, Tr), (B, Tr) -> (B, Tr)."""
+    """r_t = -kl_coef * kl_t on every response token, plus the sequence score on its last valid
+    token (Ziegler et al. 2019 eq. 2; N+ detail 13). (B,), (B, Tr), (B, Tr) -> (B, Tr)."""
     rewards = -kl_coef * kl * mask
     last = mask.sum(1).long() - 1  # index of the last valid token (the EOS when there is one)
     rewards[torch.arange(len(scores), device=rewards.device), last] += scores.to(rewards.dtype)
@@ -233,8 +202,9 @@ def per_token_rewards(scores, kl, mask, kl_coef):
 
 def gae(rewards, values, mask, gamma, lam):
     """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438) over valid tokens.
-    Valid tokens form a prefix of each row; the value after the last valid token is 0 (the episode ended).
-    Returns (advantages, returns), both (B, Tr); returns = advantages + values are the critic's targets."""
+    Valid tokens form a prefix of each row; the value after the last valid token is 0 (the episode
+    ended). Returns (advantages, returns), both (B, Tr); returns = advantages + values are the
+    critic's targets."""
     values, rewards = values * mask, rewards * mask
     Tr = rewards.shape[1]
     advantages = torch.zeros_like(rewards)
@@ -248,19 +218,20 @@ def gae(rewards, values, mask, gamma, lam):
 
 
 def group_advantages(scores, group_size, eps=1e-4, scale=True):
-    """GRPO's outcome advantage (Shao et al. 2024, sec. 4.1.2): (r - mean) / (std + eps) within each prompt's group
-    of consecutive responses; std is Bessel-corrected and eps = 1e-4 as in TRL's GRPOTrainer. scale=False: r - mean
-    alone (Dr. GRPO, Liu et al. 2025, which drops the std's weighting of easy and hard prompts). (B,) -> (B,)."""
+    """GRPO's outcome advantage (Shao et al. 2024, sec. 4.1.2): (r - mean) / (std + eps) within each
+    prompt's group of consecutive responses; std is Bessel-corrected and eps = 1e-4 as in TRL's
+    GRPOTrainer. scale=False: r - mean alone (Dr. GRPO, Liu et al. 2025, which drops the std's
+    weighting of easy and hard prompts). (B,) -> (B,)."""
     groups = scores.view(-1, group_size)
     centred = groups - groups.mean(1, keepdim=True)
     return (centred / (groups.std(1, keepdim=True) + eps) if scale else centred).view(-1)
 
 
 def baseline_advantages(scores, group_size):
-    """REINFORCE with a baseline: each score minus the mean of the *other* responses to the same prompt
-    (leave-one-out, Kool et al. 2019; Ahmadian et al. 2024). With group_size 1 the others are the rest of the
-    batch: leave-one-out again, so no score is its own baseline (which would shrink each advantage by 1 - 1/B).
-    A batch of one has no other: its advantage is the score itself."""
+    """REINFORCE with a baseline: each score minus the mean of the *other* responses to the same
+    prompt (leave-one-out, Kool et al. 2019; Ahmadian et al. 2024). With group_size 1 the others are
+    the rest of the batch: leave-one-out again, so no score is its own baseline (which would shrink
+    each advantage by 1 - 1/B). A batch of one has no other: its advantage is the score itself."""
     if group_size == 1:
         if len(scores) == 1:
             return scores.clone()
@@ -271,23 +242,27 @@ def baseline_advantages(scores, group_size):
 
 
 def advantages_for(algorithm, scores, kl, values, mask, kl_coef, gamma, lam, group_size):
-    """Shaped scores (B,) -> per-token advantages (B, Tr): with the loss, the one place where the algorithms differ,
-    by the `advantage` trait of ALGORITHMS[algorithm]:
-      gae               per-token rewards (the KL penalty on each token, the score on the last), GAE with the
-                        critic's values, whitened over valid tokens (N+ detail 19); the returns (the critic's
-                        targets) come from the unwhitened advantages
-      group-normalised  the group-normalised score on every token (Shao et al. 2024); the KL term, if any, is in
-      group-centred     the loss; -centred: the score minus its group's mean (Liu et al. 2025)
-      leave-one-out     the sequence reward with the KL penalty (Ahmadian et al. 2024) minus the leave-one-out
-                        baseline
-    kl (B, Tr) or None. Returns (rewards, raw advantages, advantages, returns), returns None without a critic."""
+    """Shaped scores (B,) -> per-token advantages (B, Tr): with the loss, the one place where the
+    algorithms differ, by the `advantage` trait of ALGORITHMS[algorithm]:
+      gae               per-token rewards (the KL penalty on each token, the score on the last),
+                        GAE with the critic's values, whitened over valid tokens (N+ detail 19); the
+                        returns (the critic's targets) come from the unwhitened advantages
+      group-normalised  the group-normalised score on every token (Shao et al. 2024); the KL term,
+      group-centred     if any, is in the loss; -centred: the score minus its group's mean (Liu et
+                        al. 2025)
+      leave-one-out     the sequence reward with the KL penalty (Ahmadian et al. 2024) minus the
+                        leave-one-out baseline
+    kl (B, Tr) or None. Returns (rewards, raw advantages, advantages, returns), returns None without
+    a critic."""
     kind = ALGORITHMS[algorithm].advantage
     if kind == "gae":
-        rewards = per_token_rewards(scores, kl if kl is not None else torch.zeros_like(mask), mask, kl_coef)
+        rewards = per_token_rewards(scores, kl if kl is not None else torch.zeros_like(mask), mask,
+                                    kl_coef)
         raw, returns = gae(rewards, values, mask, gamma, lam)
         return rewards, raw, masked_whiten(raw, mask), returns
     if kind in ("group-normalised", "group-centred"):
-        advantages = group_advantages(scores, group_size, scale=kind == "group-normalised")[:, None] * mask
+        advantages = group_advantages(
+            scores, group_size, scale=kind == "group-normalised")[:, None] * mask
         return scores, advantages, advantages, None
     rewards = scores - kl_coef * (kl.sum(1) if kl is not None else 0.0)
     advantages = baseline_advantages(rewards, group_size)[:, None] * mask
@@ -295,37 +270,44 @@ def advantages_for(algorithm, scores, kl, values, mask, kl_coef, gamma, lam, gro
 
 
 def uniform_groups(scores, group_size):
-    """True for each group whose rewards are all equal: it has zero advantage everywhere, so no gradient (DAPO
-    dynamic sampling drops these). (B,) -> (B / group_size,)."""
+    """True for each group whose rewards are all equal: it has zero advantage everywhere, so no
+    gradient (DAPO dynamic sampling drops these). (B,) -> (B / group_size,)."""
     groups = scores.view(-1, group_size)
     return groups.max(1).values == groups.min(1).values
 
 
 def overlong_penalty(lengths, max_new_tokens, buffer):
-    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with the generation limit max_new_tokens playing
-    L_max + L_cache: 0 up to max_new_tokens - buffer tokens, then falling linearly to -1 at max_new_tokens."""
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with the generation limit
+    max_new_tokens playing L_max + L_cache: 0 up to max_new_tokens - buffer tokens, then falling
+    linearly to -1 at max_new_tokens."""
     if buffer == 0:
         return torch.zeros_like(lengths, dtype=torch.float32)
     return -((lengths.float() - (max_new_tokens - buffer)) / buffer).clamp(0.0, 1.0)
 
 
-# The loss aggregations (LOSS_AGG): per-token weights w such that sum(w * per_token_loss) over a minibatch is its
-# aggregated loss, computed for any slice of the minibatch from the minibatch's totals (n_tokens valid tokens,
-# n_seqs sequences), so micro-batches add up exactly; horizon is MAX_NEW_TOKENS.
+# The loss aggregations (LOSS_AGG): per-token weights w such that sum(w * per_token_loss) over a
+# minibatch is its aggregated loss, computed for any slice of the minibatch from the minibatch's
+# totals (n_tokens valid tokens, n_seqs sequences), so micro-batches add up exactly; horizon is
+# MAX_NEW_TOKENS.
 LOSS_AGGREGATIONS = {
     "token-mean": lambda mask, n_tokens, n_seqs, horizon: mask / n_tokens,  # PPO in TRL; DAPO eq. 8
     "seq-mean-token-mean":  # each sequence's token mean, averaged: GRPO eq. 3
-        lambda mask, n_tokens, n_seqs, horizon: mask / (mask.sum(1, keepdim=True).clamp(min=1) * n_seqs),
-    "seq-mean-token-sum": lambda mask, n_tokens, n_seqs, horizon: mask / n_seqs,  # REINFORCE: whole sequences
-    "seq-mean-token-sum-norm":  # each token sum over the constant horizon, averaged: Dr. GRPO (Liu et al. 2025)
+        lambda mask, n_tokens, n_seqs,
+        horizon: mask / (mask.sum(1, keepdim=True).clamp(min=1) * n_seqs),
+    # REINFORCE: whole sequences
+    "seq-mean-token-sum": lambda mask, n_tokens, n_seqs, horizon: mask / n_seqs,
+    # each token sum over the constant horizon, averaged: Dr. GRPO (Liu et al. 2025)
+    "seq-mean-token-sum-norm":
         lambda mask, n_tokens, n_seqs, horizon: mask / (horizon * n_seqs),
 }
 preflight.LOSS_AGGREGATIONS.update(LOSS_AGGREGATIONS)
 
 
-def shaped_scores(scores, ended, lengths, missing_eos_penalty, overlong_penalty_weight, max_new_tokens, buffer):
-    """The scores the advantages see: minus MISSING_EOS_PENALTY for a response that never ended (N+ detail 23), plus
-    DAPO's overlong shaping (overlong_penalty, weighted by OVERLONG_PENALTY). (B,) -> (B,)."""
+def shaped_scores(scores, ended, lengths, missing_eos_penalty, overlong_penalty_weight,
+                  max_new_tokens, buffer):
+    """The scores the advantages see: minus MISSING_EOS_PENALTY for a response that never ended (N+
+    detail 23), plus DAPO's overlong shaping (overlong_penalty, weighted by OVERLONG_PENALTY). (B,)
+    -> (B,)."""
     shaped = scores.clone()
     if missing_eos_penalty is not None:
         shaped = torch.where(ended, shaped, shaped - missing_eos_penalty)
@@ -340,13 +322,15 @@ def loss_weights(mask, mode, n_tokens, n_seqs, horizon=None):
 
 
 def token_share(x, mask, n_tokens):
-    """A micro-batch's contribution to a token mean over its minibatch of n_tokens valid tokens, on x's device."""
+    """A micro-batch's contribution to a token mean over its minibatch of n_tokens valid tokens, on
+    x's device."""
     return (x * mask.to(x.device)).sum() / n_tokens.to(x.device)
 
 
 def probability_ratio(logp, old_logp, mask=None):
-    """pi / pi_old per token, from log-probs: masked positions get log-ratio 0 before exp(), and the log-ratio is
-    clamped to +-LOG_RATIO_LIMIT (verl), so padding can never overflow into inf * 0 = NaN. (B, Tr) -> (B, Tr)."""
+    """pi / pi_old per token, from log-probs: masked positions get log-ratio 0 before exp(), and the
+    log-ratio is clamped to +-LOG_RATIO_LIMIT (verl), so padding can never overflow into inf * 0 =
+    NaN. (B, Tr) -> (B, Tr)."""
     log_ratio = logp - old_logp
     if mask is not None:
         log_ratio = torch.where(mask.bool(), log_ratio, 0.0)
@@ -354,27 +338,31 @@ def probability_ratio(logp, old_logp, mask=None):
 
 
 def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):
-    """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise, with the ratio kept in
-    [1 - clip_low, 1 + clip_high] (clip_high defaults to clip_low; DAPO's clip-higher sets it larger). All (B, Tr).
-    The ratio comes from probability_ratio, so padding cannot turn the loss or its gradient into NaN.
-    Returns (loss, clipped, ratio): clipped is 1 where the clipped branch was the active one."""
+    """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise, with the
+    ratio kept in [1 - clip_low, 1 + clip_high] (clip_high defaults to clip_low; DAPO's clip-higher
+    sets it larger). All (B, Tr). The ratio comes from probability_ratio, so padding cannot turn the
+    loss or its gradient into NaN. Returns (loss, clipped, ratio): clipped is 1 where the clipped
+    branch was the active one."""
     clip_high = clip_low if clip_high is None else clip_high
     ratio = probability_ratio(logp, old_logp, mask)
     loss_unclipped = -advantages * ratio
     loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
+    return torch.maximum(
+        loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
 
 
 def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, clip_low, clip_high,
                entropy_coef=0.0, ref_logp=None, kl_coef=0.0, kl_estimator="k3"):
-    """The policy's whole loss on a (micro-)batch, in one place as in CleanRL's ppo.py: the clipped surrogate
-    (REINFORCE: the plain policy gradient), minus the entropy bonus, plus GRPO's KL term when ref_logp is given
-    (Shao et al. 2024 eq. 3: beta * KL(pi || pi_ref) in the loss rather than the reward). Per-token terms are
-    summed with `weights` (loss_weights: the aggregation and the minibatch's totals). All (b, Tr).
-    Returns (loss, stats): policy_loss (and kl_loss) scalars, clipped and ratio per token for the statistics."""
+    """The policy's whole loss on a (micro-)batch, in one place as in CleanRL's ppo.py: the clipped
+    surrogate (REINFORCE: the plain policy gradient), minus the entropy bonus, plus GRPO's KL term
+    when ref_logp is given (Shao et al. 2024 eq. 3: beta * KL(pi || pi_ref) in the loss rather than
+    the reward). Per-token terms are summed with `weights` (loss_weights: the aggregation and the
+    minibatch's totals). All (b, Tr). Returns (loss, stats): policy_loss (and kl_loss) scalars,
+    clipped and ratio per token for the statistics."""
     if ALGORITHMS[algorithm].surrogate == "plain":
         pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
-        ratio = probability_ratio(logp.detach(), old_logp, mask)  # a statistic only: one update, no clipping
+        # a statistic only: one update, no clipping
+        ratio = probability_ratio(logp.detach(), old_logp, mask)
     else:
         pg, clipped, ratio = policy_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
     pg_loss = (pg * weights).sum()
@@ -387,34 +375,38 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
 
 
 def reinforce_loss(logp, advantages):
-    """Plain policy gradient per token, -A * log pi (Williams 1992): one update on fresh samples, no ratio."""
+    """Plain policy gradient per token, -A * log pi (Williams 1992): one update on fresh samples, no
+    ratio."""
     return -advantages * logp
 
 
 def value_loss(values, old_values, returns, clip_range):
-    """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip kept within clip_range of
-    the rollout values (N+ detail 22; lm-human-preferences train_policy.py). clip_range None: plain 0.5 (V - R)^2.
-    Returns (loss, clipped)."""
+    """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip kept within
+    clip_range of the rollout values (N+ detail 22; lm-human-preferences train_policy.py).
+    clip_range None: plain 0.5 (V - R)^2. Returns (loss, clipped)."""
     loss_unclipped = (values - returns) ** 2
     if clip_range is None:
         return 0.5 * loss_unclipped, torch.zeros_like(values)
     values_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
     loss_clipped = (values_clipped - returns) ** 2
-    return 0.5 * torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float()
+    return 0.5 * torch.maximum(
+        loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float()
 
 
 def explained_variance(values, returns, mask):
-    """1 - Var(R - V) / Var(R) over valid tokens: 1 is a perfect critic, <= 0 one no better than a constant."""
+    """1 - Var(R - V) / Var(R) over valid tokens: 1 is a perfect critic, <= 0 one no better than a
+    constant."""
     var_returns = masked_var(returns, mask)
     return 1 - masked_var(returns - values, mask) / var_returns.clamp(min=1e-8)
 
 
 def make_optimizer(model, lr, weight_decay=0.0, eps=1e-5):
-    """AdamW over the trainable parameters, eps 1e-5 as in the reference PPO implementations (N+ detail 9; CleanRL's
-    ppo.py). Weight decay 0 by default, as TRL and OpenRLHF (torch's own default, 0.01, pulls every weight toward
-    0 rather than toward the reference); when > 0, biases and norm weights (1-D parameters) are exempt, as in
-    nanoGPT's configure_optimizers. fused=True: one kernel over all parameters; on a CPU torch otherwise loops
-    over them in Python (3x slower for the default policy, 6% of a default step; bench/speed.py)."""
+    """AdamW over the trainable parameters, eps 1e-5 as in the reference PPO implementations (N+
+    detail 9; CleanRL's ppo.py). Weight decay 0 by default, as TRL and OpenRLHF (torch's own
+    default, 0.01, pulls every weight toward 0 rather than toward the reference); when > 0, biases
+    and norm weights (1-D parameters) are exempt, as in nanoGPT's configure_optimizers. fused=True:
+    one kernel over all parameters; on a CPU torch otherwise loops over them in Python (3x slower
+    for the default policy, 6% of a default step; bench/speed.py)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -422,7 +414,8 @@ def make_optimizer(model, lr, weight_decay=0.0, eps=1e-5):
 
 
 class AdaptiveKLController:
-    """Ziegler et al. 2019, sec. 2.2: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)."""
+    """Ziegler et al. 2019, sec. 2.2: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) *
+    n / horizon)."""
 
     def __init__(self, init_kl_coef, target, horizon):
         self.value, self.target, self.horizon = init_kl_coef, target, horizon
@@ -435,25 +428,29 @@ class AdaptiveKLController:
 
 
 
-# =============================================================================================================
+# ==================================================================================================
 # The log-probs of the responses
-# =============================================================================================================
-def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32, entropy="grad"):
+# ==================================================================================================
+def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32,
+                      entropy="grad"):
     """Log-probs of the response tokens and the entropy at each response position, in one forward.
-    (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the distribution
-    the tokens were drawn from (N+ detail 5). entropy: "grad" when it enters the loss (ENTROPY_COEF != 0);
-    "value" when it is only a statistic (no graph, so the backward pass skips the vocabulary-wide terms it would
-    add exact zeros from: a tenth of the update at an 8k vocabulary); None: not computed (the reference's)."""
+    (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the
+    distribution the tokens were drawn from (N+ detail 5). entropy: "grad" when it enters the loss
+    (ENTROPY_COEF != 0); "value" when it is only a statistic (no graph, so the backward pass skips
+    the vocabulary-wide terms it would add exact zeros from: a tenth of the update at an 8k
+    vocabulary); None: not computed (the reference's)."""
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     Tr = input_ids.shape[1] - Tp
-    # Off-by-one: the logit at position i predicts token i+1, so the response tokens Tp .. T-1 are predicted at
-    # positions Tp-1 .. T-2, the only ones whose logits are computed (no slice of them, whose backward would fill
-    # and copy a vocabulary-wide gradient).
+    # Off-by-one: the logit at position i predicts token i+1, so the response tokens Tp .. T-1 are
+    # predicted at positions Tp-1 .. T-2, the only ones whose logits are computed (no slice of them,
+    # whose backward would fill and copy a vocabulary-wide gradient).
     keep = torch.arange(Tp - 1, Tp - 1 + Tr, device=device)
     with autocast(device, dtype):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,  # no KV cache to keep
-                       position_ids=position_ids_from_mask(attention_mask), logits_to_keep=keep).logits
+        # no KV cache to keep
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                       position_ids=position_ids_from_mask(
+                           attention_mask), logits_to_keep=keep).logits
     logits = logits.float()  # (B, Tr, V)
     if temperature != 1.0:  # x / 1.0 is x: no copy of the logits
         logits = logits / temperature
@@ -464,289 +461,118 @@ def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=t
         return logp, entropy_from_logprobs(logp_all)
 
 
-def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats, seq_kl, kl_coef,
+def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats,
+                    seq_kl, kl_coef,
                     kl, rewards, values, returns, group_size, counters, parts, sampling):
-    """One step's metrics (tensors or numbers; README, "Metrics"), in the order metrics.jsonl logs them: the reward,
-    the advantage before whitening, the entropy and the update's statistics, lengths, the trainer's counters and
-    clocks, then what the algorithm has: the kl (always the k1 sum over the response, whatever estimator the reward
-    or loss uses, so runs with different estimators and algorithms stay comparable) and, with per-token rewards
-    (kl given), the penalty and the score apart; the critic's values and returns; each scorer's mean (parts);
-    the spread within groups; dynamic sampling's counts."""
+    """One step's metrics (tensors or numbers; README, "Metrics"), in the order metrics.jsonl logs
+    them: the reward, the advantage before whitening, the entropy and the update's statistics,
+    lengths, the trainer's counters and clocks, then what the algorithm has: the kl (always the k1
+    sum over the response, whatever estimator the reward or loss uses, so runs with different
+    estimators and algorithms stay comparable) and, with per-token rewards (kl given), the penalty
+    and the score apart; the critic's values and returns; each scorer's mean (parts); the spread
+    within groups; dynamic sampling's counts."""
     out = {"step": step, "reward": scores.mean(), "reward_std": scores.std(),
            "advantage": masked_mean(raw_advantages, mask), "entropy": entropy, **update_stats,
            "response_length": lengths.mean(), "eos_fraction": ended.float().mean(), **counters}
     if seq_kl is not None:
         out.update(kl=seq_kl, kl_coef=kl_coef)
         if kl is not None:
-            out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(), rlhf_reward=rewards.sum(1).mean())
+            out.update(non_score_reward=(-kl_coef * kl).sum(1).mean(),
+                       rlhf_reward=rewards.sum(1).mean())
     if values is not None:
         out.update(value=masked_mean(values, mask), **{"return": masked_mean(returns, mask)},
                    explained_variance=explained_variance(values, returns, mask))
-    out.update({f"reward_{name}": x.mean() for name, x in parts.items()})  # each scorer's, before its weight
+    # each scorer's, before its weight
+    out.update({f"reward_{name}": x.mean() for name, x in parts.items()})
     if group_size > 1:
         out["reward_std_in_group"] = scores.view(-1, group_size).std(1).mean()
     return {**out, **sampling}
 
 
-class PPOTrainer:
-    """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one iteration."""
+class PPOTrainer(Setup, Checkpoints, RunLoop):
+    """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one
+    iteration."""
 
     def __init__(self, cfg, log=print, ranks=None, settings_checked=False, config_files=()):
-        self.cfg, self.log = cfg, log
+        self.cfg, self.log, self.config_files = cfg, log, config_files  # files copied to OUTPUT_DIR
         self.ranks = ranks or Ranks({})  # torchrun's processes; by default this one alone
         if not settings_checked:  # main() checks them before it locks OUTPUT_DIR
             check_settings(cfg)
             check_distributed(cfg, self.ranks.world)
-        # Cheap checks first: every file is read and every model folder inspected before any weight loads.
-        self.resume_from = check_output_dir(cfg, log)  # the checkpoint to resume from, checked whole
-        # The prompts as the policy sees them and scorers receive them (with SYSTEM_PROMPT), and the dataset's
-        # other columns, which reward functions may take by name (an answer to check against, say).
-        prompts, self.columns = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
-        self.prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        self.data_fingerprint = data_fingerprint(self.prompts)
-        self.eval_prompts = self.eval_columns = None
-        if cfg.EVAL_DATASET is not None:
-            prompts, self.eval_columns = load_prompts(cfg, held_out=True)
-            self.eval_prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        check_models(cfg, self.prompts, self.columns, self.eval_columns)
-        self.sharded = sharding_on(cfg.SHARDING, self.ranks.world)  # FSDP2 (machinery/distributed.py)
-        self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank, self.ranks.local_world,
-                                       self.sharded)
-        if self.devices["policy"].type == "cuda":
-            torch.cuda.set_device(self.devices["policy"])  # NCCL's collectives run on the current device
-        self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
-
-        random.seed(cfg.SEED)
-        np.random.seed(cfg.SEED)
-        torch.manual_seed(cfg.SEED)
-
-        self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
-        check_vocabulary(cfg, self.tokenizer)
-        self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
-        tokenize = partial(tokenize_prompts, self.tokenizer, chat_template=cfg.CHAT_TEMPLATE,
-                           max_length=cfg.MAX_PROMPT_LENGTH, system_prompt=cfg.SYSTEM_PROMPT,
-                           enable_thinking=cfg.ENABLE_THINKING)
-        self.prompt_ids, self.prompts_truncated = tokenize(self.prompts)
-        self.eval_prompt_ids = tokenize(self.eval_prompts)[0] if self.eval_prompts is not None else None
-        check_positions(cfg, self.prompt_ids + (self.eval_prompt_ids or []))
-        if cfg.RESUME:
-            check_same_data(self.resume_from, self.prompts)
-        log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))  # all checked
-
-        # The algorithm decides which models load: the critic only for PPO, the reference only when a KL term
-        # is used (or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway). Sharded, each loads on the CPU and
-        # moves to its device in shards (shard_model), so that no GPU ever holds it whole.
-        dev = self.devices
-        load_on = (lambda role: torch.device("cpu")) if self.sharded else dev.get
-        # With LoRA the frozen base weights may be bfloat16 (the adapters stay float32), and the reference is the
-        # policy with its adapters switched off: no second copy of the weights.
-        lora = cfg if cfg.LORA_RANK else None
-        self.policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("policy"), self.dtype if lora else torch.float32)
-        if lora:
-            self.policy = add_lora(self.policy, cfg, "CAUSAL_LM")
         self.algorithm = ALGORITHMS[cfg.ALGORITHM]  # its traits
-        self.uses_kl = cfg.KL_COEF > 0 or (self.algorithm.critic and cfg.KL_TARGET is not None)  # Ziegler's control
+        # The reference loads when a KL term is used (a coefficient, or Ziegler's adaptive control)
+        # or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway.
+        self.uses_kl = cfg.KL_COEF > 0 or (self.algorithm.critic and cfg.KL_TARGET is not None)
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
-        self.ref_policy = None
-        if self.has_reference and not lora:  # float32 like the policy, run the same way: at step 0 the KL is 0
-            self.ref_policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("ref"), torch.float32).requires_grad_(False)
-        self.critic = None
-        if self.algorithm.critic:
-            self.critic = ValueModel(cfg.CRITIC_MODEL, load_on("critic"), self.dtype if lora else torch.float32, lora)
-            if self.critic.fresh_head:
-                log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several outputs; the critic "
-                    f"keeps its backbone and starts a one-output value head afresh")
-        if cfg.GRADIENT_CHECKPOINTING:
-            for model in filter(None, [self.policy, self.critic and self.critic.model]):
-                enable_gradient_checkpointing(model)
-        if cfg.RESUME:  # the checkpoint's weights, into the whole models
-            self.load_weights(self.resume_from)
-        shard_reward = None
-        if self.sharded:
-            from torch.distributed.device_mesh import init_device_mesh
-            mesh = init_device_mesh(dev["policy"].type, (self.ranks.world,))
-            # Policy, reference and critic compute in DTYPE over float32 shards, as autocast does without sharding;
-            # the critic is sharded whole (ValueModel), since it calls its backbone and head itself.
-            compute = self.dtype if self.dtype != torch.float32 else None
-            for model in filter(None, (self.policy, self.ref_policy, self.critic)):
-                shard_model(model, mesh, compute)
-            shard_reward = partial(shard_model, mesh=mesh)  # stored in DTYPE already
-        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, dev["reward"], self.dtype, shard_reward,
-                             cfg.REWARD_LABEL)
-        # Sampling stops when every rank's rows have ended: a sharded model's forwards are collectives.
-        self.all_done = (lambda finished: self.ranks.all(bool(finished.all()))) if self.sharded else None
+        self.load_data()  # the prompts, tokenised, and every check that needs no weights (setup.py)
+        self.load_models()  # policy, reference, critic (PPO) and scorers, on devices or sharded
 
-        self.total_steps = cfg.MAX_STEPS or cfg.NUM_EPOCHS * len(self.prompts) // cfg.BATCH_SIZE
-        if cfg.MAX_RESPONSES is not None:  # the response budget also sets the learning-rate schedule's length
-            self.total_steps = min(self.total_steps, -(-cfg.MAX_RESPONSES // (cfg.BATCH_SIZE * cfg.GROUP_SIZE)))
-        # Separate optimisers: the two models may sit on different devices.
-        decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
-        self.optimizers = [make_optimizer(self.policy, cfg.LEARNING_RATE, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON)]
-        if self.critic is not None:
-            self.optimizers.append(make_optimizer(self.critic, cfg.CRITIC_LEARNING_RATE, cfg.WEIGHT_DECAY,
-                                                  cfg.ADAM_EPSILON))
+        # Separate optimisers (the two models may sit on different devices), each with its schedule.
+        self.optimizers = [make_optimizer(model, lr, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON) for model,
+                           lr in
+                           ((self.policy, cfg.LEARNING_RATE),
+                            (self.critic, cfg.CRITIC_LEARNING_RATE))
+                           if model is not None]
+        # MAX_STEPS, or NUM_EPOCHS over the prompts (loop.py)
+        self.total_steps = self.planned_steps()
+        decay = (
+            lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
-        self.critic_thread = ThreadPoolExecutor(1, thread_name_prefix="critic") if self.critic is not None else None
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
-        self.step_count = 0  # PPO steps done
-        self.data_position = 0  # prompts consumed from the stream (stream_indices)
-        self.responses_generated = 0  # dropped ones included
-        self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
-        self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # this step's, reset by step()
-        self.reward_truncated = 0  # this step's rows cut to fit the reward model, reset by step()
-        self.updating = False  # inside step()'s update: a fault there leaves no step-start state to save
-        self.saved_step = None  # step_count of the last checkpoint written or loaded
-        self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
-        self.bar = None  # the progress bar, while run() goes
-        self.config_files = config_files  # the config files the settings came from (copied into OUTPUT_DIR)
+        self.start_counters()  # steps, prompts and responses so far, clocks (loop.py)
         if cfg.RESUME:
             self.load_training_state(self.resume_from)
 
-    # ---- checkpoints ---------------------------------------------------------------------------------------------
-    COUNTERS = ("step_count", "data_position", "responses_generated", "skipped_updates", "skipped_in_a_row")
-
-    def light_state(self):
-        """Counters, the KL coefficient and every random state: what a step changes besides weights and optimisers.
-        Tensors and plain values only (NumPy's state as a tensor), so the checkpoint loads with weights_only=True."""
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"counters": {k: getattr(self, k) for k in self.COUNTERS}, "kl_coef": self.kl_ctl.value,
-                "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                                  "has_gauss": has_gauss, "gauss": gauss},
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
-
-    def restore_light_state(self, state):
-        for k, v in state["counters"].items():
-            setattr(self, k, v)
-        self.kl_ctl.value = state["kl_coef"]
-        random.setstate(state["rng"]["python"])
-        s = state["rng"]["numpy"]
-        np.random.set_state((s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["gauss"]))
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-    def models(self):
-        """Every model the run loaded, by role (the reward models by their metric names)."""
-        scorers = {f"reward model {n}": p.model for n, p in zip(self.scorer.names, self.scorer.parts)
-                   if isinstance(p, RewardModel)}
-        return {k: v for k, v in {"policy": self.policy, "reference": self.ref_policy, "critic": self.critic,
-                                  **scorers}.items() if v is not None}
-
-    def trained_models(self):
-        """{"policy": ..., "critic": ...}: the modules whose weights a checkpoint and the final folders hold."""
-        return {"policy": self.policy, **({"critic": self.critic.model} if self.critic is not None else {})}
-
-    def optimized(self):
-        """(model, optimizer) pairs: the policy's, then the critic's, in the order of self.optimizers."""
-        return list(zip(filter(None, (self.policy, self.critic)), self.optimizers, strict=True))
-
-    def save_checkpoint(self):
-        """Everything needed to continue exactly, written atomically (write_folder) by rank 0: a kill at any instant,
-        or a full disk, leaves the previous checkpoint whole. Sharded models and their optimiser states are gathered
-        whole onto rank 0's CPU first (every rank takes part), so a checkpoint is the same whatever the sharding
-        and resumes with or without it, on any number of processes; a failure to write then stops every rank."""
-        keep, models = self.ranks.writes, self.trained_models()
-        weights = {name: full_state_dict(m, keep) if self.sharded else None for name, m in models.items()}
-        optimizers = [optimizer_state(model, optimizer) for model, optimizer in self.optimized()]
-
-        def write(tmp):
-            for name, model in models.items():  # state_dict None: the model's own (whole) weights
-                model.save_pretrained(os.path.join(tmp, name), state_dict=weights[name])
-            self.tokenizer.save_pretrained(os.path.join(tmp, "policy"))
-            with open(os.path.join(tmp, "settings.json"), "w") as f:
-                json.dump(vars(self.cfg), f, indent=2)
-            with open(os.path.join(tmp, "data.json"), "w") as f:  # the prompts it was trained on (check_same_data)
-                json.dump(self.data_fingerprint, f)
-            torch.save({**self.light_state(), "optimizers": optimizers,
-                        "schedulers": [s.state_dict() for s in self.schedulers]}, os.path.join(tmp, "trainer_state.pt"))
-
-        error = None
-        if keep:
-            try:
-                write_folder(os.path.join(self.cfg.OUTPUT_DIR, "checkpoint"), write)
-            except SaveError as e:
-                error = e
-        if self.sharded:  # the other ranks hold no copy to fall back on: all stop, as rank 0 does
-            message = self.ranks.first_object(str(error) if error else None)
-            error = error or (SaveError(message) if message else None)
-        if error:
-            raise error
-        self.saved_step = self.step_count
-
-    def load_weights(self, path):
-        """The checkpoint's weights, loaded into the (still whole) trained models."""
-        for name, model in self.trained_models().items():
-            load_trained_weights(model, os.path.join(path, name))
-
-    def load_training_state(self, path):
-        """The checkpoint's optimiser and scheduler states, counters and random states (after load_weights)."""
-        # Memory-mapped when sharded: the processes of a node share one copy while each takes its shards.
-        state = load_trainer_state(os.path.join(path, "trainer_state.pt"), mmap=self.sharded)
-        for (model, optimizer), saved in zip(self.optimized(), state["optimizers"]):
-            load_optimizer_state(model, optimizer, saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
-        self.restore_light_state(state)  # last: loading models may draw random numbers
-        self.saved_step = self.step_count
-        self.log(f"resuming from {path} after step {self.step_count - 1}")
-
-    # ---- rollout ---------------------------------------------------------------------------------------------
+    # ---- rollout ---------------------------------------------------------------------------------
     def next_prompts(self, n):
         indices = stream_indices(self.data_position, n, len(self.prompts), self.cfg.SEED)
         self.data_position += n
         return indices
 
     def generate(self, prompt_indices):
-        """GROUP_SIZE responses to each prompt (a group is consecutive rows), sampled and scored. Keeps the sampled
-        token ids: the policy's text is never re-tokenised. Under torchrun, prompt_indices are the whole batch's
-        and this rank takes its share (whole groups), with the random numbers the whole batch's rows would get."""
+        """GROUP_SIZE responses to each prompt (a group is consecutive rows), sampled and scored.
+        Keeps the sampled token ids: the policy's text is never re-tokenised. Under torchrun,
+        prompt_indices are the whole batch's and this rank takes its share (whole groups), with the
+        random numbers the whole batch's rows would get."""
         cfg, dev, tok, G = self.cfg, self.devices, self.tokenizer, self.cfg.GROUP_SIZE
         my_prompts = self.ranks.my_rows(len(prompt_indices))
         rows = [i for i in prompt_indices[my_prompts] for _ in range(G)]
         prompt_ids, prompt_mask = left_pad([self.prompt_ids[i] for i in rows], tok.pad_token_id)
-        prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])  # (B, Tp)
+        # (B, Tp)
+        prompt_ids, prompt_mask = prompt_ids.to(dev["policy"]), prompt_mask.to(dev["policy"])
         uniforms = uniforms_for(cfg.SEED, self.data_position, len(prompt_indices) * G,
                                 slice(my_prompts.start * G, my_prompts.stop * G))
-        t0 = self.clock()
-        with autocast(dev["policy"], self.dtype):
-            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
+        with self.timings("generate"), autocast(dev["policy"], self.dtype):
+            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS,
+                                     cfg.TEMPERATURE,
                                      self.eos_ids, tok.pad_token_id, uniforms, self.all_done,
                                      cfg.COMPILE_DECODE)  # (B, Tr)
-        t1 = self.clock()
-        mask, ended = response_mask(response_ids, self.eos_ids)  # (B, Tr): tokens after the first EOS are masked
-        prompts = [self.prompts[i] for i in rows]
-        responses = tok.batch_decode(response_ids, skip_special_tokens=True)  # after EOS: pad, skipped
-        columns = {k: [v[i] for i in rows] for k, v in self.columns.items()}  # aligned with the responses
-        # The reward model reads decoded text with its own tokenizer. A failure on any rank stops every rank.
-        scores, parts = self.on_every_rank(self.scorer, prompts, responses, columns)  # (B,), (B, number of scorers)
-        scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
+        # (B, Tr): tokens after the first EOS are masked
+        mask, ended = response_mask(response_ids, self.eos_ids)
+        with self.timings("reward"):  # (B,) rewards, (B, number of scorers) each scorer's
+            prompts = [self.prompts[i] for i in rows]
+            # after EOS: pad, skipped
+            responses = tok.batch_decode(response_ids, skip_special_tokens=True)
+            # aligned with the responses
+            columns = {k: [v[i] for i in rows] for k, v in self.columns.items()}
+            # The reward model reads decoded text with its own tokenizer. A failure on any rank
+            # stops every rank.
+            scores, parts = self.ranks.on_every_rank(self.scorer, prompts, responses, columns)
+            scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
         self.reward_truncated += self.scorer.truncated
-        self.phase_seconds["generate"] += t1 - t0
-        self.phase_seconds["reward"] += self.clock() - t1
         self.responses_generated += len(prompt_indices) * G
-        return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids, "mask": mask,
-                "ended": ended, "scores": scores, "score_parts": parts, "prompt_index": rows, "prompts": prompts,
+        return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids,
+                "mask": mask,
+                "ended": ended, "scores": scores, "score_parts": parts, "prompt_index": rows,
+                "prompts": prompts,
                 "responses": responses}
 
-    def on_every_rank(self, fn, *args):
-        """fn(*args), which scores responses: a RewardError it raises on any rank is raised on every rank (every
-        rank enters the collective; the message comes from the one that failed), so all stop together."""
-        error = result = None
-        try:
-            result = fn(*args)
-        except RewardError as e:
-            error = e
-        if self.ranks.any(error is not None):
-            message = self.ranks.first_object(str(error) if error else None)
-            raise error or RewardError(f"on another process: {message}")
-        return result
-
     def rollout(self):
-        """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose rewards are all equal
-        carry no learning signal: they are dropped and more prompts are sampled, for up to MAX_SAMPLING_ROUNDS extra
-        rounds; if the batch is still short it trains on what it has (all of the last round if nothing was kept).
-        Returns (rollout, number of groups generated, number dropped, rounds)."""
+        """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose
+        rewards are all equal carry no learning signal: they are dropped and more prompts are
+        sampled, for up to MAX_SAMPLING_ROUNDS extra rounds; if the batch is still short it trains
+        on what it has (all of the last round if nothing was kept). Returns (rollout, number of
+        groups generated, number dropped, rounds)."""
         cfg, G = self.cfg, self.cfg.GROUP_SIZE
         batch = self.generate(self.next_prompts(cfg.BATCH_SIZE))
         if not cfg.DYNAMIC_SAMPLING:
@@ -764,227 +590,201 @@ class PPOTrainer:
                 break
             batch = self.generate(self.next_prompts(cfg.BATCH_SIZE - n_kept))
         dropped = generated - n_kept
-        return (concat_rollouts(kept, self.tokenizer.pad_token_id) if kept else batch), generated, dropped, rounds
+        return (
+            concat_rollouts(
+                kept, self.tokenizer.pad_token_id) if kept else batch), generated, dropped, rounds
 
-    # ---- forwards ------------------------------------------------------------------------------------------------
+    # ---- forwards --------------------------------------------------------------------------------
     def rollout_forwards(self, input_ids, attention_mask, Tp, single_pass):
-        """The rollout under the policy (skipped in a single pass), the reference (the policy with its LoRA
-        adapters off, where there are adapters) and the critic: (logp, entropy, ref_logp, values), each (B, Tr) or
-        None, on the policy's device."""
+        """The rollout under the policy (skipped in a single pass), the reference (the policy with
+        its LoRA adapters off, where there are adapters) and the critic: (logp, entropy, ref_logp,
+        values), each (B, Tr) or None, on the policy's device."""
         cfg, dev = self.cfg, self.devices
         logp = entropy = ref_logp = values = None
         with no_grad_for(self.policy):
             if not single_pass:
-                logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
+                logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp,
+                                                  cfg.TEMPERATURE,
                                                   self.dtype)  # (B, Tr) x2
                 logp = logp.clone()  # leave inference mode: it enters the loss
-            if self.ref_policy is not None:
-                ref_logp = response_logprobs(self.ref_policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                             self.dtype, entropy=None)[0].to(dev["policy"]).clone()
-            elif self.has_reference:  # LoRA: the reference is the base model under the adapters
-                with self.policy.disable_adapter():
-                    ref_logp = response_logprobs(self.policy, input_ids, attention_mask, Tp, cfg.TEMPERATURE,
-                                                 self.dtype, entropy=None)[0].clone()
+            # a frozen copy, or the policy with its LoRA adapters off
+            if self.reference is not None:
+                model, switch = self.reference
+                with switch():
+                    ref_logp = response_logprobs(model, input_ids, attention_mask, Tp,
+                                                 cfg.TEMPERATURE, self.dtype, entropy=None)[
+                                                     0].to(dev["policy"]).clone()
             if self.critic is not None:
                 values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
         return logp, entropy, ref_logp, values
 
     def critic_forward(self, input_ids, attention_mask, Tp):
-        """Per-token values V(s_t) for the response tokens: the value at position Tp-1+t sees the prompt and the
-        first t response tokens, i.e. the state in which token t is chosen. (B, T) -> (B, Tr)."""
+        """Per-token values V(s_t) for the response tokens: the value at position Tp-1+t sees the
+        prompt and the first t response tokens, i.e. the state in which token t is chosen. (B, T) ->
+        (B, Tr)."""
         device = self.devices["critic"]
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         with autocast(device, self.dtype):
-            values = self.critic(input_ids, attention_mask, position_ids_from_mask(attention_mask))  # (B, T)
+            # (B, T)
+            values = self.critic(input_ids, attention_mask, position_ids_from_mask(attention_mask))
         return values[:, Tp - 1:-1]
 
-    # ---- one step --------------------------------------------------------------------------------------------
-    def clock(self):
-        """Seconds, for the per-phase timings; on a GPU it waits for queued work first (4 syncs a step)."""
-        if any(d.type == "cuda" for d in self.devices.values()):
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
+    # ---- one step --------------------------------------------------------------------------------
     def step(self):
-        """One PPO step (rollout -> guard -> forwards -> shaped scores and KL -> advantages -> update -> statistics);
-        returns (metrics, this rank's samples)."""
+        """One PPO step: rollout -> guard -> forwards -> shaped scores and KL -> advantages ->
+        update -> statistics. Returns (metrics, this rank's samples)."""
         cfg, G = self.cfg, self.cfg.GROUP_SIZE
-        self.phase_seconds = {"generate": 0.0, "reward": 0.0}  # summed over dynamic-sampling rounds
-        self.reward_truncated = 0
-        t_start = self.clock()
+        self.timings, self.reward_truncated = Timings(self.devices), 0  # this step's
 
-        # 1. Rollout: sample GROUP_SIZE responses per prompt from the current policy and score them.
-        batch, groups_generated, groups_dropped, rounds = self.rollout()
+        # 1. Rollout: GROUP_SIZE responses per prompt from the current policy, scored.
+        batch, *sampling = self.rollout()
         Tp = batch["prompt_ids"].shape[1]
         input_ids = torch.cat([batch["prompt_ids"], batch["response_ids"]], 1)  # (B, T)
         attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
-        mask, ended, scores = batch["mask"].float(), batch["ended"], batch["scores"]  # (B, Tr), (B,), (B,)
-        t_rollout = self.clock()
-        bad = None if torch.isfinite(scores).all() else int((~torch.isfinite(scores)).nonzero()[0])
-        if self.ranks.any(bad is not None):  # the non-finite guard: no update from a batch with a NaN/inf reward
-            reason = bad is not None and (f"reward {scores[bad].item()} for prompt {batch['prompts'][bad]!r}, "
-                                          f"response {batch['responses'][bad]!r}")
-            return self.skip_step(self.ranks.first_object(reason or None)), []
+        reason = self.non_finite_reward(batch)  # the guard: no update from a NaN/inf reward
+        if reason:
+            return self.skip_step(reason), []
 
-        # 2. Evaluate the rollout under the policy, the reference and the critic (one batched forward each).
-        #    When the batch is one minibatch used once (grpo/dapo with PPO_EPOCHS=1), the update's own forward gives
-        #    the same log-probs, so the rollout skips the policy's (as TRL does with num_iterations=1).
-        single_pass = self.single_pass(len(mask) * self.ranks.world)
-        logp, entropy, ref_logp, values = self.rollout_forwards(input_ids, attention_mask, Tp, single_pass)
-        t_forward = self.clock()
-        # Under torchrun every rank gathers the whole batch (token columns padded to MAX_NEW_TOKENS), computes
-        # advantages and statistics on it exactly as one process would, and trains on its own rows.
-        my_rows, Tr = self.ranks.my_rows(len(mask) * self.ranks.world), mask.shape[1]
-        mask, ended, scores, logp, entropy, ref_logp, values = (
-            self.all_rows(x) for x in (mask, ended, scores, logp, entropy, ref_logp, values))
+        # 2. The rollout under the policy (skipped in a single pass), the reference and the critic.
+        single_pass = self.single_pass(len(input_ids) * self.ranks.world)
+        with self.timings("forward"):
+            forwards = self.rollout_forwards(input_ids, attention_mask, Tp, single_pass)
+        # Under torchrun every rank gathers the whole batch, computes advantages and statistics on
+        # it exactly as one process would, and trains on its own rows.
+        mask, ended, scores, logp, entropy, ref_logp, values = self.ranks.all_rows(
+            cfg.MAX_NEW_TOKENS, batch["mask"].float(), batch["ended"], batch["scores"], *forwards)
 
-        # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's overlong shaping.
+        # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's
+        #    overlong shaping; the per-token KL to the reference.
         lengths = mask.sum(1)  # (B,)
-        shaped = shaped_scores(scores, ended, lengths, cfg.MISSING_EOS_PENALTY, cfg.OVERLONG_PENALTY,
-                               cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
-        kl = None if ref_logp is None or logp is None else kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask
+        shaped = shaped_scores(scores, ended, lengths, cfg.MISSING_EOS_PENALTY,
+                               cfg.OVERLONG_PENALTY, cfg.MAX_NEW_TOKENS, cfg.OVERLONG_BUFFER)
+        kl = None if ref_logp is None or logp is None else \
+            kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask  # (B, Tr)
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
 
         # 4. Advantages, the one place besides the loss where the algorithms differ.
         rewards, raw_advantages, advantages, returns = advantages_for(
             cfg.ALGORITHM, shaped, kl, values, mask, kl_coef, cfg.GAMMA, cfg.LAM, G)  # (B, Tr) each
 
-        # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one pass, one minibatch).
-        mine = (my_rows, slice(0, Tr))  # this rank's rows and columns
-        rollout = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask[mine],
-                   "advantages": advantages[mine], "lengths": lengths[my_rows].long().cpu()}  # on the host: no sync
-        for key, x in (("logp", logp), ("ref_logp", ref_logp), ("values", values), ("returns", returns)):
-            if x is not None:
-                rollout[key] = x[mine]
-        self.updating = True  # from here on a fault may leave the weights half-way through a step
-        update_stats = self.update(rollout, Tp, lengths)
-        lr = self.schedulers[0].get_last_lr()[0]
-        for sched in self.schedulers:
-            sched.step()
-        t_end = self.clock()
+        # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one, on the whole
+        #    batch).
+        lr = self.schedulers[0].get_last_lr()[0]  # this step's; the schedules move after the update
+        with self.timings("update"):
+            update_stats = self.update(self.my_rows_of(
+                Tp, input_ids=input_ids, attention_mask=attention_mask, mask=mask,
+                advantages=advantages,
+                lengths=lengths, logp=logp, ref_logp=ref_logp, values=values, returns=returns), Tp,
+                lengths)
 
         # 6. Statistics, read back to the host only here at the end.
-        update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl metric came from the update's forward
-        seq_kl = None if ref_logp is None else update_kl if single_pass else ((logp - ref_logp) * mask).sum(1).mean()
-        out = step_statistics(
-            self.step_count, scores, mask, ended, lengths, raw_advantages,
-            update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask), update_stats, seq_kl,
-            kl_coef, kl if self.algorithm.critic else None, rewards, values, returns, G,
-            counters={"reward_truncated": self.ranks.sum_(torch.tensor(self.reward_truncated)),
-                      "prompts_truncated": self.ranks.sum_(torch.tensor(
-                          sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G)),
-                      "lr": lr, "epoch": self.data_position / len(self.prompts),
-                      "responses_generated": self.responses_generated, "skipped_updates": self.skipped_updates,
-                      "tokens_per_sec": lengths.sum() / (t_end - t_start),
-                      "time_generate": self.phase_seconds["generate"], "time_reward": self.phase_seconds["reward"],
-                      "time_forward": t_forward - t_rollout, "time_update": t_end - t_forward,
-                      "step_time": t_end - t_start},
-            parts={name: self.all_rows(batch["score_parts"][:, j]) for j, name in enumerate(self.scorer.names)}
-            if len(self.scorer.names) > 1 else {},
-            sampling=dict(groups_dropped=groups_dropped / groups_generated, sampling_rounds=rounds)
-            if cfg.DYNAMIC_SAMPLING else {})
+        update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl of the update's forward
+        seq_kl = None if ref_logp is None else update_kl if single_pass else \
+            ((logp - ref_logp) * mask).sum(1).mean()
         if seq_kl is not None:
             self.kl_ctl.update(seq_kl.item(), len(scores))
-        out = {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}
+        out = step_statistics(
+            self.step_count, scores, mask, ended, lengths, raw_advantages,
+            update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask),
+            update_stats,
+            seq_kl, kl_coef, kl if self.algorithm.critic else None, rewards, values, returns, G,
+            self.counters(batch, lengths, lr), self.score_parts(batch),
+            self.sampling_counts(*sampling))
         self.step_count += 1
-        samples = [{"step": out["step"], "prompt": p, "response": r, "reward": s}  # this rank's rows
-                   for p, r, s in zip(batch["prompts"], batch["responses"], scores[my_rows].tolist())]
-        return out, samples
+        return {
+            k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}, self.samples(batch)
 
-    def evaluation_due(self):
-        """At step 0, every EVAL_EVERY steps, and (train() calls it) at the end."""
-        every = self.cfg.EVAL_EVERY
-        return self.eval_prompts is not None and (self.step_count == 0 or bool(every and self.step_count % every == 0))
+    def my_rows_of(self, Tp, **tensors):
+        """The update's share of the batch: this rank's rows of the gathered (B, Tr) tensors, cut
+        back to its own responses' width, the lengths on the host (no sync in the loop), its ids
+        whole."""
+        rows = self.ranks.my_rows(len(tensors["mask"]))
+        Tr = tensors["input_ids"].shape[1] - Tp
+        share = {k: v[rows, :Tr] for k, v in tensors.items() if v is not None and v.dim() == 2 and
+                 k not in ("input_ids", "attention_mask")}
+        return {**share, "input_ids": tensors["input_ids"],
+                "attention_mask": tensors["attention_mask"],
+                "lengths": tensors["lengths"][rows].long().cpu()}
 
     def evaluate(self):
-        """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the eval_* metrics, with
-        sample_and_score (machinery/sampling.py), as evaluate.py. Its random numbers are fixed, apart from
-        training's, so evaluations are comparable across steps and a run trains the same with or without them.
-        Under torchrun each rank takes an
-        equal share of the rows, the last ones' padded with repeats of row 0 (so that all run the same forwards,
+        """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the
+        eval_* metrics, with sample_and_score (machinery/sampling.py), as evaluate.py. Its random
+        numbers are fixed, apart from training's, so evaluations are comparable across steps and a
+        run trains the same with or without them. Under torchrun each rank takes an equal share of
+        the rows, the last ones' padded with repeats of row 0 (so that all run the same forwards,
         which sharded models need), and the padding goes after the gather."""
         cfg, dev, world = self.cfg, self.devices["policy"], self.ranks.world
         n = len(self.eval_prompts) * cfg.EVAL_SAMPLES
         share = -(-n // world)
         rows = [r for r in range(self.ranks.rank * share, (self.ranks.rank + 1) * share) if r < n]
         rows += [0] * (share - len(rows))
-        t0 = self.clock()
-        scores, parts, lengths, _ = self.on_every_rank(
+        clock = Timings(self.devices)
+        scores, parts, lengths, _ = self.ranks.on_every_rank(
             sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
-            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows, self.all_done)
-        scores, parts, lengths = (self.ranks.gather_rows(x.float())[:n] for x in (scores, parts, lengths))
-        out = {"eval_reward": scores.mean().item(), "eval_reward_se": (scores.std() / n ** 0.5).item(),
+            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows,
+            self.all_done)
+        scores, parts, lengths = (self.ranks.gather_rows(x.float())[:n]
+                                  for x in (scores, parts, lengths))
+        out = {"eval_reward": scores.mean().item(),
+               "eval_reward_se": (scores.std() / n ** 0.5).item(),
                "eval_response_length": lengths.float().mean().item()}
         if len(self.scorer.names) > 1:
-            out.update({f"eval_reward_{name}": parts[:, j].mean().item() for j, name in enumerate(self.scorer.names)})
-        out["time_eval"] = self.clock() - t0
+            out.update({f"eval_reward_{name}": parts[:, j].mean().item() for j,
+                        name in enumerate(self.scorer.names)})
+        out["time_eval"] = clock.elapsed()
         return out
 
-    def all_rows(self, x):
-        """A per-row tensor of this rank's rows -> the whole batch's, in rank order (None stays None; on one
-        process, x itself). Token columns are padded to MAX_NEW_TOKENS first, so every rank sends one shape."""
-        if x is None or not self.ranks.active:
-            return x
-        if x.dim() == 2:
-            x = _pad_columns(x, self.cfg.MAX_NEW_TOKENS, 0, left=False)
-        return self.ranks.gather_rows(x.float()).to(x.dtype)
-
     def single_pass(self, n_sequences):
-        """True when each sample feeds exactly one optimizer step and no reward needs the policy's log-probs
-        before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch)."""
+        """True when each sample feeds exactly one optimizer step and no reward needs the policy's
+        log-probs before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch): the update's own
+        forward gives the rollout's log-probs, so the rollout skips the policy's forward (as TRL
+        does with num_iterations=1)."""
         cfg = self.cfg
-        return self.algorithm.kl == "loss" and cfg.PPO_EPOCHS == 1 and cfg.MINI_BATCH_SIZE >= n_sequences
-
-    def count_skipped(self, what, n=1):
-        """The non-finite guard's bookkeeping for n updates it did not apply."""
-        self.skipped_updates += n
-        self.skipped_in_a_row += n
-        self.log(f"warning: step {self.step_count}: {what}")
-
-    def skip_step(self, reason):
-        """A step whose update was skipped by the guard: counted, logged, the learning-rate schedule still moves."""
-        self.count_skipped(f"update skipped ({reason})")
-        with warnings.catch_warnings():  # stepping a schedule before any optimizer step is intended here
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-            for sched in self.schedulers:
-                sched.step()
-        self.step_count += 1
-        return {"step": self.step_count - 1, "skipped_updates": self.skipped_updates, "skip_reason": reason,
-                "responses_generated": self.responses_generated}
+        return self.algorithm.kl == "loss" and cfg.PPO_EPOCHS == 1 and \
+            cfg.MINI_BATCH_SIZE >= n_sequences
 
     def update(self, rollout, Tp, lengths):
-        """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences; each minibatch is
-        one optimizer step for the policy and one for the critic. REINFORCE takes one step on the whole batch.
-        The two models share no weights and no loss, so they learn from the same minibatches in two independent
-        loops, the critic's in a second thread: while one runs autograd's C++ backward or a fused optimizer step
-        (which release the GIL), the other's Python-heavy forward proceeds. On 2 CPU cores this cuts the update
-        by 40% (docs/benchmarks.md, "Where the time goes"); on two GPUs the launches overlap either way. Each model's
-        arithmetic is the same as when run one after the other (tested). lengths (B,): the response lengths of the
-        whole batch, all ranks'.
-        Under torchrun every rank draws the same shuffles of the whole batch and runs the rows of each minibatch
-        that it holds (perhaps none); the gradients are summed over the ranks before each step, so the step is the
-        one a single process would take on the whole minibatch. Returns the mean statistics of the minibatches."""
+        """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences;
+        each minibatch is one optimizer step for the policy and one for the critic. REINFORCE takes
+        one step on the whole batch. The two models share no weights and no loss, so they learn from
+        the same minibatches in two independent loops, the critic's in a second thread: while one
+        runs autograd's C++ backward or a fused optimizer step (which release the GIL), the other's
+        Python-heavy forward proceeds. On 2 CPU cores this cuts the update by 40%
+        (docs/benchmarks.md, "Where the time goes"); on two GPUs the launches overlap either way.
+        Each model's arithmetic is the same as when run one after the other (tested). lengths (B,):
+        the response lengths of the whole batch, all ranks'. Under torchrun every rank draws the
+        same shuffles of the whole batch and runs the rows of each minibatch that it holds (perhaps
+        none); the gradients are summed over the ranks before each step, so the step is the one a
+        single process would take on the whole minibatch. Returns the mean statistics of the
+        minibatches; the learning-rate schedules then move one step."""
         cfg = self.cfg
+        self.updating = True  # from here on a fault may leave the weights half-way through a step
         B = len(lengths)
-        epochs, mb_size = (1, B) if self.algorithm.surrogate == "plain" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
+        epochs, mb_size = (
+            1, B) if self.algorithm.surrogate == "plain" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
         my_rows, world = self.ranks.my_rows(B), self.ranks.world
-        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),  # (my rows, n_tokens, n_seqs,
-                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE) if self.sharded else 0)  # n_micro)
+        # (my rows, n_tokens, n_seqs,
+        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),
+                        # n_micro)
+                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE) if self.sharded
+                            else 0)
                        for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
-        # Sharded, the critic trains after the policy: each forward and backward is a collective, and two models'
-        # collectives from two threads could interleave differently on different ranks.
+        # Sharded, the critic trains after the policy: each forward and backward is a collective,
+        # and two models' collectives from two threads could interleave differently on different
+        # ranks.
         in_thread = self.critic is not None and not self.sharded
-        # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread) rather than each
-        # taking all of them and oversubscribing the machine.
+        # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread)
+        # rather than each taking all of them and oversubscribing the machine.
         threads = torch.get_num_threads()
-        on_cpu = {self.devices["policy"].type, self.devices["critic"].type if self.critic else "cpu"} == {"cpu"}
+        on_cpu = {self.devices["policy"].type,
+                  self.devices["critic"].type if self.critic else "cpu"} == {"cpu"}
         loop_threads = max(1, threads // 2) if in_thread and on_cpu else None
-        critic = (self.critic, self.optimizers[-1], self.critic_gradients, "critic_grad_norm", rollout, Tp,
-                  minibatches, loop_threads, self.ranks.critic_group)
+        critic = (self.critic, self.optimizers[-1], self.critic_gradients, "critic_grad_norm",
+                  rollout, Tp, minibatches, loop_threads, self.ranks.critic_group)
         try:
             critic_job = self.critic_thread.submit(self.train_model, *critic) if in_thread else None
-            results = [self.train_model(self.policy, self.optimizers[0], self.accumulate_gradients, "grad_norm",
-                                        rollout, Tp, minibatches, loop_threads)]
+            results = [self.train_model(self.policy, self.optimizers[0], self.accumulate_gradients,
+                                        "grad_norm", rollout, Tp, minibatches, loop_threads)]
             if self.critic is not None:
                 results.append(critic_job.result() if in_thread else self.train_model(*critic))
         finally:
@@ -993,32 +793,24 @@ class PPOTrainer:
         for name, (model_stats, skipped) in zip(("policy", "critic"), results):
             stats.update(model_stats)
             if skipped:
-                self.count_skipped(f"{skipped} of {len(minibatches)} minibatch updates of the {name} were skipped "
-                                   f"(non-finite gradient)", skipped)
+                self.count_skipped(
+                    f"{skipped} of {len(minibatches)} minibatch updates of the {name} were skipped "
+                    f"(non-finite gradient)", skipped)
         if len(results[0][0]):  # the policy took at least one step
             self.skipped_in_a_row = 0
-        return self.sum_over_ranks(stats)
+        for schedule in self.schedulers:
+            schedule.step()
+        return self.ranks.sum_statistics(stats, self.devices["policy"])
 
-    def sum_over_ranks(self, stats):
-        """The update's statistics of the whole batch: the sum of every rank's shares; the gradient norms, taken
-        after the gradients were summed, are the same on every rank and pass through."""
-        if not self.ranks.active:
-            return stats
-        keys = sorted(set().union(*self.ranks.all_objects(sorted(stats))))
-        same = {"grad_norm", "critic_grad_norm"}
-        zero = torch.zeros((), device=self.devices["policy"])
-        vec = torch.stack([stats.get(k, zero) / (self.ranks.world if k in same else 1) for k in keys])
-        return dict(zip(keys, self.ranks.sum_(vec)))
-
-    def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches, threads=None,
-                    group=None):
-        """One optimizer step of one model per minibatch, its gradient accumulated over micro-batches by
-        gradients(rollout, rows, Tp, n_tokens, n_seqs) and summed over the ranks (in process group `group`), with
-        `threads` intra-op threads (None: as they are). The non-finite guard (a host sync per step): a NaN/inf
-        gradient norm skips that step and leaves the weights as they were. minibatches: (rows, n_tokens, n_seqs,
-        n_micro).
-        Returns (mean statistics of the steps taken, number skipped); under torchrun the statistics are this rank's
-        shares, which update() sums."""
+    def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches,
+                    threads=None, group=None):
+        """One optimizer step of one model per minibatch, its gradient accumulated over
+        micro-batches by gradients(rollout, rows, Tp, n_tokens, n_seqs) and summed over the ranks
+        (in process group `group`), with `threads` intra-op threads (None: as they are). The
+        non-finite guard (a host sync per step): a NaN/inf gradient norm skips that step and leaves
+        the weights as they were. minibatches: (rows, n_tokens, n_seqs, n_micro). Returns (mean
+        statistics of the steps taken, number skipped); under torchrun the statistics are this
+        rank's shares, which update() sums."""
         cfg, stats, skipped, applied = self.cfg, {}, 0, 0
         if threads is not None:
             torch.set_num_threads(threads)
@@ -1026,15 +818,19 @@ class PPOTrainer:
         max_norm = float("inf") if max_norm is None else max_norm  # inf: the norm only
         for mb, n_tokens, n_seqs, n_micro in minibatches:
             mb_stats = {}
-            micros = mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ()  # a rank may hold none of its rows
+            # a rank may hold none of its rows
+            micros = mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ()
             for micro in micros:
                 for k, v in gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                     mb_stats[k] = mb_stats.get(k, 0.0) + v
-            # Sharded, every rank runs n_micro forwards and backwards (collectives): one with fewer rows of this
-            # minibatch makes up the difference on its first row with loss weight 0, which adds exact zeros.
+            # Sharded, every rank runs n_micro forwards and backwards (collectives): one with fewer
+            # rows of this minibatch makes up the difference on its first row with loss weight 0,
+            # which adds exact zeros.
             for _ in range(n_micro - len(micros)):
-                gradients(rollout, torch.zeros(1, dtype=torch.long), Tp, n_tokens, n_seqs, weight=0.0)
-            if not self.sharded:  # sharded, the backward passes have reduce-scattered the sums already
+                gradients(rollout, torch.zeros(1, dtype=torch.long), Tp, n_tokens, n_seqs,
+                          weight=0.0)
+            # sharded, the backward passes have reduce-scattered the sums already
+            if not self.sharded:
                 sum_gradients(model, self.ranks, group)
             mb_stats[norm_name] = whole(nn.utils.clip_grad_norm_(model.parameters(), max_norm))
             finite = bool(torch.isfinite(mb_stats[norm_name]))
@@ -1045,24 +841,27 @@ class PPOTrainer:
                 skipped += 1
                 continue
             applied += 1
-            for k, v in mb_stats.items():  # summed on the policy's device: no host sync inside the loop
+            # summed on the policy's device: no host sync inside the loop
+            for k, v in mb_stats.items():
                 stats[k] = stats.get(k, 0.0) + v.detach().to(self.devices["policy"], torch.float32)
         return {k: v / applied for k, v in stats.items()}, skipped
 
     @staticmethod
     def micro_batch(rollout, idx, Tp):
-        """Rows idx of the rollout, cut after the longest response among them (later columns are all masked):
-        (ids, attention mask, {per-token rollout tensors})."""
+        """Rows idx of the rollout, cut after the longest response among them (later columns are all
+        masked): (ids, attention mask, {per-token rollout tensors})."""
         Tr = int(rollout["lengths"][idx].max())
         ids, attn = rollout["input_ids"][idx, :Tp + Tr], rollout["attention_mask"][idx, :Tp + Tr]
-        old = {k: v[idx, :Tr] for k, v in rollout.items() if k not in ("input_ids", "attention_mask", "lengths")}
+        old = {k: v[idx, :Tr] for k, v in rollout.items()
+               if k not in ("input_ids", "attention_mask", "lengths")}
         return ids, attn, old
 
     def accumulate_gradients(self, rollout, idx, Tp, n_tokens, n_seqs, weight=1.0):
-        """The policy's forward and backward on one micro-batch (rows idx of the rollout). Losses are weighted
-        with the minibatch's totals (loss_weights), so the accumulated gradient is exactly the minibatch's, however
-        it is split; weight scales the loss (0: a sharded rank's stand-in row). Returns this micro-batch's share of each
-        statistic (token means over the minibatch)."""
+        """The policy's forward and backward on one micro-batch (rows idx of the rollout). Losses
+        are weighted with the minibatch's totals (loss_weights), so the accumulated gradient is
+        exactly the minibatch's, however it is split; weight scales the loss (0: a sharded rank's
+        stand-in row). Returns this micro-batch's share of each statistic (token means over the
+        minibatch)."""
         cfg = self.cfg
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         mask = old["mask"]  # (b, Tr)
@@ -1072,299 +871,47 @@ class PPOTrainer:
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype,
                                           "grad" if cfg.ENTROPY_COEF else "value")  # (b, Tr)
         stats = {}
-        if "logp" not in old:  # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
+        # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
+        if "logp" not in old:
             old["logp"] = logp.detach()
-            if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would have given
+            # the kl metric, which the skipped rollout forward would have given
+            if "ref_logp" in old:
                 stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
         kl_in_loss = self.algorithm.kl == "loss" and self.uses_kl
-        loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask, cfg.ALGORITHM,
+        loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask,
+                                 cfg.ALGORITHM,
                                  cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
-                                 old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value, cfg.KL_ESTIMATOR)
+                                 old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value,
+                                 cfg.KL_ESTIMATOR)
         (loss * weight).backward()
         clipped, ratio = terms.pop("clipped"), terms.pop("ratio")
-        with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
+        # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
+        with torch.no_grad():
             stats.update(terms, update_entropy=share(entropy), clipfrac=share(clipped),
-                         clipfrac_low=share(clipped * (ratio < 1)), clipfrac_high=share(clipped * (ratio > 1)),
+                         clipfrac_low=share(clipped * (ratio < 1)),
+                         clipfrac_high=share(clipped * (ratio > 1)),
                          ratio=share(ratio), approx_kl=share(kl_penalty(old["logp"], logp, "k3")))
         return stats
 
     def critic_gradients(self, rollout, idx, Tp, n_tokens, n_seqs=None, weight=1.0):
-        """The critic's forward and backward on one micro-batch: the clipped value loss as a token mean over the
-        minibatch (whatever LOSS_AGG says for the policy). Returns its statistics."""
+        """The critic's forward and backward on one micro-batch: the clipped value loss as a token
+        mean over the minibatch (whatever LOSS_AGG says for the policy). Returns its statistics."""
         critic_dev = self.devices["critic"]
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         share = partial(token_share, mask=old["mask"], n_tokens=n_tokens)
         values = self.critic_forward(ids, attn, Tp)  # (b, Tr) on the critic's device
-        vf, vf_clipped = value_loss(values, old["values"].to(critic_dev), old["returns"].to(critic_dev),
-                                    self.cfg.VALUE_CLIP_RANGE)
+        vf, vf_clipped = value_loss(values, old["values"].to(critic_dev),
+                                    old["returns"].to(critic_dev), self.cfg.VALUE_CLIP_RANGE)
         vf_loss = share(vf)
         (vf_loss * weight).backward()
         return {"value_loss": vf_loss, "value_clipfrac": share(vf_clipped)}
 
-    # ---- the run -------------------------------------------------------------------------------------------------
-    def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
-        """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots, and returns
-        the exit code: 130/143 on Ctrl-C/SIGTERM, 1 on a fault (the reward function fails, the guard gives up, an
-        error in a step, a save that cannot be written). A fault before the step's update rolls the step back and
-        saves; one during the update, or a second Ctrl-C/SIGTERM, keeps the last checkpoint instead.
-        Under torchrun only rank 0 writes files, and every decision to stop is taken by all ranks together."""
-        try:
-            return self.run(resume_command)
-        finally:
-            if self.tracker is not None:  # flushed and closed however the run ends
-                self.tracker.close()
-
-    def run(self, resume_command):
-        from tqdm import tqdm
-        cfg, hint, before = self.cfg, f"continue with: {resume_command}", None
-        with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps, initial=self.step_count,
-                                                     desc=cfg.ALGORITHM, dynamic_ncols=True,
-                                                     disable=not self.ranks.writes) as bar:
-            self.bar = bar  # closed before a message that ends the run, so that it starts a line of its own
-            try:
-                self.start_logs()
-                while self.step_count < self.total_steps:
-                    before, self.updating = self.light_state(), False
-                    try:
-                        evaluation = self.evaluate() if self.evaluation_due() else {}  # of the policy step() samples
-                        metrics, samples = self.step()
-                    except RewardError as e:  # raised while scoring, before any update: roll the step back
-                        self.restore_light_state(before)
-                        return self.stop_early(f"error: {e}\nThe run is saved; fix the reward function, then {hint}", 1)
-                    metrics.update(evaluation)
-                    last = self.step_count == self.total_steps or (
-                        cfg.MAX_RESPONSES is not None and self.responses_generated >= cfg.MAX_RESPONSES)
-                    self.write_logs(metrics, samples, last, bar)
-                    if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
-                        return self.stop_early(
-                            f"error: {self.skipped_in_a_row} updates in a row were skipped for NaN/inf (last: "
-                            f"{metrics.get('skip_reason', 'a non-finite gradient')}). Check the reward, lower "
-                            f"LEARNING_RATE, or use DTYPE=bfloat16 rather than float16. The run is saved; {hint}", 1)
-                    if last:
-                        break
-                    signum = self.ranks.max_(signals.signum)  # a signal to any rank stops all after this step
-                    if signum:
-                        return self.stop_early(f"stopped by {signal.Signals(signum).name} after step "
-                                               f"{metrics['step']}; {hint}", 128 + signum)
-                    if self.step_count % cfg.SAVE_EVERY == 0:
-                        self.save_checkpoint()
-                    if self.step_count % cfg.PLOT_EVERY == 0:
-                        self.plot()
-                self.check_ranks_agree()
-                self.save_checkpoint()  # lets a later --RESUME=True with a larger MAX_STEPS continue the run
-                if self.eval_prompts is not None:  # the final policy: a row of its own, at the step it would start
-                    before = None  # a fault here leaves the saved checkpoint as it is
-                    self.log_row({"step": self.step_count, **self.evaluate()})
-                self.plot()
-                self.save()
-                if signals.signum:  # it came during the last step or the final save, which it let finish
-                    name = signal.Signals(signals.signum).name
-                    return self.stop_early(f"stopped by {name} at the end of the run, once its final checkpoint and "
-                                           f"folders were written: the run is complete in {cfg.OUTPUT_DIR}/",
-                                           128 + signals.signum, save=False)
-            except Interrupted as e:
-                return self.stop_early(f"stopped at once by a second {signal.Signals(e.signum).name}; {hint}",
-                                       128 + e.signum, save=False)
-            except SaveError as e:
-                return self.stop_early(f"error: {e}. {'Free some space' if e.full else 'Fix that'}, then {hint}", 1,
-                                       save=False)
-            except Exception as e:  # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
-                if cfg.DEBUG:
-                    traceback.print_exc()
-                rollback = before is not None and not self.updating  # the weights are still the step's start's
-                if rollback:
-                    self.restore_light_state(before)
-                # Sharded, saving is a collective that the other ranks, which may not have failed, would never join.
-                return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
-                                       f"{first_line(e)}. {hint}", 1, save=rollback and not self.sharded)
-        self.log(f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
-                 f"training_metrics.png, metrics.jsonl, samples.jsonl, policy/"
-                 f"{', critic/' if self.critic is not None else ''})")
-        return 0
-
-    def start_logs(self):
-        """Rank 0 writes config.json (and copies the config files into OUTPUT_DIR/configs/), opens the tracker, and
-        trims metrics.jsonl and samples.jsonl to the steps the checkpoint covers
-        (a new run: none; OVERWRITE also removes the replaced run's checkpoints). The clock `elapsed` goes on
-        across a resume."""
-        out, kept = self.cfg.OUTPUT_DIR, []
-        if self.ranks.writes:
-            if not self.cfg.RESUME:  # a new run: what an earlier one left (OVERWRITE) goes first, all of it
-                clear_run(out)
-            write_file(os.path.join(out, "config.json"), json.dumps(vars(self.cfg), indent=2))
-            names = [os.path.basename(path) for path in self.config_files]
-            for i, (path, name) in enumerate(zip(self.config_files, names), 1):  # the files the settings came from
-                with open(path) as f:
-                    os.makedirs(os.path.join(out, "configs"), exist_ok=True)
-                    name = f"{i}_{name}" if names.count(name) > 1 else name  # a/base.py b/base.py: 1_base.py ...
-                    write_file(os.path.join(out, "configs", name), f.read())
-            kept = keep_rows_before(os.path.join(out, "metrics.jsonl"), self.step_count)
-            keep_rows_before(os.path.join(out, "samples.jsonl"), self.step_count)
-            if self.cfg.REPORT_TO != "none":
-                import plotting
-                name = self.cfg.RUN_NAME or os.path.basename(os.path.normpath(os.path.abspath(out)))
-                self.tracker = plotting.Tracker(self.cfg.REPORT_TO, out, name, vars(self.cfg), self.step_count)
-        self.t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)
-
-    def write_logs(self, metrics, samples, last, bar):
-        """One step's row in metrics.jsonl; its samples in samples.jsonl and on the console every SAMPLE_EVERY
-        steps and at the last; the progress bar. Rank 0 writes."""
-        cfg, out, step = self.cfg, self.cfg.OUTPUT_DIR, metrics["step"]
-        bar.update()
-        bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("reward", "kl", "value_loss", "response_length",
-                                                          "eval_reward") if k in metrics})
-        self.log_row(metrics)
-        if self.ranks.writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
-            with open(os.path.join(out, "samples.jsonl"), "a") as f:
-                f.writelines(json_line(s) for s in samples[:cfg.NUM_SAMPLES])
-            bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
-            if self.tracker is not None:
-                self.tracker.log_samples(samples[:cfg.NUM_SAMPLES], step)
-
-    def log_row(self, metrics):
-        """A row of metrics.jsonl, also sent to the tracker (REPORT_TO); rank 0 writes."""
-        metrics["elapsed"] = time.time() - self.t0
-        if not self.ranks.writes:
-            return
-        with open(os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as f:
-            f.write(json_line(metrics))
-        if self.tracker is not None:
-            self.tracker.log(metrics, metrics["step"])
-
-    def stop_early(self, message, code, save=True):
-        """Saves the checkpoint (or, with save=False, keeps the last one), redraws the plots, says why it stopped
-        and how to continue, and returns the exit code."""
-        if save:
-            try:
-                self.save_checkpoint()
-            except SaveError as e:
-                save, message = False, f"{message}\nerror: {e}"
-        if not save:
-            message += (f"\nThe last checkpoint is kept (it resumes at step {self.saved_step})."
-                        if self.saved_step is not None else "\nNo checkpoint was written yet.")
-        try:
-            self.plot()
-        except Exception as e:  # the plots are redrawn from metrics.jsonl on the next save; never lose the message
-            message += f"\nwarning: the plots could not be redrawn ({type(e).__name__}: {e})"
-        if self.bar is not None:
-            self.bar.close()  # ends the bar's line: the message starts one of its own
-        self.log(message)
-        return code
-
-    def plot(self):
-        """Redraws the PNGs from metrics.jsonl (~2 s on 2 CPU cores, hence PLOT_EVERY); rank 0 only."""
-        import plotting
-        path = os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")
-        if self.ranks.writes and os.path.exists(path) and os.path.getsize(path):
-            plotting.plot_run(self.cfg.OUTPUT_DIR)
-
-    def check_ranks_agree(self):
-        """Under torchrun: every rank must end with the same weights (they took the same summed steps); a
-        difference would mean the ranks trained different models, so it stops the run rather than save one. (Sharded,
-        the ranks hold one copy between them: nothing to compare.)"""
-        if not self.ranks.active or self.sharded:
-            return
-        models = [self.policy] + ([self.critic] if self.critic is not None else [])
-        prints = self.ranks.all_objects([weights_fingerprint(m).tolist() for m in models])
-        if any(p != prints[0] for p in prints):
-            raise RuntimeError(f"the processes ended with different weights (fingerprints {prints}): a bug, please "
-                               f"report it with your settings")
-        self.log(f"weights identical on all {self.ranks.world} processes")
-
-    def save(self):
-        """The final policy (and critic) as plain transformers folders; LoRA adapters are merged in first, so the
-        folders load with from_pretrained like any checkpoint (this ends training: the models are unwrapped).
-        Sharded models are gathered whole onto rank 0's CPU (every rank takes part); with LoRA rank 0 rebuilds
-        them there from their folders to merge."""
-        cfg, keep, models = self.cfg, self.ranks.writes, self.trained_models()
-        weights = {name: full_state_dict(m, keep) if self.sharded else None for name, m in models.items()}
-        if not keep:
-            return
-        if cfg.LORA_RANK:
-            if self.sharded:  # whole copies on the CPU, with the gathered weights
-                models["policy"] = add_lora(load_causal_lm(cfg.ACTOR_MODEL, "cpu", self.dtype), cfg, "CAUSAL_LM")
-                if self.critic is not None:
-                    models["critic"] = ValueModel(cfg.CRITIC_MODEL, "cpu", self.dtype, cfg).model
-                for name, model in models.items():
-                    model.load_state_dict(weights.pop(name))
-            models = {name: model.merge_and_unload() for name, model in models.items()}
-        for name, model in models.items():  # each folder replaced atomically, like the checkpoint
-            write_folder(os.path.join(cfg.OUTPUT_DIR, name), lambda tmp, model=model, name=name: (
-                model.save_pretrained(tmp, state_dict=weights.get(name)), self.tokenizer.save_pretrained(tmp)))
-        here = os.path.dirname(os.path.abspath(__file__))
-        for name in ("ppo.py", "config.py"):  # the code behind these weights
-            shutil.copy(os.path.join(here, name), os.path.join(cfg.OUTPUT_DIR, name))
-        for name in ("machinery", "tasks"):
-            write_folder(os.path.join(cfg.OUTPUT_DIR, name), lambda tmp, name=name: shutil.copytree(
-                os.path.join(here, name), tmp, ignore=shutil.ignore_patterns("__pycache__")))
 
 
 def main(argv):
-    """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the exit code:
-    0 done, 1 a fault (saved where it could be), 2 refused before any work, 130/143 interrupted."""
-    if "--help" in argv or "-h" in argv:
-        import config
-        print(settings_help(config))
-        return 0
-    quiet_progress_bars()
-    ranks = Ranks()
-    log = print if ranks.writes else (lambda *args, **kwargs: None)
-    debug, lock = debug_requested(argv), None
-    handlers = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}  # start-up only
-    try:
-        # Join the process group first, so that a refusal below is said by rank 0 before any rank leaves: torchrun
-        # stops the other ranks as soon as one exits, and rank 0 could be stopped before it had printed.
-        ranks.start()
-        cfg = load_config(argv)
-        check_settings(cfg)
-        check_distributed(cfg, ranks.world)
-        check_sharding(cfg, ranks)
-        ranks.start(always=sharding_on(cfg.SHARDING, ranks.world))  # FSDP2 shards over a group, even of one
-        check_output_path(cfg, config_files(argv))
-        lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
-        from tasks import arithmetic
-        from tasks import sentiment
-        for task in (sentiment, arithmetic):  # the embedded tasks' policies, built once and cached
-            if ranks.writes and os.path.abspath(task.POLICY_DIR) in map(os.path.abspath, (cfg.ACTOR_MODEL,
-                                                                                          cfg.CRITIC_MODEL)):
-                task.build()
-        ranks.barrier()
-        trainer = PPOTrainer(cfg, log=log, ranks=ranks, settings_checked=True, config_files=config_files(argv))
-    except (Exception, Interrupted) as e:
-        if lock is not None:
-            lock.release(refused=True)  # and the folder, if this run made it and wrote nothing else
-        if debug:
-            raise
-        if isinstance(e, Interrupted):
-            code, message = 128 + e.signum, f"{signal.Signals(e.signum).name} while starting; nothing was written"
-        elif isinstance(e, ConfigError):
-            code, message = 2, str(e)
-        else:  # a fault while loading: out of memory, a weights file that passed the checks but not the loader
-            code, message = 1, f"could not start: {type(e).__name__}: {first_line(e)}"
-        if ranks.writes:
-            print(f"error: {message}", file=sys.stderr)
-        if code == 2:
-            ranks.stop()  # a barrier: the others wait until rank 0 has said it
-        return code
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
-    log(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype {trainer.dtype}; "
-        f"{len(trainer.prompts)} prompts, {trainer.total_steps} steps"
-        + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each" if ranks.active else "")
-        + (f"; every model sharded over the {ranks.world} process(es) (FSDP2)" if trainer.sharded else ""))
-    if trainer.sharded:
-        held = [f"{name} {local:,} of {total:,}" for name, model in trainer.models().items()
-                for local, total in [shard_sizes(model)]]
-        log(f"parameters held by each process: {', '.join(held)}")
-    resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
-    launcher = "torchrun <the same options> ppo.py" if ranks.active else "python ppo.py"
-    code = trainer.train(resume_command=" ".join([launcher, *resume, "--RESUME=True"]))
-    if lock is not None:
-        lock.release()
-    ranks.stop()
-    return code
+    """python ppo.py [CONFIG.py ...] [--NAME=value ...], or under torchrun: the run loop
+    (machinery/loop.py) around PPOTrainer. Returns the exit code."""
+    return loop.main(argv, PPOTrainer)
 
 
 if __name__ == "__main__":

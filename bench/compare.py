@@ -81,31 +81,32 @@ def check_arguments(args, extra, out_dirs):
     algorithm names, the response budget, the settings after -- (read as ppo.py reads them), and the
     run folders, which must be new: this script never replaces a run (ppo.py's OVERWRITE is the
     user's to give)."""
-    import ppo
+    import ppo  # noqa: F401 (fills preflight's tables of algorithms)
+    from machinery import preflight
     try:
         unknown = [a for a in args.algorithms.split(",") if a not in ALGORITHM_ARGS]
         if unknown:
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"--algorithms={args.algorithms}: unknown {', '.join(map(repr, unknown))}; the "
                 f"algorithms are {', '.join(ALGORITHM_ARGS)}")
         if args.responses < 1:
-            raise ppo.ConfigError(f"--responses must be at least 1, got {args.responses}")
+            raise preflight.ConfigError(f"--responses must be at least 1, got {args.responses}")
         own = TRL_MATCHED_ARGS if args.trl else RUN_ARGS + ALGORITHM_ARGS["ppo"]
         taken = {a.split("=", 1)[0] for a in own + ["--ALGORITHM", "--OUTPUT_DIR",
                                                     "--MAX_RESPONSES"]
                  + (["--SEED"] if args.trl else [])}
         fixed = [a for a in extra if a.split("=", 1)[0] in taken]
         if fixed:
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"{fixed[0]}: bench/compare.py sets {fixed[0].split('=')[0]} itself, the same for "
                 f"every run; leave it out")
-        ppo.load_config(extra)
+        preflight.load_config(extra)
         for path in out_dirs:
             if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-                raise ppo.ConfigError(
+                raise preflight.ConfigError(
                     f"{path} already exists: this script writes only new run folders; choose "
                     f"another --out, or remove it")
-    except ppo.ConfigError as e:
+    except preflight.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -143,12 +144,9 @@ def compare_with_trl(trl_python, out, seeds):
 
     lines = [
         "Embedded default task, 100 steps of 8 prompts x 4 responses, one update per step, "
-        "learning rate "
-        f"3e-4, seeds {', '.join(map(str, seeds))}; whole-process wall time on this machine, "
-        "runs one after the "
-        "other; held-out reward gain by evaluate.py over the initial policy "
-        f"({base['mean']:+.3f}), mean +- std "
-        f"over seeds.", "",
+        f"learning rate 3e-4, seeds {', '.join(map(str, seeds))}; whole-process wall time on this "
+        "machine, runs one after the other; held-out reward gain by evaluate.py over the initial "
+        f"policy ({base['mean']:+.3f}), mean +- std over seeds.", "",
         "| ours | held-out gain | wall time (s) | TRL 1.16 | held-out gain | wall time (s) | "
         "time ratio (TRL / ours) |",
         "|---|---|---|---|---|---|---|"]
@@ -209,12 +207,11 @@ def draw(runs, evals, wall, path):
 
 def table(runs, evals, wall, responses):
     lines = [f"Embedded default task, seed 0, {responses} responses per algorithm, 32 per step. "
-             f"Held-out reward: evaluate.py on data/eval_prompts.jsonl, 8 samples per prompt "
+             "Held-out reward: evaluate.py on data/eval_prompts.jsonl, 8 samples per prompt "
              f"(initial policy: {evals['initial']['mean']:+.3f} +- "
              f"{evals['initial']['stderr']:.3f}).", "",
              "| algorithm | steps | responses generated | wall time (s) | train reward, last 10 "
-             "steps | "
-             "held-out reward | gain (z) | KL at end (nats/seq) |",
+             "steps | held-out reward | gain (z) | KL at end (nats/seq) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, rows in runs.items():
         last = rows[-10:]
@@ -222,8 +219,7 @@ def table(runs, evals, wall, responses):
         lines.append(
             f"| {name} | {len(rows)} | {rows[-1]['responses_generated']} | {wall[name]:.0f} | "
             f"{sum(r['reward'] for r in last) / len(last):+.3f} | {e['mean']:+.3f} +- "
-            f"{e['stderr']:.3f} | "
-            f"{e['gain']:+.3f} ({e['z']:.1f}) | "
+            f"{e['stderr']:.3f} | {e['gain']:+.3f} ({e['z']:.1f}) | "
             f"{sum(r['kl'] for r in last) / len(last):.2f} |")
     return "\n".join(lines) + "\n\nHow the algorithms differ:\n\n" + DIFFERENCES
 

@@ -150,11 +150,10 @@ def build(name):
 # An arm is one trainer with one group of settings: (trainer, algorithm, extra ppo.py settings).
 # Ours gets only what the task fixes plus TRL's learning rate (the task's), schedule (constant) and
 # temperature (PPO 0.7, the others 1.0); everything else is at our defaults, which is what the arms
-# vary. the defaults before issue 12
+# vary.
+# the clipping defaults once were; grpo/dapo now take one pass; they once took four
 CLIP_1 = ["--MAX_GRAD_NORM=1.0", "--CRITIC_MAX_GRAD_NORM=1.0", "--ADAM_EPSILON=1e-5"]
-# grpo/dapo after issue 12
 ONE_PASS = ["--PPO_EPOCHS=1", f"--MINI_BATCH_SIZE={GROUP_SIZE * GRPO_PROMPTS_PER_STEP}"]
-# grpo/dapo before issue 12 (two minibatches)
 FOUR_PASSES = ["--PPO_EPOCHS=4", "--MINI_BATCH_SIZE=8"]
 ARMS = {
     "trl-ppo": ("trl100", "ppo", []),
@@ -292,14 +291,11 @@ def report(tasks, arms, seeds):
             length = sum(evals[k].get("length", float("nan")) for k in keys) / len(keys)
             lines.append(
                 f"| {task} | {arm} | {', '.join(f'{g:+.3f}' for g in gains)} | {m:+.3f} +- "
-                f"{se:.3f} | "
-                f"{length:.1f} | {sum(walls) / len(walls):.0f} |")
+                f"{se:.3f} | {length:.1f} | {sum(walls) / len(walls):.0f} |")
     lines += [
         "", "Inside our runs (mean over tasks and seeds): gradient norms before clipping over the "
-        "first 10 "
-        "steps, the critic's explained variance over the last 20, KL to the reference (nats "
-        "per response) and "
-        "the policy's clip fraction over the last 10:", "",
+        "first 10 steps, the critic's explained variance over the last 20, KL to the reference "
+        "(nats per response) and the policy's clip fraction over the last 10:", "",
         "| arm | grad_norm | critic_grad_norm | explained_variance | kl | clipfrac |",
         "|---|---|---|---|---|---|"]
     # here, not at the top: bench/trl_runner.py imports this file in TRL's virtualenv
@@ -317,8 +313,7 @@ def report(tasks, arms, seeds):
         lines.append(
             f"| {arm} | {avg('grad_norm', lambda r: r[:10])} | "
             f"{avg('critic_grad_norm', lambda r: r[:10])} | "
-            f"{avg('explained_variance', lambda r: r[-20:])} | "
-            f"{avg('kl', lambda r: r[-10:])} | "
+            f"{avg('explained_variance', lambda r: r[-20:])} | {avg('kl', lambda r: r[-10:])} | "
             f"{avg('clipfrac', lambda r: r[-10:])} |")
     lines += ["", "| arm | runs | family mean of gain / spread +- s.e. |", "|---|---|---|"]
     for arm, values in normalised.items():

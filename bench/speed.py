@@ -38,7 +38,9 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the reposi
 sys.path.insert(0, HERE)  # run as python bench/speed.py
 import plotting  # noqa: E402
 import ppo  # noqa: E402
-from machinery import preflight  # noqa: E402
+from machinery import preflight, run  # noqa: E402
+from machinery.models import (add_lora, enable_gradient_checkpointing, load_causal_lm,  # noqa: E402
+                              load_tokenizer, resolve_dtype)
 
 PHASES = ["time_generate", "time_reward", "time_forward", "time_update", "step_time"]
 
@@ -64,7 +66,7 @@ def measure(settings, steps, warmup):
     summary."""
     with tempfile.TemporaryDirectory() as out:
         own = [f"--OUTPUT_DIR={out}", f"--MAX_STEPS={warmup + steps}"]
-        cfg = ppo.load_config(preflight.merge_settings(settings, own))
+        cfg = preflight.load_config(preflight.merge_settings(settings, own))
         trainer = ppo.PPOTrainer(cfg, log=lambda *a: None)
         for d in {d for d in trainer.devices.values() if d.type == "cuda"}:
             torch.cuda.reset_peak_memory_stats(d)
@@ -258,11 +260,10 @@ def measure_memory(lora_rank=0, checkpointing=False, micro_batch=4, prompt_len=5
         reward = DebertaV2ForSequenceClassification(
             DebertaV2Config(**DEBERTA_V3_LARGE)).to(bf16).eval()
     if lora_rank:
-        policy, critic = ppo.add_lora(
-            policy, lora, "CAUSAL_LM"), ppo.add_lora(critic, lora, "SEQ_CLS")
+        policy, critic = add_lora(policy, lora, "CAUSAL_LM"), add_lora(critic, lora, "SEQ_CLS")
     for model in (policy, critic):
         if checkpointing:
-            ppo.enable_gradient_checkpointing(model)
+            enable_gradient_checkpointing(model)
     inner = critic.get_base_model() if lora_rank else critic
     optimizers = [ppo.make_optimizer(policy, 1e-6), ppo.make_optimizer(critic, 1e-6)]
     vocab = min(QWEN3_06B["vocab_size"], DEBERTA_V3_LARGE["vocab_size"])
@@ -315,7 +316,7 @@ def parameters_on_meta():
         torch.nn.Module.register_parameter = register
 
 
-# ---- the machine's limits (issue 15: speed measured against what the hardware could do) ----------
+# ---- the machine's limits: speed measured against what the hardware could do ---------------------
 def forward_flops(cfg, n_seqs, seq_len, logits_kept, context=None):
     """Matmul FLOPs of one forward of a Qwen3-shaped causal LM (cfg: a QWEN3-style dict) over n_seqs
     sequences of seq_len tokens with logits at logits_kept positions each: 2 x tokens x the weights
@@ -540,7 +541,7 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     # measured before and after the steps: a GPU that idled starts at a low clock
     peak = max(before, peak())
     bandwidth = memory_bandwidth(device)
-    Tr, cfg = round(summary["response_length"]), ppo.load_config(settings)
+    Tr, cfg = round(summary["response_length"]), preflight.load_config(settings)
     flops = shape_flops(shape, batch, prompt_len, Tr, epochs, qwen3_reward_in(folder),
                         cfg.LORA_RANK > 0, cfg.GRADIENT_CHECKPOINTING)
     flops["step_time"] = sum(flops.values())
@@ -567,11 +568,11 @@ def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, 
     folder = build_shape(shape, prompt_len)
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
-    dtype = ppo.resolve_dtype("auto", device)
+    dtype = resolve_dtype("auto", device)
     # master weights, as the trainer's
-    model = ppo.load_causal_lm(f"{folder}/policy", device, torch.float32)
+    model = load_causal_lm(f"{folder}/policy", device, torch.float32)
     rows = [json.loads(line)["prompt"] for line in open(f"{folder}/prompts.jsonl")][:batch]
-    tok = ppo.load_tokenizer(f"{folder}/policy", "ACTOR_MODEL")
+    tok = load_tokenizer(f"{folder}/policy", "ACTOR_MODEL")
     ids = tok(rows, return_tensors="pt")["input_ids"].to(device)
     mask, eos = torch.ones_like(ids), torch.tensor([tok.eos_token_id], device=device)
     seconds, sync = [], torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -599,18 +600,15 @@ def shape_table(summary):
     lim, dec, s = summary["limits"], summary["decode"], summary["shape"]
     lines = [
         f"{s['shape']}: {s['batch']} x ({s['prompt_len']} + {s['response_len']}) tokens, "
-        f"{s['epochs']} epochs; "
-        f"matmul peak {lim['matmul_peak'] / 1e9:.0f} GFLOP/s "
-        f"({lim['dtype'].removeprefix('torch.')}), "
-        f"bandwidth {lim['bandwidth'] / 1e9:.1f} GB/s", "",
+        f"{s['epochs']} epochs; matmul peak {lim['matmul_peak'] / 1e9:.0f} GFLOP/s "
+        f"({lim['dtype'].removeprefix('torch.')}), bandwidth {lim['bandwidth'] / 1e9:.1f} GB/s", "",
         "| phase | seconds per step | GFLOP | GFLOP/s | of matmul peak |",
         "|---|---|---|---|---|"]
     for k in PHASES:
         sec, fl = summary[k]["mean"], summary["flops"][k]
         lines.append(
             f"| {k.removeprefix('time_')} | {sec:.3f} +- {summary[k]['stdev']:.3f} | "
-            f"{fl / 1e9:.1f} | "
-            f"{fl / sec / 1e9:.1f} | {100 * fl / sec / lim['matmul_peak']:.0f}% |")
+            f"{fl / 1e9:.1f} | {fl / sec / 1e9:.1f} | {100 * fl / sec / lim['matmul_peak']:.0f}% |")
     gen = summary["time_generate"]["mean"]
     lines.append(f"\ngenerate: {dec['tokens'] / gen:.0f} tokens/s; decoding reads at least "
                  f"{dec['bytes'] / dec['steps'] / 1e6:.0f} MB per step (weights and KV cache): "
@@ -621,8 +619,9 @@ def shape_table(summary):
 
 
 class Values(torch.nn.Module):
-    """A sequence classifier read at every position, as ppo.ValueModel: one module, so that FSDP2's
-    root hooks gather the backbone's root weights and the score head when it runs."""
+    """A sequence classifier read at every position, as machinery/models.py's ValueModel: one
+    module, so that FSDP2's root hooks gather the backbone's root weights and the score head when it
+    runs."""
 
     def __init__(self, model):
         super().__init__()
@@ -666,12 +665,11 @@ def measure_sharded_memory(size="0.6B", lora_rank=0, checkpointing=False, micro_
         reward = DebertaV2ForSequenceClassification(
             DebertaV2Config(**DEBERTA_V3_LARGE)).to(bf16).eval()
         if lora_rank:
-            policy, critic = ppo.add_lora(
-                policy, lora, "CAUSAL_LM"), ppo.add_lora(critic, lora, "SEQ_CLS")
+            policy, critic = add_lora(policy, lora, "CAUSAL_LM"), add_lora(critic, lora, "SEQ_CLS")
     reward.requires_grad_(False)
     if checkpointing:
         for model in (policy, critic):
-            ppo.enable_gradient_checkpointing(model)
+            enable_gradient_checkpointing(model)
     values = Values(critic)
     models = [m for m in (policy, values, ref, reward) if m is not None]
     # fully_shard leaves them empty
@@ -713,8 +711,8 @@ def measure_sharded_memory(size="0.6B", lora_rank=0, checkpointing=False, micro_
 def memory_table(measure=False):
     lines = [
         "| Qwen3-0.6B + DeBERTa-v3-large, bf16 | policy | reference | critic | reward model | "
-        "activations, "
-        "one micro-batch of 4 x (512 + 256) tokens | total |", "|---|---|---|---|---|---|---|"]
+        "activations, one micro-batch of 4 x (512 + 256) tokens | total "
+        "|", "|---|---|---|---|---|---|---|"]
     for name, kw in (("full fine-tuning", {}),
                      ("full, gradient checkpointing", {"checkpointing": True}),
                      ("LoRA r=16", {"lora_rank": 16}),
@@ -766,8 +764,8 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
                   str(epochs), "1e-6"]
         what = (
             f"PPO steps at the {name} shape (random weights): {batch} prompts of {prompt_len} "
-            "tokens, "
-            f"{response_len} new tokens, {epochs} epochs x {batch // min(batch, 8)} minibatches")
+            f"tokens, {response_len} new tokens, {epochs} epochs x {batch // min(batch, 8)} "
+            "minibatches")
     runs = []
     for seed in seeds:
         for who in ("ours", "trl"):
@@ -807,8 +805,7 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
               f"held-out gain by evaluate.py over the initial policy ({evals[0]['mean']:+.3f})")
     lines = [
         f"{steps} {what}; seeds {', '.join(map(str, seeds))}, each pair run one after the other; "
-        f"{scored}; "
-        f"mean +- std over seeds.", "",
+        f"{scored}; mean +- std over seeds.", "",
         "| | seconds per step (in loop) | whole process (s) | held-out reward gain |",
         "|---|---|---|---|"]
     for who, name in (("ours", "this trainer"), ("trl", "TRL 1.0.0 PPOTrainer")):
@@ -816,8 +813,8 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
         lines.append(
             f"| {name} | {t:.3f} +- {ts:.3f} | {w:.0f} +- {ws:.0f} | {g:+.3f} +- {gs:.3f} |")
     lines.append(
-        f"\nTRL / ours, seconds per step, per seed: {', '.join(f'{r:.2f}x' for r in ratios)} "
-        f"(mean {statistics.mean(ratios):.2f}x; ours / TRL "
+        f"\nTRL / ours, seconds per step, per seed: {', '.join(f'{r:.2f}x' for r in ratios)} (mean "
+        f"{statistics.mean(ratios):.2f}x; ours / TRL "
         f"{statistics.mean(1 / r for r in ratios):.2f}x)")
     md = "\n".join(lines)
     print("\n" + md)
@@ -833,27 +830,27 @@ def check_arguments(args, settings):
     try:
         unknown = [s for s in (args.shapes or "").split(",") if args.shapes and s not in SHAPES]
         if unknown:
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"--shapes={args.shapes}: unknown {', '.join(unknown)}; the shapes are "
                 f"{', '.join(SHAPES)}")
         if args.steps < (0 if args.shapes and args.trl else 1):
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"--steps must be at least 1 (0 only with --shapes and --trl: the side by side "
                 f"alone), got {args.steps}")
         if args.warmup < 0 or args.trl_steps < 1:
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"--warmup must be at least 0 and --trl-steps at least 1, got {args.warmup} and "
                 f"{args.trl_steps}")
         if not os.path.isdir(args.out):
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"--out={args.out!r} is no folder: create it first, or give an existing one")
-        ppo.load_config(settings)
+        preflight.load_config(settings)
         trl_runs = os.path.join(args.out, "runs", "bench-trl")
         if args.trl and os.path.isdir(trl_runs) and os.listdir(trl_runs):
-            raise ppo.ConfigError(
+            raise preflight.ConfigError(
                 f"{trl_runs} holds the runs of an earlier comparison: move or remove it first "
                 f"(a benchmark never replaces runs)")
-    except ppo.ConfigError as e:
+    except preflight.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -872,10 +869,9 @@ def main():
     parser.add_argument("--trl-steps", type=int, default=100, help="with --trl: PPO steps per run")
     parser.add_argument("--seeds", default="0,1,2", help="with --trl: seeds, one pair of runs each")
     parser.add_argument("--memory", action="store_true",
-                        help="print the memory estimate for Qwen3-0.6B + "
-                        "DeBERTa-v3-large on one GPU (and, with a GPU, the measured peak), the "
-                        "plan for Qwen3-0.6B "
-                        "to 8B on 1, 2 and 8 GPUs with and without FSDP2, and exit")
+                        help="print the memory estimate for Qwen3-0.6B + DeBERTa-v3-large on one "
+                        "GPU (and, with a GPU, the measured peak), the plan for Qwen3-0.6B to 8B "
+                        "on 1, 2 and 8 GPUs with and without FSDP2, and exit")
     parser.add_argument("--sharded", action="store_true",
                         help="with --memory, under torchrun: measure the peak "
                         "per GPU with every model sharded (FSDP2) beside the estimate, for --sizes")
@@ -885,9 +881,8 @@ def main():
                         help="print this machine's measured matmul peak and "
                         "memory bandwidth (the yardsticks of issue 15) and exit")
     parser.add_argument("--shapes", metavar="NAMES",
-                        help="time PPO steps at real shapes with random weights "
-                        "(medium, 0.6B, 1.7B, ...: bench.SHAPES), per phase against the measured "
-                        "matmul peak and "
+                        help="time PPO steps at real shapes with random weights (medium, 0.6B, "
+                        "1.7B, ...: bench.SHAPES), per phase against the measured matmul peak and "
                         "bandwidth, and exit")
     parser.add_argument("--decode", action="store_true",
                         help="with --shapes: time the sampler alone, as it is "
@@ -901,7 +896,7 @@ def main():
     settings = [a for a in settings if a != "--"]
     check_arguments(args, settings)
     if args.shapes:
-        ppo.quiet_progress_bars()
+        run.quiet_progress_bars()
         report = {}
         for shape in args.shapes.split(","):
             if args.decode:
@@ -912,11 +907,10 @@ def main():
                 for r in report[shape]:
                     print(
                         f"{shape} decode, "
-                        f"{'COMPILE_DECODE' if r['compiled'] else 'default sampler'}: "
-                        f"{r['batch']} x ({r['prompt_len']} + {r['response_len']}) tokens: "
+                        f"{'COMPILE_DECODE' if r['compiled'] else 'default sampler'}: {r['batch']} "
+                        f"x ({r['prompt_len']} + {r['response_len']}) tokens: "
                         f"{r['tokens_per_sec']:.0f} tokens/s, {100 * r['of_bound']:.0f}% of the "
-                        "bandwidth bound "
-                        f"{r['bound_tokens_per_sec']:.0f} (first rollout "
+                        f"bandwidth bound {r['bound_tokens_per_sec']:.0f} (first rollout "
                         f"{r['first_seconds']:.1f} s)", flush=True)
                 continue
             report[shape] = {}
@@ -962,12 +956,12 @@ def main():
         print()
         print(memory_plan())
         return
-    ppo.quiet_progress_bars()
+    run.quiet_progress_bars()
     from tasks import sentiment
     sentiment.build()
     try:
         main_summary = measure(settings, args.steps, args.warmup)
-    except ppo.ConfigError as e:  # what needs the models (a setting that does not fit them)
+    except preflight.ConfigError as e:  # what needs the models (a setting that does not fit them)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     device = torch.cuda.get_device_name(

@@ -172,7 +172,7 @@ def main_family(algorithm, out_dir, seed, task, learning_rate):
         scorer_tok = AutoTokenizer.from_pretrained(reward_dir)
 
         @torch.no_grad()
-        # ppo.RewardModel's reading: a (prompt, response) text pair
+        # machinery/models.py's RewardModel reading: a (prompt, response) text pair
         def reward(prompts, completions, **kwargs):
             batch = scorer_tok(list(prompts), list(completions), padding=True, return_tensors="pt")
             return scorer(**batch).logits[:, 0].tolist()

@@ -1,5 +1,6 @@
-# The embedded verifiable-reward task with GRPO: a tiny Qwen3 learns two-digit addition from an exact-match reward
-# against the dataset's `answer` column (tasks/arithmetic.py; the policy is built on first use, ~40 s).
+# The embedded verifiable-reward task with GRPO: a tiny Qwen3 learns two-digit addition from an
+# exact-match reward against the dataset's `answer` column (tasks/arithmetic.py; the policy is built
+# on first use, ~40 s).
 #   python ppo.py configs/arithmetic_grpo.py
 import os
 

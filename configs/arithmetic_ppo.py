@@ -1,5 +1,6 @@
 # The embedded verifiable-reward task with PPO: the same problems, reward and held-out evaluation as
-# configs/arithmetic_grpo.py, one answer per problem and a critic (initialised from the policy) for the baseline.
+# configs/arithmetic_grpo.py, one answer per problem and a critic (initialised from the policy) for
+# the baseline.
 #   python ppo.py configs/arithmetic_ppo.py
 import os
 
@@ -13,7 +14,8 @@ DATASET = os.path.join(_ROOT, "data", "arithmetic_train.jsonl")
 EVAL_DATASET = os.path.join(_ROOT, "data", "arithmetic_eval.jsonl")  # 200 held-out problems
 EVAL_EVERY = 20
 EVAL_SAMPLES = 4
-BATCH_SIZE = 128  # 128 problems, one answer each: the responses per step of configs/arithmetic_grpo.py
+# 128 problems, one answer each: the responses per step of configs/arithmetic_grpo.py
+BATCH_SIZE = 128
 MINI_BATCH_SIZE = 32
 MICRO_BATCH_SIZE = 32
 MAX_NEW_TOKENS = 4

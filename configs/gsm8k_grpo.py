@@ -1,6 +1,7 @@
-# GRPO on grade-school math with a verifiable reward: Qwen3-0.6B answers GSM8K questions, scored 1 when the last
-# number of its answer equals the dataset's (rewards.gsm8k_answer reads the `answer` column, "... #### 42").
-# Held-out accuracy on the first 200 test problems every 25 steps. Needs the hub once:
+# GRPO on grade-school math with a verifiable reward: Qwen3-0.6B answers GSM8K questions, scored 1
+# when the last number of its answer equals the dataset's (rewards.gsm8k_answer reads the `answer`
+# column, "... #### 42"). Held-out accuracy on the first 200 test problems every 25 steps. Needs the
+# hub once:
 #   python ppo.py configs/gsm8k_grpo.py
 ALGORITHM = "grpo"
 GROUP_SIZE = 8
@@ -10,7 +11,8 @@ DATASET = "openai/gsm8k"
 DATASET_CONFIG = "main"  # gsm8k's subsets: "main" and "socratic"
 DATASET_SPLIT = "train"
 PROMPT_KEY = "question"
-SYSTEM_PROMPT = "Solve the problem step by step. End with the final answer as a number on its own line."
+SYSTEM_PROMPT = ("Solve the problem step by step. End with the final answer as a number on its own "
+                 "line.")
 ENABLE_THINKING = False
 EVAL_DATASET = "openai/gsm8k"
 EVAL_SPLIT = "test"

@@ -1,6 +1,6 @@
-# The seed's setup on one 24 GB GPU: LoRA adapters on policy and critic (the reference is the policy with its
-# adapters off, so no second copy), bf16 frozen base weights, gradient checkpointing, smaller micro-batches. See
-# the README's memory table (python bench/speed.py --memory).
+# The seed's setup on one 24 GB GPU: LoRA adapters on policy and critic (the reference is the policy
+# with its adapters off, so no second copy), bf16 frozen base weights, gradient checkpointing,
+# smaller micro-batches. See the README's memory table (python bench/speed.py --memory).
 #   python ppo.py configs/qwen3_0.6b_lora_24gb.py
 ALGORITHM = "ppo"
 ACTOR_MODEL = "Qwen/Qwen3-0.6B"

@@ -23,7 +23,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .preflight import ConfigError
+from .preflight import ConfigError, RewardError
 
 
 class Ranks:
@@ -33,8 +33,8 @@ class Ranks:
 
     def __init__(self, env=os.environ):
         self.world, self.rank = int(env.get("WORLD_SIZE", 1)), int(env.get("RANK", 0))
-        self.local_rank, self.local_world = int(
-            env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1))
+        self.local_rank = int(env.get("LOCAL_RANK", 0))
+        self.local_world = int(env.get("LOCAL_WORLD_SIZE", 1))
         self.torchrun = "MASTER_ADDR" in env  # started by torchrun (perhaps with one process)
         self.critic_group = None
 
@@ -116,6 +116,39 @@ class Ranks:
         if self.active:
             dist.barrier()
 
+    def on_every_rank(self, fn, *args):
+        """fn(*args), which scores responses: a RewardError it raises on any rank is raised on every
+        rank (every rank enters the collective; the message comes from the one that failed), so all
+        stop together."""
+        error = result = None
+        try:
+            result = fn(*args)
+        except RewardError as e:
+            error = e
+        if self.any(error is not None):
+            message = self.first_object(str(error) if error else None)
+            raise error or RewardError(f"on another process: {message}")
+        return result
+
+    def all_rows(self, width, *xs):
+        """Per-row tensors of this rank's rows -> the whole batch's, in rank order (None stays None;
+        on one process, each x itself). Token columns are padded to `width` first, so that every
+        rank sends one shape."""
+        return [x if x is None or not self.active else self.gather_rows(
+            (torch.cat([x, x.new_zeros(x.shape[0], width - x.shape[1])], 1) if x.dim() == 2 else x)
+            .float()).to(x.dtype) for x in xs]
+
+    def sum_statistics(self, stats, device, same=("grad_norm", "critic_grad_norm")):
+        """An update's statistics of the whole batch: the sum of every rank's shares; the gradient
+        norms (`same`), taken after the gradients were summed, are equal on every rank and pass
+        through."""
+        if not self.active:
+            return stats
+        keys = sorted(set().union(*self.all_objects(sorted(stats))))
+        zero = torch.zeros((), device=device)
+        vec = torch.stack([stats.get(k, zero) / (self.world if k in same else 1) for k in keys])
+        return dict(zip(keys, self.sum_(vec)))
+
 
 def rank_minibatch(mb, my_rows):
     """The rows of global minibatch mb (indices into the whole batch) held by the rank whose rows
@@ -183,14 +216,12 @@ def check_sharding(cfg, ranks):
     if cfg.SHARDING == "fsdp" and not ranks.torchrun:
         raise ConfigError(
             "SHARDING='fsdp' splits the models over torchrun's processes, but this process was not "
-            "started by torchrun: run torchrun --standalone --nproc_per_node=N "
-            "ppo.py ... (N GPUs, "
+            "started by torchrun: run torchrun --standalone --nproc_per_node=N ppo.py ... (N GPUs, "
             "or CPU processes), or set SHARDING to 'auto' or 'none'")
     if cfg.COMPILE_DECODE and sharding_on(cfg.SHARDING, ranks.world):
         raise ConfigError(
             "COMPILE_DECODE=True is not supported with sharded models yet: set "
-            "--COMPILE_DECODE=False, "
-            "or --SHARDING=none when each process holds whole models")
+            "--COMPILE_DECODE=False, or --SHARDING=none when each process holds whole models")
 
 
 def is_sharded(model):

@@ -1,5 +1,6 @@
-"""Devices and precision; loading causal LMs, tokenizers and LoRA adapters; the critic (ValueModel), the reward
-model with its own tokenizer (RewardModel) and the weighted sum of scorers (Scorer); prompts as text."""
+"""Devices and precision; loading causal LMs, tokenizers and LoRA adapters; the critic (ValueModel),
+the reward model with its own tokenizer (RewardModel) and the weighted sum of scorers (Scorer);
+prompts as text."""
 import os
 from contextlib import nullcontext
 
@@ -7,47 +8,58 @@ import torch
 import torch.nn as nn
 
 from .distributed import no_grad_for
-from .preflight import (ConfigError, call_reward_function, is_reward_function, load_reward_function, reward_label,
+from .preflight import (ConfigError, call_reward_function, is_reward_function, load_reward_function,
+                        reward_label,
                        reward_metric_names, reward_names)
 
 
 def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
-    """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic and reward
-    on cuda:1; with one GPU all on cuda:0; without, all on cpu. Under torchrun each of the local_world processes
-    on a node gets its own block of the node's GPUs: rank r uses cuda:2r and cuda:2r+1 when there are two per
-    process, cuda:r when there is one. Sharded, each process takes one GPU for all four models (the shards of
-    every model spread over all the GPUs instead)."""
+    """DEVICE_* settings -> torch devices. auto: with 2+ GPUs policy and reference on cuda:0, critic
+    and reward on cuda:1; with one GPU all on cuda:0; without, all on cpu. Under torchrun each of
+    the local_world processes on a node gets its own block of the node's GPUs: rank r uses cuda:2r
+    and cuda:2r+1 when there are two per process, cuda:r when there is one. Sharded, each process
+    takes one GPU for all four models (the shards of every model spread over all the GPUs
+    instead)."""
     per_rank = n_gpus // local_world
     if sharded:
         per_rank = min(per_rank, 1)
-    settings = {f"DEVICE_{role}": getattr(cfg, f"DEVICE_{role}") for role in ("POLICY", "REF", "CRITIC", "REWARD")}
+    settings = {f"DEVICE_{role}": getattr(cfg, f"DEVICE_{role}")
+                for role in ("POLICY", "REF", "CRITIC", "REWARD")}
     named_gpus = [f"{k}={v!r}" for k, v in settings.items() if str(v).startswith("cuda")]
     if local_world > 1 and named_gpus:
-        raise ConfigError(f"{', '.join(named_gpus)} would put every torchrun process on the same GPU: leave "
-                          f"DEVICE_* at 'auto' (process r takes cuda:r, or cuda:2r and cuda:2r+1 with two GPUs each) "
-                          f"or 'cpu'")
+        raise ConfigError(
+            f"{', '.join(named_gpus)} would put every torchrun process on the same GPU: leave "
+            "DEVICE_* at 'auto' (process r takes cuda:r, or cuda:2r and cuda:2r+1 with two GPUs "
+            "each) or 'cpu'")
     if n_gpus and not per_rank and "auto" in (cfg.DEVICE_POLICY, cfg.DEVICE_CRITIC):
-        raise ConfigError(f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): use "
-                          f"--nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
+        raise ConfigError(
+            f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): "
+            f"use --nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
     first = local_rank * per_rank
-    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else (f"cuda:{first}" if per_rank else "cpu")
-    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else (f"cuda:{first + 1}" if per_rank >= 2 else policy)
-    devices = {"policy": policy, "ref": cfg.DEVICE_REF if cfg.DEVICE_REF != "auto" else policy, "critic": critic,
+    policy = cfg.DEVICE_POLICY if cfg.DEVICE_POLICY != "auto" else (
+        f"cuda:{first}" if per_rank else "cpu")
+    critic = cfg.DEVICE_CRITIC if cfg.DEVICE_CRITIC != "auto" else (
+        f"cuda:{first + 1}" if per_rank >= 2 else policy)
+    devices = {"policy": policy, "ref": cfg.DEVICE_REF if cfg.DEVICE_REF != "auto" else policy,
+               "critic": critic,
                "reward": cfg.DEVICE_REWARD if cfg.DEVICE_REWARD != "auto" else critic}
     for role, name in devices.items():
         try:
             device = torch.device(name)
         except RuntimeError:
-            raise ConfigError(f"DEVICE_{role.upper()}={name!r} is not a device name: use 'cpu', 'cuda:0', ... "
-                              f"or 'auto'") from None
+            raise ConfigError(
+                f"DEVICE_{role.upper()}={name!r} is not a device name: use 'cpu', 'cuda:0', ... "
+                f"or 'auto'") from None
         if device.type == "cuda" and (device.index or 0) >= n_gpus:
-            raise ConfigError(f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
-                              f"set it to 'auto', 'cpu' or an existing cuda:N")
+            raise ConfigError(
+                f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
+                f"set it to 'auto', 'cpu' or an existing cuda:N")
         devices[role] = device
     if sharded and len(set(devices.values())) > 1:
-        raise ConfigError(f"sharding (SHARDING={cfg.SHARDING!r} under torchrun) shards the four models over one device "
-                          f"per process, but DEVICE_* name {sorted(set(map(str, devices.values())))}: leave them at "
-                          f"'auto', or use SHARDING='none'")
+        raise ConfigError(
+            f"sharding (SHARDING={cfg.SHARDING!r} under torchrun) shards the four models over one "
+            f"device per process, but DEVICE_* name {sorted(set(map(str, devices.values())))}: "
+            "leave them at 'auto', or use SHARDING='none'")
     return devices
 
 
@@ -67,32 +79,40 @@ def check_distributed(cfg, world):
     if world == 1:
         return
     if cfg.BATCH_SIZE % world:
-        raise ConfigError(f"BATCH_SIZE={cfg.BATCH_SIZE} prompts per step cannot be split evenly over {world} "
-                          f"processes: make it a multiple of {world} (each process takes BATCH_SIZE / {world})")
+        raise ConfigError(
+            f"BATCH_SIZE={cfg.BATCH_SIZE} prompts per step cannot be split evenly over {world} "
+            f"processes: make it a multiple of {world} (each process takes "
+            f"BATCH_SIZE / {world})")
     if cfg.DYNAMIC_SAMPLING:
-        raise ConfigError("DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to agree "
-                          "on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one process")
+        raise ConfigError(
+            "DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to "
+            "agree on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one "
+            "process")
 
 
 def load_tokenizer(name, setting, log=print):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(name)
     if len(tok) == 0:
-        raise ConfigError(f"{setting}={name!r} has no tokenizer (transformers built an empty one): save the "
-                          f"tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
+        raise ConfigError(
+            f"{setting}={name!r} has no tokenizer (transformers built an empty one): save the "
+            f"tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
     if tok.eos_token_id is None:
-        raise ConfigError(f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
-                          f"set tokenizer.eos_token and save it again.")
+        raise ConfigError(
+            f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
+            f"set tokenizer.eos_token and save it again.")
     if tok.pad_token_id is None:
-        log(f"notice: the tokenizer of {setting} has no pad token; using its EOS token {tok.eos_token!r} for padding")
+        log(f"notice: the tokenizer of {setting} has no pad token; using its EOS token "
+            f"{tok.eos_token!r} for padding")
         tok.pad_token = tok.eos_token
     return tok
 
 
 def _no_dropout(name, **kwargs):
-    """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6: dropout makes the
-    log-probs of the rollout and of the update disagree): `*dropout*`, and GPT-2's `*_pdrop`. Some attention
-    code reads these numbers directly, so they are zeroed here as well as in the modules (disable_dropout)."""
+    """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6:
+    dropout makes the log-probs of the rollout and of the update disagree): `*dropout*`, and GPT-2's
+    `*_pdrop`. Some attention code reads these numbers directly, so they are zeroed here as well as
+    in the modules (disable_dropout)."""
     from transformers import AutoConfig
     config = AutoConfig.from_pretrained(name, **kwargs)
     for key, value in vars(config).items():
@@ -102,8 +122,9 @@ def _no_dropout(name, **kwargs):
 
 
 def disable_dropout(model):
-    """p = 0 on every nn.Dropout module, whatever the config calls it (TRL's disable_dropout_in_model): training
-    mode, which gradient checkpointing needs, must not switch dropout on."""
+    """p = 0 on every nn.Dropout module, whatever the config calls it (TRL's
+    disable_dropout_in_model): training mode, which gradient checkpointing needs, must not switch
+    dropout on."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
@@ -117,101 +138,118 @@ def load_causal_lm(name, device, dtype):
 
 
 def add_lora(model, cfg, task_type):
-    """Trainable LoRA adapters (Hu et al. 2021) on a frozen model, through peft. peft keeps the adapters in float32
-    over a bfloat16 base (autocast_adapter_dtype), so they have float32 master weights; with task_type "SEQ_CLS"
-    the value head is trained in full (peft's modules_to_save)."""
+    """Trainable LoRA adapters (Hu et al. 2021) on a frozen model, through peft. peft keeps the
+    adapters in float32 over a bfloat16 base (autocast_adapter_dtype), so they have float32 master
+    weights; with task_type "SEQ_CLS" the value head is trained in full (peft's modules_to_save)."""
     import peft
-    config = peft.LoraConfig(r=cfg.LORA_RANK, lora_alpha=cfg.LORA_ALPHA, lora_dropout=0.0, task_type=task_type,
-                             target_modules=cfg.LORA_TARGET_MODULES)
+    config = peft.LoraConfig(r=cfg.LORA_RANK, lora_alpha=cfg.LORA_ALPHA, lora_dropout=0.0,
+                             task_type=task_type, target_modules=cfg.LORA_TARGET_MODULES)
     return peft.get_peft_model(model, config)
 
 
 def enable_gradient_checkpointing(model):
-    """Recompute each layer's activations in the backward pass instead of keeping them. transformers checkpoints
-    only in training mode; train() changes nothing else here, since every dropout is zeroed at load."""
+    """Recompute each layer's activations in the backward pass instead of keeping them. transformers
+    checkpoints only in training mode; train() changes nothing else here, since every dropout is
+    zeroed at load."""
     model.activation_checkpointing_enable()  # non-reentrant torch.utils.checkpoint
     model.train()
 
 
 def load_trained_weights(model, folder):
-    """Loads into model what its save_pretrained wrote to folder: with LoRA the adapters and the head, else the full
-    weights (read back with from_pretrained, which knows which ones are tied)."""
+    """Loads into model what its save_pretrained wrote to folder: with LoRA the adapters and the
+    head, else the full weights (read back with from_pretrained, which knows which ones are
+    tied)."""
     if os.path.exists(os.path.join(folder, "adapter_config.json")):
         import peft
         from safetensors.torch import load_file
-        peft.set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
+        peft.set_peft_model_state_dict(model,
+                                       load_file(os.path.join(folder, "adapter_model.safetensors")))
     else:
         model.load_state_dict(type(model).from_pretrained(folder).state_dict())
 
 
 class ValueModel(nn.Module):
-    """Critic: a transformer backbone with a scalar head read at every position, one value per token.
-    Loaded as AutoModelForSequenceClassification(num_labels=1), which works both for a causal-LM folder (the head
-    starts fresh) and a reward-model folder (the head starts from the reward head, N+ detail 8). Its own
-    forward would pool the last token; we apply the head to every hidden state instead."""
+    """Critic: a transformer backbone with a scalar head read at every position, one value per
+    token. Loaded as AutoModelForSequenceClassification(num_labels=1), which works both for a
+    causal-LM folder (the head starts fresh) and a reward-model folder (the head starts from the
+    reward head, N+ detail 8). Its own forward would pool the last token; we apply the head to every
+    hidden state instead."""
 
     def __init__(self, name, device, dtype=torch.float32, lora=None):
         super().__init__()
         from transformers import AutoConfig, AutoModelForSequenceClassification
-        # A classifier with several outputs (a 2-label sentiment model) is a valid start too: its backbone is
-        # kept and its head, of another shape, starts fresh, as it does from a causal LM.
+        # A classifier with several outputs (a 2-label sentiment model) is a valid start too: its
+        # backbone is kept and its head, of another shape, starts fresh, as it does from a causal
+        # LM.
         config = AutoConfig.from_pretrained(name)
         self.fresh_head = config.num_labels != 1 and any(a.endswith("ForSequenceClassification")
                                                          for a in config.architectures or [])
         model = AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head, **_no_dropout(name, num_labels=1)
+            name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head,
+            **_no_dropout(name, num_labels=1)
         ).to(device).eval()
         disable_dropout(model)
         if not isinstance(getattr(model, "score", None), nn.Linear):
-            raise ConfigError(f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
-                              f"to read per-token values from: use a decoder such as the ACTOR_MODEL folder.")
+            raise ConfigError(
+                f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
+                "to read per-token values from: use a decoder such as the "
+                "ACTOR_MODEL folder.")
         if lora is not None:  # (cfg) LoRA adapters on the backbone, the head trained in full
             model = add_lora(model, lora, "SEQ_CLS")
         inner = model.get_base_model() if lora is not None else model
         self.model, self.backbone, self.head = model, inner.base_model, inner.score
 
     def forward(self, input_ids, attention_mask, position_ids):  # (B, T) x3 -> (B, T)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids,
                                use_cache=False).last_hidden_state  # (B, T, H)
-        return self.head(hidden).squeeze(-1).float().clone()  # not a view: FSDP2 hooks the output for the backward
+        # not a view: FSDP2 hooks the output for the backward
+        return self.head(hidden).squeeze(-1).float().clone()
 
 
 class RewardModel:
-    """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair for encoders
-    such as DeBERTa (the OpenAssistant reward models' format), the chat template where the tokenizer has one.
-    Text longer than the model reads (the tokenizer's model_max_length or the config's max_position_embeddings)
-    loses the start of its prompt: the response, the part being scored, stays whole. Only a response that alone
-    exceeds the limit is cut, from its start. `truncated` counts the rows cut in the last call."""
+    """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair
+    for encoders such as DeBERTa (the OpenAssistant reward models' format), the chat template where
+    the tokenizer has one. Text longer than the model reads (the tokenizer's model_max_length or the
+    config's max_position_embeddings) loses the start of its prompt: the response, the part being
+    scored, stays whole. Only a response that alone exceeds the limit is cut, from its start.
+    `truncated` counts the rows cut in the last call."""
 
     def __init__(self, name, device, dtype, shard=None, label=None):
         from transformers import AutoModelForSequenceClassification
         self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
         self.tokenizer.truncation_side = "left"
         self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(name))).to("cpu" if shard else device).eval().requires_grad_(False)
+            name, dtype=dtype, **_no_dropout(
+                name))).to("cpu" if shard else device).eval().requires_grad_(False)
         if shard:  # shard(model) moves it to the device in shards
             shard(self.model)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        limits = [n for n in (self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings",
+        limits = [n for n in (self.tokenizer.model_max_length,
+                              getattr(self.model.config, "max_position_embeddings",
                                                                         None)) if n and n < 10 ** 6]
         self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
-        self.label = reward_label(name, self.model.config, label)  # the output that is the reward (REWARD_LABEL)
+        # the output that is the reward (REWARD_LABEL)
+        self.label = reward_label(name, self.model.config, label)
 
     def encode(self, prompts, responses, **kwargs):
-        """A chat template receives the whole conversation with the response as the assistant's turn; a pair
-        encoder (DeBERTa) the prompt's text (prompt_text) and the response."""
+        """A chat template receives the whole conversation with the response as the assistant's
+        turn; a pair encoder (DeBERTa) the prompt's text (prompt_text) and the response."""
         tok = self.tokenizer
         if tok.chat_template:
-            texts = [tok.apply_chat_template(conversation(p) + [{"role": "assistant", "content": r}], tokenize=False)
-                     for p, r in zip(prompts, responses)]
+            texts = [
+                tok.apply_chat_template(conversation(p) + [{"role": "assistant", "content": r}],
+                                        tokenize=False)
+                for p, r in zip(prompts, responses)]
             return tok(texts, add_special_tokens=False, **kwargs)
         return tok([prompt_text(p) for p in prompts], responses, **kwargs)
 
     def fit(self, prompt, response, length):
-        """The prompt shortened from its start until the pair's `length` fits max_length: a conversation first loses
-        its oldest messages, then text loses as many of its first tokens as the pair is too long (a few more when
-        decoding and re-encoding shifts a token boundary). Empty when the response alone is too long."""
+        """The prompt shortened from its start until the pair's `length` fits max_length: a
+        conversation first loses its oldest messages, then text loses as many of its first tokens as
+        the pair is too long (a few more when decoding and re-encoding shifts a token boundary).
+        Empty when the response alone is too long."""
         messages = not isinstance(prompt, str)
         for _ in range(4 + (len(prompt) if messages else 0)):
             if length <= self.max_length:
@@ -232,62 +270,72 @@ class RewardModel:
     def __call__(self, prompts, responses, columns=None):
         batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
         lengths = batch["attention_mask"].sum(1).tolist()
-        long = [i for i, n in enumerate(lengths) if self.max_length is not None and n > self.max_length]
+        long = [i for i, n in enumerate(lengths) if self.max_length is not None
+                and n > self.max_length]
         self.truncated = len(long)
         if long:  # encoded a second time only when some row is too long
             prompts = list(prompts)
             for i in long:
                 prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
-            batch = self.encode(prompts, responses, padding=True, truncation=True, max_length=self.max_length,
+            batch = self.encode(prompts, responses, padding=True, truncation=True,
+                                max_length=self.max_length,
                                 return_tensors="pt")  # cuts only an over-long response
         with no_grad_for(self.model):
             return self.model(**batch.to(self.device)).logits[:, self.label].float()  # (B,)
 
 
 def load_scorer(name, device, dtype, shard=None, label=None):
-    """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a sequence classifier
-    (sharded by shard(model) where given) or a user function given as module:function. NaN/inf pass through to the
-    trainer's non-finite guard."""
+    """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a
+    sequence classifier (sharded by shard(model) where given) or a user function given as
+    module:function. NaN/inf pass through to the trainer's non-finite guard."""
     if is_reward_function(name):
         fn = load_reward_function(name)
-        return lambda prompts, responses, columns=None: call_reward_function(fn, prompts, responses, columns)
+        return lambda prompts, responses, columns=None: call_reward_function(
+            fn, prompts, responses, columns)
     return RewardModel(name, device, dtype, shard, label)
 
 
 class Scorer:
-    """REWARD_MODEL's scorers with REWARD_WEIGHTS: the reward is the weighted sum of their scores (TRL's GRPO sums
-    its reward_funcs with reward_weights the same way). scorer(prompts, responses, columns) -> the (B,) reward and
-    the (B, number of scorers) scores it sums; `names` are the scorers' metric names, `truncated` counts the rows
-    cut to fit the reward models in the last call."""
+    """REWARD_MODEL's scorers with REWARD_WEIGHTS: the reward is the weighted sum of their scores
+    (TRL's GRPO sums its reward_funcs with reward_weights the same way). scorer(prompts, responses,
+    columns) -> the (B,) reward and the (B, number of scorers) scores it sums; `names` are the
+    scorers' metric names, `truncated` counts the rows cut to fit the reward models in the last
+    call."""
 
     def __init__(self, names, weights, device, dtype, shard=None, label=None):
         names = reward_names(names)
-        self.names, self.weights = reward_metric_names(names), torch.tensor(weights or [1.0] * len(names))
+        self.names, self.weights = reward_metric_names(
+            names), torch.tensor(weights or [1.0] * len(names))
         self.parts = [load_scorer(name, device, dtype, shard, label) for name in names]
         self.truncated = 0
 
     def __call__(self, prompts, responses, columns=None):
-        parts = torch.stack([part(prompts, responses, columns).float().cpu() for part in self.parts], 1)  # (B, S)
+        # (B, S)
+        parts = torch.stack(
+            [part(prompts, responses, columns).float().cpu() for part in self.parts], 1)
         self.truncated = sum(getattr(part, "truncated", 0) for part in self.parts)
         return (parts * self.weights).sum(1), parts
 
 
 def conversation(prompt, system_prompt=None):
-    """A prompt as a list of messages: text becomes the user's turn; system_prompt goes first unless the
-    conversation has a system message of its own."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    """A prompt as a list of messages: text becomes the user's turn; system_prompt goes first unless
+    the conversation has a system message of its own."""
+    messages = [
+        {"role": "user", "content": prompt}] if isinstance(
+            prompt, str) else [dict(m) for m in prompt]
     if system_prompt is not None and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages
 
 
 def as_seen(prompt, system_prompt=None):
-    """A dataset's prompt as the policy sees it and the scorers receive it: unchanged, or with SYSTEM_PROMPT, a
-    conversation that starts with it."""
+    """A dataset's prompt as the policy sees it and the scorers receive it: unchanged, or with
+    SYSTEM_PROMPT, a conversation that starts with it."""
     return prompt if system_prompt is None else conversation(prompt, system_prompt)
 
 
 def prompt_text(prompt):
-    """The text of a prompt for a reward model without a chat template (a text-pair encoder such as the
-    OpenAssistant DeBERTa): a conversation's user and assistant turns, one paragraph each."""
-    return prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in prompt if m["role"] != "system")
+    """The text of a prompt for a reward model without a chat template (a text-pair encoder such as
+    the OpenAssistant DeBERTa): a conversation's user and assistant turns, one paragraph each."""
+    return prompt if isinstance(
+        prompt, str) else "\n\n".join(m["content"] for m in prompt if m["role"] != "system")

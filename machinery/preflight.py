@@ -6,6 +6,7 @@ Every refusal is a ConfigError whose message names the setting and says what to 
 prints it as one line and exits with code 2 (`--DEBUG=True` shows the traceback). Kept out of ppo.py
 so that ppo.py reads as the algorithm, as nanoGPT keeps its configurator out of train.py.
 """
+import ast
 import difflib
 import errno
 import fcntl
@@ -15,11 +16,16 @@ import inspect
 import json
 import math
 import os
+import re
 import socket
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
+
 import torch
+
+import config
 
 
 class ConfigError(Exception):
@@ -136,91 +142,42 @@ class Kind:
         return None if ok else f"{name} must be {self.describe()}, got {value!r}"
 
 
-def Int(lo=1, hi=None, none=False):
-    return Kind(int, lo=lo, hi=hi, none=none)
-
-
-def Float(lo=None, hi=None, lo_open=False, none=False):
-    return Kind(float, lo=lo, hi=hi, lo_open=lo_open, none=none)
-
-
-def Choice(*choices, none=False):
-    return Kind(str, choices=choices, none=none)
-
-
-TEXT, FLAG, TEXT_OR_NONE = Kind(str), Kind(bool), Kind(str, none=True)
 # ppo.py's tables, put here by ppo.py when it is imported (this file cannot import it): the
 # algorithms by name -> their traits, which the checks ask (never an algorithm's name), and the loss
 # aggregations by name.
 ALGORITHMS, LOSS_AGGREGATIONS = {}, {}
-# -> the package
 TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
-# Every constant of config.py, with what it accepts (a test checks that the two list the same
-# names). None in a setting marked none=True means "off" or, for the settings ALGORITHMS fills in,
-# "the algorithm's default".
-SETTINGS = {
-    "ALGORITHM": Kind(str, choices=ALGORITHMS),  # the tables are read when a value is checked
-    "GROUP_SIZE": Int(),
-    "ACTOR_MODEL": TEXT, "CRITIC_MODEL": TEXT,
-    "REWARD_MODEL": Kind("names"), "REWARD_WEIGHTS": Kind("numbers", none=True),
-    "REWARD_LABEL": Kind("label", none=True),
-    "CHAT_TEMPLATE": Kind(str, choices=("auto", True, False)),
-    "SYSTEM_PROMPT": TEXT_OR_NONE, "ENABLE_THINKING": FLAG,
-    "DATASET": TEXT, "DATASET_CONFIG": TEXT_OR_NONE, "DATASET_SPLIT": TEXT, "PROMPT_KEY": TEXT,
-    "MAX_PROMPT_LENGTH": Int(),
-    "OUTPUT_DIR": TEXT,
-    "SEED": Int(0, 2 ** 32 - 1),  # numpy's legacy seeding takes 32 bits
-    # resolve_devices
-    "DEVICE_POLICY": TEXT, "DEVICE_REF": TEXT, "DEVICE_CRITIC": TEXT, "DEVICE_REWARD": TEXT,
-    "SHARDING": Choice("auto", "none", "fsdp"),
-    "DTYPE": Choice("auto", "float32", "bfloat16", "float16"),
-    "GRADIENT_CHECKPOINTING": FLAG,
-    "LORA_RANK": Int(0),
-    "LORA_ALPHA": Float(0, lo_open=True),
-    "LORA_TARGET_MODULES": Kind(list),
-    "BATCH_SIZE": Int(),
-    "MAX_NEW_TOKENS": Int(),
-    "TEMPERATURE": Float(0, lo_open=True),
-    "COMPILE_DECODE": FLAG,
-    "MISSING_EOS_PENALTY": Float(none=True),
-    "OVERLONG_BUFFER": Int(0, none=True),
-    "OVERLONG_PENALTY": Float(0),
-    "DYNAMIC_SAMPLING": Kind(bool, none=True),
-    "MAX_SAMPLING_ROUNDS": Int(0),
-    "MAX_RESPONSES": Int(none=True),
-    "LEARNING_RATE": Float(0),
-    "CRITIC_LEARNING_RATE": Float(0, none=True),
-    "LR_SCHEDULE": Choice("linear", "constant"),
-    "MINI_BATCH_SIZE": Int(none=True), "MICRO_BATCH_SIZE": Int(), "PPO_EPOCHS": Int(none=True),
-    "CLIP_RANGE": Float(0, lo_open=True),
-    # the ratio is kept above 1 - CLIP_RANGE_LOW
-    "CLIP_RANGE_LOW": Float(0, 1, lo_open=True, none=True),
-    "CLIP_RANGE_HIGH": Float(0, lo_open=True, none=True),
-    "LOSS_AGG": Kind(str, choices=LOSS_AGGREGATIONS, none=True),
-    "VALUE_CLIP_RANGE": Float(0, lo_open=True, none=True),
-    "MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
-    "CRITIC_MAX_GRAD_NORM": Float(0, lo_open=True, none=True),
-    "ADAM_EPSILON": Float(0, lo_open=True),
-    "WEIGHT_DECAY": Float(0),
-    "ENTROPY_COEF": Float(),
-    "KL_COEF": Float(0, none=True),
-    "KL_ESTIMATOR": Choice("k1", "k3", none=True),
-    "ALWAYS_LOAD_REFERENCE": FLAG,
-    "KL_TARGET": Float(0, lo_open=True, none=True),
-    "KL_HORIZON": Int(),
-    "GAMMA": Float(0, 1), "LAM": Float(0, 1),
-    "NUM_EPOCHS": Int(),
-    "MAX_STEPS": Int(none=True),
-    "SAVE_EVERY": Int(),
-    "RESUME": FLAG, "OVERWRITE": FLAG,
-    "MAX_SKIPPED_IN_A_ROW": Int(),
-    "DEBUG": FLAG,
-    "PLOT_EVERY": Int(), "SAMPLE_EVERY": Int(),
-    "NUM_SAMPLES": Int(0),
-    "EVAL_DATASET": TEXT_OR_NONE, "EVAL_SPLIT": TEXT, "EVAL_EVERY": Int(none=True),
-    "EVAL_MAX_PROMPTS": Int(none=True), "EVAL_SAMPLES": Int(),
-    "REPORT_TO": Choice(*TRACKERS), "RUN_NAME": TEXT_OR_NONE,
-}
+TABLES = {"ALGORITHMS": ALGORITHMS, "LOSS_AGGREGATIONS": LOSS_AGGREGATIONS, "TRACKERS": TRACKERS}
+SIMPLE_KINDS = {"bool": bool, "text": str, "modules": list, "names": "names", "numbers": "numbers",
+                "label": "label"}
+
+
+def kind_of(name, spec):
+    """A setting's annotation in config.py -> its Kind: "int >= 1", "float > 0", "int in [0, 9]",
+    "float in (0, 1]", "float", "bool", "text", "names", "numbers", "label", "modules",
+    "one of 'a', 'b'" or "one of ALGORITHMS" (a table above), each perhaps followed by " or None"
+    (None then means "off" or, for the settings ALGORITHMS fills in, "the algorithm's default")."""
+    none = spec.endswith(" or None")
+    text = spec[:-len(" or None")] if none else spec
+    if text.startswith("one of "):
+        rest = text[len("one of "):]
+        choices = TABLES[rest] if rest in TABLES else ast.literal_eval(f"({rest},)")
+        return Kind(str, choices=choices, none=none)
+    m = re.fullmatch(r"(int|float)(?: (>=|>) (\S+)| in ([\[(])(\S+), (\S+)\])?", text)
+    if m:
+        number = int if m.group(1) == "int" else float
+        lo = m.group(3) or m.group(5)
+        hi = m.group(6)
+        return Kind(number, lo=lo and ast.literal_eval(lo), hi=hi and ast.literal_eval(hi),
+                    lo_open=m.group(2) == ">" or m.group(4) == "(", none=none)
+    if text not in SIMPLE_KINDS:
+        raise ValueError(f"config.py: {name}: {spec!r} is not a kind of setting (see kind_of)")
+    return Kind(SIMPLE_KINDS[text], none=none)
+
+
+# What each constant of config.py accepts, read from its annotation there: the one place a setting
+# is declared, with its default and its comment.
+SETTINGS = {name: kind_of(name, spec) for name, spec in config.__annotations__.items()}
 
 
 def unknown_setting(name, defaults, where):
@@ -269,8 +226,7 @@ def parse_overrides(argv, defaults):
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(
                 f"cannot read argument {arg!r}: write settings as --NAME=value, e.g. "
-                "--BATCH_SIZE=16, "
-                f"and a config file as a path ending in .py")
+                "--BATCH_SIZE=16, and a config file as a path ending in .py")
         name, value = arg[2:].split("=", 1)
         if name not in defaults:
             raise unknown_setting(name, defaults, "--{}")
@@ -296,34 +252,85 @@ def merge_settings(*lists):
 def check_types(settings):
     """Each setting against its kind in SETTINGS, before anything else reads it."""
     for name, value in settings.items():
-        message = SETTINGS[
-            name].problem(name, value) if name in SETTINGS else f"{name} in config.py has no " \
-            f"entry in preflight.SETTINGS: add one saying what it accepts"
+        message = SETTINGS[name].problem(name, value) if name in SETTINGS else \
+            f"{name} in config.py says nothing of what it accepts: annotate it, as the others " \
+            f"are (e.g. {name}: \"int >= 1\" = 4)"
         if message:
             raise ConfigError(message)
 
 
 def settings_help(config_module):
     """`python ppo.py --help`: every setting of config.py, grouped by its sections, with its default
-    value, what it accepts (SETTINGS) and its one-line comment, read from config.py itself: the one
-    place a setting is described."""
+    value, what it accepts (its annotation) and its comment (beside it or just above), read from
+    config.py itself: the one place a setting is declared."""
     import re
     lines = [
         "usage: python ppo.py [CONFIG.py ...] [--NAME=value ...]  (config.py's settings, then the "
-        "config files'"
-        ", then the command line's)"]
+        "config files', then the command line's)"]
+    above = []  # the comment just above a setting, for one whose comment is not beside it
     with open(config_module.__file__) as f:
         for line in f:
-            section = re.match(r"# ---- (.+?) -+$", line.strip())
-            setting = re.match(r"([A-Z][A-Z0-9_]*) = .+?\s+# (.+)$", line.rstrip())
+            text = line.strip()
+            section = re.match(r"# ---- (.+?) -+$", text)
+            setting = re.match(r'([A-Z][A-Z0-9_]*)(?:: "[^"]*")? = .+?(?:\s+# (.+))?$', text)
             if section:
                 lines += ["", f"{section.group(1)}:"]
+            elif text.startswith("#"):
+                above.append(text[1:].strip())
+                continue
             elif setting and setting.group(1) in SETTINGS:
-                name, comment = setting.groups()
+                name, comment = setting.group(1), setting.group(2) or " ".join(above)
                 value = getattr(config_module, name)
-                lines.append(
-                    f"  --{name}={value!r}  ({SETTINGS[name].describe()})\n      {comment}")
+                kind = SETTINGS[name].describe()
+                lines.append(f"  --{name}={value!r}  ({kind})\n      {comment}")
+            above = []
     return "\n".join(lines)
+
+
+def load_config(argv=()):
+    """The UPPER_CASE constants of config.py, then those of any config file named in argv (a path
+    ending in .py), then the --NAME=value overrides, each checked against its kind in
+    preflight.SETTINGS, and each None that stands for "the algorithm's default" resolved, as a
+    namespace (printed at start and saved as config.json)."""
+    import config as config_module
+    defaults = {k: v for k, v in vars(config_module).items() if k.isupper()
+                and not k.startswith("_")}
+    settings = dict(defaults)
+    # nanoGPT-style: python ppo.py configs/NAME.py --BATCH_SIZE=64
+    for path in filter(is_config_file, argv):
+        settings.update(read_config_file(path, defaults))
+    settings.update(parse_overrides([a for a in argv if not is_config_file(a)], defaults))
+    check_types(settings)
+    for name in ("ACTOR_MODEL", "CRITIC_MODEL", "REWARD_MODEL", "DATASET", "EVAL_DATASET",
+                 "OUTPUT_DIR"):
+        # ~ is the home folder, as a shell would read it (from a config file too)
+        value = settings[name]
+        settings[
+            name] = [
+                os.path.expanduser(v) for v in value] if isinstance(value, (list, tuple)) else \
+            os.path.expanduser(value) if isinstance(value, str) else value
+    for name, value in ALGORITHMS[settings["ALGORITHM"]].defaults.items():
+        if settings[name] is None:
+            settings[name] = value(settings) if callable(value) else value
+    for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
+        if settings[name] is None:
+            settings[name] = settings["CLIP_RANGE"]
+    if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
+        settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
+    # as settings.json will read it back
+    for name in ("LORA_TARGET_MODULES", "REWARD_MODEL", "REWARD_WEIGHTS"):
+        if isinstance(settings[name], tuple):
+            settings[name] = list(settings[name])
+    if isinstance(settings["REWARD_MODEL"], list) and len(settings["REWARD_MODEL"]) == 1:
+        settings["REWARD_MODEL"] = settings["REWARD_MODEL"][0]  # one scorer is written as a name
+    if settings["REWARD_WEIGHTS"] is not None:
+        settings["REWARD_WEIGHTS"] = [float(w) for w in settings["REWARD_WEIGHTS"]]
+    return SimpleNamespace(**settings)
+
+
+def config_files(argv):
+    """The config files named on the command line, in the order they apply."""
+    return [a for a in argv if is_config_file(a)]
 
 
 def debug_requested(argv):
@@ -355,27 +362,24 @@ def check_settings(cfg):
          f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE "
          f"({cfg.MICRO_BATCH_SIZE})"
          + ("" if ALGORITHMS[cfg.ALGORITHM].critic
-            else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the "
-                                                         "whole batch of BATCH_SIZE * GROUP_SIZE "
-                                                         "sequences)"))
+            else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the whole batch of BATCH_SIZE * "
+                                                         "GROUP_SIZE sequences)"))
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
          "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full "
          "fine-tuning)")
     names = reward_names(cfg.REWARD_MODEL)
     need(cfg.REWARD_WEIGHTS is None or len(cfg.REWARD_WEIGHTS) == len(names),
          f"REWARD_WEIGHTS has {len(cfg.REWARD_WEIGHTS or ())} weight(s) for {len(names)} scorer(s) "
-         "in REWARD_MODEL "
-         f"({', '.join(names)}): give one weight per scorer, in the same order, or None for "
-         "weights of 1")
+         f"in REWARD_MODEL ({', '.join(names)}): give one weight per scorer, in the same order, or "
+         "None for weights of 1")
     need(cfg.EVAL_DATASET is not None or cfg.EVAL_EVERY is None,
          f"EVAL_EVERY={cfg.EVAL_EVERY} evaluates on held-out prompts, but EVAL_DATASET is None: "
-         "name a dataset of "
-         f"prompts the run does not train on, e.g. --EVAL_DATASET=data/eval_prompts.jsonl")
+         "name a dataset of prompts the run does not train on, e.g. "
+         "--EVAL_DATASET=data/eval_prompts.jsonl")
     package = TRACKERS[cfg.REPORT_TO]
     need(package is None or importlib.util.find_spec(package) is not None,
          f"REPORT_TO={cfg.REPORT_TO!r} needs the {package} package: pip install {package} (or "
-         "REPORT_TO='none'; "
-         f"metrics.jsonl and the PNGs are written either way)")
+         "REPORT_TO='none'; metrics.jsonl and the PNGs are written either way)")
 
 
 # ==================================================================================================
@@ -413,9 +417,7 @@ def check_hub_id(setting, name, repo_type="model"):
             return  # datasets looks in its own cache; load_prompts turns its error into one line
         raise ConfigError(
             f"{setting}={name!r} is neither {local} nor in the hub cache, and HF_HUB_OFFLINE is "
-            "set: "
-            f"download it once with a network (hf download {name}), or give a local "
-            "folder.")
+            f"set: download it once with a network (hf download {name}), or give a local folder.")
     url = f"{constants.ENDPOINT}/api/{repo_type}s/{name}"
     try:  # one request: no retries, a 10 s timeout (the hub client's own default)
         response = get_session().get(url, headers=build_hf_headers(), timeout=10,
@@ -424,10 +426,8 @@ def check_hub_id(setting, name, repo_type="model"):
         reason = first_line(e) or type(e).__name__
         raise ConfigError(
             f"{setting}={name!r} is neither {local} nor reachable on the hub "
-            f"({constants.ENDPOINT}: "
-            f"{reason}). Check the path, or connect; a copy already in the hub cache "
-            "loads with "
-            f"HF_HUB_OFFLINE=1.") from None
+            f"({constants.ENDPOINT}: {reason}). Check the path, or connect; a copy already in the "
+            "hub cache loads with HF_HUB_OFFLINE=1.") from None
     if response.status_code in (401, 403, 404):
         raise ConfigError(
             f"{setting}={name!r} is neither {local} nor a {repo_type} on the hub (HTTP "
@@ -453,8 +453,7 @@ def load_model_config(setting, name):
     elif not is_hub_id(name):
         raise ConfigError(
             f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained or a "
-            "hub id "
-            f"such as Qwen/Qwen3-0.6B.")
+            "hub id such as Qwen/Qwen3-0.6B.")
     else:
         if setting == "REWARD_MODEL" and "/" not in name and is_module(name):
             raise ConfigError(
@@ -514,8 +513,7 @@ def lora_target_problem(setting, name, config, targets, auto_class):
                      m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     return (
         f"LORA_TARGET_MODULES names {missing}, which {setting}={name!r} ({type(model).__name__}) "
-        "lacks: its "
-        f"linear layers are {linear}, or use 'all-linear'")
+        f"lacks: its linear layers are {linear}, or use 'all-linear'")
 
 
 # ==================================================================================================
@@ -653,8 +651,7 @@ def call_reward_function(fn, prompts, responses, columns=None):
         detail = f" ({first_line(e)})" if str(e) else ""
         raise RewardError(
             f"reward function {name} returned {type(scores).__name__}, not a list of "
-            f"floats{detail} "
-            f"{where}") from None
+            f"floats{detail} {where}") from None
     if len(scores) != len(responses):
         raise RewardError(
             f"reward function {name} returned {len(scores)} values for {len(responses)} responses "
@@ -679,8 +676,7 @@ def check_tokenizer_files(setting, name):
                                        for f in os.listdir(name)):
         raise ConfigError(
             f"{setting}={name!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}, *.model): "
-            "save the tokenizer beside the weights "
-            "(tokenizer.save_pretrained(folder)).")
+            "save the tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
 
 
 def check_causal_lm(setting, name):
@@ -693,10 +689,8 @@ def check_causal_lm(setting, name):
             (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
         raise ConfigError(
             f"{setting}={name!r} is a {', '.join(archs) or config.model_type}, not a causal LM: "
-            "give "
-            "a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B or a "
-            "run's policy/ "
-            f"folder.")
+            "give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B or a run's "
+            "policy/ folder.")
     check_tokenizer_files(setting, name)
     return config
 
@@ -713,8 +707,7 @@ def reward_label(name, config, label):
     if label is None:
         raise ConfigError(
             f"REWARD_MODEL={name!r} has {n} outputs ({', '.join(map(repr, labels))}), and which "
-            "one is "
-            f"the reward is not said: set --REWARD_LABEL to one of them (e.g. "
+            "one is the reward is not said: set --REWARD_LABEL to one of them (e.g. "
             f"--REWARD_LABEL={labels[-1]}), whose logit becomes the reward.")
     if isinstance(label, int):
         if label < n:
@@ -749,16 +742,13 @@ def check_trained_models(cfg):
                 kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
             raise ConfigError(
                 f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic "
-                "reads "
-                "the policy's token ids, so give a decoder sharing the policy's "
-                "tokenizer (usually the "
-                f"ACTOR_MODEL folder itself, or a reward model trained from it).")
+                "reads the policy's token ids, so give a decoder sharing the policy's tokenizer "
+                "(usually the ACTOR_MODEL folder itself, or a reward model trained from it).")
         if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
             raise ConfigError(
                 f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
-                f"({actor.vocab_size}): the critic reads the policy's token ids, so "
-                "it must share the "
-                f"policy's tokenizer.")
+                f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share "
+                "the policy's tokenizer.")
     if cfg.LORA_RANK:
         problem = lora_target_problem("ACTOR_MODEL", cfg.ACTOR_MODEL, actor,
                                       cfg.LORA_TARGET_MODULES, AutoModelForCausalLM)
@@ -788,9 +778,8 @@ def check_scorer(name, prompts, columns, eval_columns=None, label=None):
             if missing:
                 raise ConfigError(
                     f"REWARD_MODEL={name!r} requires {', '.join(map(repr, missing))}, which "
-                    f"{setting} has no column for (its other columns: "
-                    f"{sorted(cols) or 'none'}): give "
-                    f"the parameter a default, or use a dataset with that column.")
+                    f"{setting} has no column for (its other columns: {sorted(cols) or 'none'}): "
+                    "give the parameter a default, or use a dataset with that column.")
         rows = {k: v[:2] for k, v in (columns or {}).items()}
         try:  # one cheap call now, so a broken function fails before any model loads
             scores = call_reward_function(fn, prompts[:2], [" a test response."] * len(prompts[:2]),
@@ -807,11 +796,9 @@ def check_scorer(name, prompts, columns, eval_columns=None, label=None):
         if type(reward) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or \
                 (archs and not any(a.endswith("ForSequenceClassification") for a in archs)):
             raise ConfigError(
-                f"REWARD_MODEL={name!r} is a {', '.join(archs) or reward.model_type}, not "
-                "a sequence classifier: give a reward-model folder (config.json "
-                "architectures "
-                "*ForSequenceClassification) or a Python function as "
-                "module:function.")
+                f"REWARD_MODEL={name!r} is a {', '.join(archs) or reward.model_type}, not a "
+                "sequence classifier: give a reward-model folder (config.json architectures "
+                "*ForSequenceClassification) or a Python function as module:function.")
         reward_label(name, reward, label)
         check_tokenizer_files("REWARD_MODEL", name)
 
@@ -837,10 +824,8 @@ def check_positions(cfg, prompt_ids):
                 fixes.append(f"MAX_PROMPT_LENGTH to at most {limit - cfg.MAX_NEW_TOKENS}")
             raise ConfigError(
                 f"the longest prompt ({prompt} tokens, MAX_PROMPT_LENGTH={cfg.MAX_PROMPT_LENGTH}) "
-                "plus "
-                f"MAX_NEW_TOKENS={cfg.MAX_NEW_TOKENS} is {longest} tokens, more than "
-                f"the {limit} "
-                f"positions {setting}={name!r} has: lower {' or '.join(fixes)}.")
+                f"plus MAX_NEW_TOKENS={cfg.MAX_NEW_TOKENS} is {longest} tokens, more than the "
+                f"{limit} positions {setting}={name!r} has: lower {' or '.join(fixes)}.")
 
 
 def check_vocabulary(cfg, tokenizer):
@@ -852,10 +837,8 @@ def check_vocabulary(cfg, tokenizer):
     if isinstance(size, int) and len(tokenizer) > size:
         raise ConfigError(
             f"ACTOR_MODEL={cfg.ACTOR_MODEL!r}: its tokenizer has {len(tokenizer)} tokens, more "
-            "than the "
-            f"{size} the model embeds (vocab_size), so it is another model's "
-            "tokenizer: save this "
-            f"model's own tokenizer beside its weights.")
+            f"than the {size} the model embeds (vocab_size), so it is another model's tokenizer: "
+            "save this model's own tokenizer beside its weights.")
 
 
 def data_fingerprint(prompts):
@@ -909,8 +892,7 @@ def prompt_problem(prompt):
             m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             return (
                 f"a message {m!r} is not a {{'role': 'system'|'user'|'assistant', 'content': "
-                "text} "
-                f"dict")[:200]
+                "text} dict")[:200]
     if prompt[-1]["role"] != "user":
         return f"a conversation that ends with a {prompt[-1]['role']!r} message, not the user's " \
             "turn"
@@ -949,8 +931,7 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
             if not held_out and split != "train":
                 raise ConfigError(
                     f"DATASET_SPLIT={split!r}, but DATASET={path!r} is one file, which is read "
-                    "whole as "
-                    "the split 'train': name the file of that split, or leave "
+                    "whole as the split 'train': name the file of that split, or leave "
                     "DATASET_SPLIT='train'.")
             ds = datasets.load_dataset(builders[ext], data_files=path, split="train")
         elif any(os.path.exists(os.path.join(path, name))
@@ -993,8 +974,7 @@ def load_prompts(cfg, min_prompts=1, held_out=False):
     if len(prompts) < min_prompts:
         raise ConfigError(
             f"{setting}={path!r} has {len(prompts)} prompts, fewer than BATCH_SIZE "
-            f"({min_prompts}): "
-            f"lower BATCH_SIZE or add prompts.")
+            f"({min_prompts}): lower BATCH_SIZE or add prompts.")
     return prompts, {c: ds[c] for c in ds.column_names if c != key}
 
 
@@ -1083,10 +1063,9 @@ def check_output_path(cfg, config_files=()):
         reason = "a read-only file system" if e.errno == errno.EROFS else e.strerror
         raise ConfigError(
             f"OUTPUT_DIR={out!r} cannot be written ({path!r}: {reason}): choose another "
-            "--OUTPUT_DIR "
-            f"or fix its permissions.") from None
+            "--OUTPUT_DIR or fix its permissions.") from None
     real = os.path.realpath(out)
-    if real == os.path.dirname(os.path.realpath(__file__)):
+    if real == os.path.dirname(os.path.dirname(os.path.realpath(__file__))):  # ppo.py's folder
         raise ConfigError(
             f"OUTPUT_DIR={out!r} is the code's folder: the run's files would land among its files. "
             f"Choose another --OUTPUT_DIR.")
@@ -1096,8 +1075,7 @@ def check_output_path(cfg, config_files=()):
         if other == real:
             raise ConfigError(
                 f"OUTPUT_DIR={out!r} is {setting if ' ' in setting else setting + ' itself'}: the "
-                "run's files would land among its files. Choose another "
-                "--OUTPUT_DIR.")
+                "run's files would land among its files. Choose another --OUTPUT_DIR.")
         if inside(other, real):
             raise ConfigError(
                 f"{given} lies inside OUTPUT_DIR={out!r}, where the run writes and replaces files: "
@@ -1105,8 +1083,7 @@ def check_output_path(cfg, config_files=()):
         if os.path.isdir(other) and inside(real, other):
             raise ConfigError(
                 f"OUTPUT_DIR={out!r} lies inside {given}: the run's files would mix with its "
-                "files. "
-                f"Choose an --OUTPUT_DIR outside it.")
+                "files. Choose an --OUTPUT_DIR outside it.")
     if os.path.isdir(out):
         names = sorted(os.listdir(out))
         if names and RunLock.NAME not in names:  # no run of ours was ever started here
@@ -1115,10 +1092,8 @@ def check_output_path(cfg, config_files=()):
                                                else "")
             raise ConfigError(
                 f"OUTPUT_DIR={out!r} is a folder of other files ({shown}), not a run's: a run "
-                "writes "
-                "config.json, policy/ and more there and would replace files of the "
-                "same names. "
-                "Choose a new or empty folder, e.g. "
+                "writes config.json, policy/ and more there and would replace files of the same "
+                "names. Choose a new or empty folder, e.g. "
                 f"--OUTPUT_DIR={os.path.join(out, 'run')}.")
 
 
@@ -1143,8 +1118,7 @@ class RunLock:
             who = f"process {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
             raise ConfigError(
                 f"OUTPUT_DIR={out_dir!r} is in use by a run that is still going ({who}): wait for "
-                "it "
-                f"to end, stop it, or choose another --OUTPUT_DIR.") from None
+                "it to end, stop it, or choose another --OUTPUT_DIR.") from None
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
 
@@ -1191,10 +1165,8 @@ def load_trainer_state(path, mmap=False):
         if "weights_only" in str(e) or "Weights only" in str(e):
             raise ConfigError(
                 f"{path} holds Python objects besides tensors and plain values, which could run "
-                "code "
-                "when read; this trainer does not unpickle them. Use a checkpoint "
-                "this version "
-                f"wrote.") from None
+                "code when read; this trainer does not unpickle them. Use a checkpoint this "
+                "version wrote.") from None
         raise
 
 
@@ -1250,25 +1222,20 @@ def check_output_dir(cfg, log=print):
         if found:
             raise ConfigError(
                 f"OUTPUT_DIR={out!r} already holds a run: continue it with --RESUME=True, replace "
-                "it "
-                f"with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+                "it with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
         raise ConfigError(
             f"OUTPUT_DIR={out!r} holds the logs of a run that stopped before its first checkpoint, "
-            "so "
-            "it cannot be resumed: replace it with --OVERWRITE=True, or choose "
-            "another --OUTPUT_DIR.")
+            "so it cannot be resumed: replace it with --OVERWRITE=True, or choose another "
+            "--OUTPUT_DIR.")
     if not found:
         if logged:
             raise ConfigError(
                 f"RESUME=True but the run in OUTPUT_DIR={out!r} stopped before its first "
-                "checkpoint "
-                "(one is written every SAVE_EVERY steps), so there is nothing to "
-                "resume: start it "
-                f"again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+                "checkpoint (one is written every SAVE_EVERY steps), so there is nothing to "
+                "resume: start it again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
         raise ConfigError(
             f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint: start the run without "
-            "--RESUME, "
-            f"or point OUTPUT_DIR at the run.")
+            "--RESUME, or point OUTPUT_DIR at the run.")
     trained = ["policy"] + (["critic"] if ALGORITHMS[cfg.ALGORITHM].critic else [])
     problems = []
     for path in found:

@@ -1,5 +1,6 @@
-"""The sampler (our own KV-cached loop with inverse-CDF draws from per-row random streams), prompts as token ids,
-the endless prompt stream, rollouts as padded batches, and evaluation's sampling and scoring."""
+"""The sampler (our own KV-cached loop with inverse-CDF draws from per-row random streams), prompts
+as token ids, the endless prompt stream, rollouts as padded batches, and evaluation's sampling and
+scoring."""
 import numpy as np
 import torch
 
@@ -15,35 +16,41 @@ def position_ids_from_mask(attention_mask):
 
 
 def draw_tokens(probs, u):
-    """Inverse-CDF sampling: for each row, the first token whose cumulative probability exceeds u * total.
-    (B, V) probabilities, (B,) uniforms in [0, 1) -> (B,) token ids, distributed as torch.multinomial's. Drawing
-    from explicit uniforms lets a row's sample depend on its own uniform only, not on which rows share its batch."""
+    """Inverse-CDF sampling: for each row, the first token whose cumulative probability exceeds u *
+    total. (B, V) probabilities, (B,) uniforms in [0, 1) -> (B,) token ids, distributed as
+    torch.multinomial's. Drawing from explicit uniforms lets a row's sample depend on its own
+    uniform only, not on which rows share its batch."""
     cdf = probs.cumsum(-1)  # (B, V)
-    target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1])[:, None]  # scaled by the total: rounding cannot overshoot
+    # scaled by the total: rounding cannot overshoot
+    target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1])[:, None]
     return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
 
 
 def uniforms_for(seed, position, n_rows, rows):
-    """The uniforms for decoding step t of the rollout that began at prompt-stream position `position`: one per
-    row of the whole (all ranks') batch of n_rows, of which this process takes `rows` (a slice or a list). A pure
-    function of (seed, position, t), so a run's samples do not depend on how many processes share the batch, and a
-    resumed run draws what the uninterrupted one would have."""
-    def uniforms(t):  # numpy's SeedSequence mixes all three numbers (torch's CPU generator keeps 32 bits of a seed)
-        return torch.from_numpy(np.random.default_rng([seed, position, t]).random(n_rows, dtype=np.float32))[rows]
+    """The uniforms for decoding step t of the rollout that began at prompt-stream position
+    `position`: one per row of the whole (all ranks') batch of n_rows, of which this process takes
+    `rows` (a slice or a list). A pure function of (seed, position, t), so a run's samples do not
+    depend on how many processes share the batch, and a resumed run draws what the uninterrupted one
+    would have."""
+    # numpy's SeedSequence mixes all three numbers (torch's CPU generator keeps 32 bits of a seed)
+    def uniforms(t):
+        return torch.from_numpy(
+            np.random.default_rng([seed, position, t]).random(n_rows, dtype=np.float32))[rows]
     return uniforms
 
 
-def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id, uniforms=None,
-           all_done=None, compiled=False):
-    """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or penalties.
-    Stops early once every row has produced an EOS; rows that ended are filled with pad_id. uniforms(t) -> (B,)
-    gives decoding step t's random numbers (default: torch's global generator); all_done(finished) says whether to
-    stop (default: every row has ended; with a sharded model, every rank's rows, so that all run the same forwards).
-    compiled (COMPILE_DECODE): a static KV cache of Tp + max_new_tokens positions and the decoding step compiled
-    (decode_step); the same distribution and random numbers, not the same floats (attention runs over the whole
-    preallocated cache, its unwritten part masked), so a token drawn at a near-tie can differ from the default's.
-    (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for tests; training recomputes
-    them in one batched forward, N+ detail 4)."""
+def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id,
+           uniforms=None, all_done=None, compiled=False):
+    """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or
+    penalties. Stops early once every row has produced an EOS; rows that ended are filled with
+    pad_id. uniforms(t) -> (B,) gives decoding step t's random numbers (default: torch's global
+    generator); all_done(finished) says whether to stop (default: every row has ended; with a
+    sharded model, every rank's rows, so that all run the same forwards). compiled (COMPILE_DECODE):
+    a static KV cache of Tp + max_new_tokens positions and the decoding step compiled (decode_step);
+    the same distribution and random numbers, not the same floats (attention runs over the whole
+    preallocated cache, its unwritten part masked), so a token drawn at a near-tie can differ from
+    the default's. (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for
+    tests; training recomputes them in one batched forward, N+ detail 4)."""
     B, Tp = input_ids.shape
     uniforms = uniforms or (lambda t: torch.rand(B))
     all_done = all_done or (lambda finished: bool(finished.all()))
@@ -53,9 +60,10 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
         if compiled:  # the mask covers the whole cache from the start: one shape for every step
             from transformers import StaticCache
             cache = StaticCache(config=model.config, max_cache_len=Tp + max_new_tokens)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
-                    use_cache=True, logits_to_keep=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)],
+                                       dim=1)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                    cache=cache, use_cache=True, logits_to_keep=1)
         logits, cache = out.logits[:, -1], out.cache  # (B, V)
         next_position = positions[:, -1:] + 1  # (B, 1)
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
@@ -69,22 +77,26 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
             finished |= torch.isin(token, eos_ids)
             if t == max_new_tokens - 1 or all_done(finished):
                 break
-            # Rows that ended keep running on pad tokens; their outputs are discarded and never reach other rows.
+            # Rows that ended keep running on pad tokens; their outputs are discarded and never
+            # reach other rows.
             if compiled:
                 logits = decode_step(model)(token[:, None], attention_mask, next_position, cache)
             else:
-                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-                logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
+                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])],
+                                           dim=1)
+                logits = model(input_ids=token[:, None], attention_mask=attention_mask,
+                               position_ids=next_position,
                                cache=cache, use_cache=True).logits[:, -1]
             next_position = next_position + 1
         return torch.stack(tokens, 1), torch.stack(logps, 1)
 
 
 def decode_step(model):
-    """model's one-token decoding step with a static cache, compiled once per model by torch.compile (shapes
-    fixed: a new batch size or cache length compiles again). On a GPU mode "reduce-overhead" records it as a CUDA
-    graph: one launch per step instead of one per kernel, which is what bounds a small model's decoding.
-    (B, 1) ids, (B, Tp + Tr) mask, (B, 1) positions, cache -> (B, V) logits."""
+    """model's one-token decoding step with a static cache, compiled once per model by torch.compile
+    (shapes fixed: a new batch size or cache length compiles again). On a GPU mode "reduce-overhead"
+    records it as a CUDA graph: one launch per step instead of one per kernel, which is what bounds
+    a small model's decoding. (B, 1) ids, (B, Tp + Tr) mask, (B, 1) positions, cache -> (B, V)
+    logits."""
     step = getattr(model, "_compiled_decode_step", None)
     if step is None:
         def forward(ids, mask, positions, cache):
@@ -97,8 +109,8 @@ def decode_step(model):
 
 
 def eos_token_ids(tokenizer, model_name):
-    """The tokenizer's EOS plus any the checkpoint's generation_config lists (Qwen3 chat models end a turn with
-    <|im_end|> and also stop at <|endoftext|>), as a tensor for torch.isin."""
+    """The tokenizer's EOS plus any the checkpoint's generation_config lists (Qwen3 chat models end
+    a turn with <|im_end|> and also stop at <|endoftext|>), as a tensor for torch.isin."""
     from transformers import GenerationConfig
     ids = {tokenizer.eos_token_id}
     try:
@@ -109,37 +121,45 @@ def eos_token_ids(tokenizer, model_name):
     return torch.tensor(sorted(ids))
 
 
-def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_prompt=None, enable_thinking=False):
-    """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True, or is "auto"
-    and the tokenizer has one (each prompt as a conversation, system_prompt first). Over-long prompts keep their
-    last max_length tokens (the end of a prompt is what the response continues). Returns (token-id lists,
-    truncated flags)."""
+def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_prompt=None,
+                     enable_thinking=False):
+    """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True,
+    or is "auto" and the tokenizer has one (each prompt as a conversation, system_prompt first).
+    Over-long prompts keep their last max_length tokens (the end of a prompt is what the response
+    continues). Returns (token-id lists, truncated flags)."""
     has_template = bool(tokenizer.chat_template)
     if chat_template is True and not has_template:
-        raise ConfigError("CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
-                          "set CHAT_TEMPLATE to 'auto' or False.")
+        raise ConfigError(
+            "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
+            "set CHAT_TEMPLATE to 'auto' or False.")
     if has_template and chat_template in (True, "auto"):
-        # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block; other templates
-        # ignore it.
-        texts = [tokenizer.apply_chat_template(conversation(p, system_prompt), add_generation_prompt=True,
-                                               tokenize=False, enable_thinking=enable_thinking) for p in prompts]
+        # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block;
+        # other templates ignore it.
+        texts = [tokenizer.apply_chat_template(conversation(p, system_prompt),
+                                               add_generation_prompt=True,
+                                               tokenize=False, enable_thinking=enable_thinking)
+                                                   for p in prompts]
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     else:
-        why = "has no chat template" if not has_template else "has its chat template turned off (CHAT_TEMPLATE=False)"
+        why = "has no chat template" if not has_template else \
+            "has its chat template turned off (CHAT_TEMPLATE=False)"
         if system_prompt is not None:
-            raise ConfigError(f"SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer {why}, which is what places a system "
-                              f"message: write the instruction into the prompts instead, or use a model with a chat "
-                              f"template.")
+            raise ConfigError(
+                f"SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer {why}, which is what places a "
+                "system message: write the instruction into the prompts instead, or use a model "
+                "with a chat template.")
         if any(not isinstance(p, str) for p in prompts):
-            raise ConfigError(f"the prompts are conversations (lists of messages), but ACTOR_MODEL's tokenizer {why}, "
-                              f"which is what turns them into text: give text prompts, or a model with a chat "
-                              f"template.")
+            raise ConfigError(
+                "the prompts are conversations (lists of messages), but ACTOR_MODEL's tokenizer "
+                f"{why}, which is what turns them into text: give text prompts, or a model with a "
+                "chat template.")
         ids = tokenizer(list(prompts))["input_ids"]
     return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
 
 
 def left_pad(sequences, pad_id):
-    """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at column Tp-1."""
+    """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at
+    column Tp-1."""
     Tp = max(map(len, sequences))
     ids = torch.tensor([[pad_id] * (Tp - len(s)) + s for s in sequences])  # (B, Tp)
     mask = torch.tensor([[0] * (Tp - len(s)) + [1] * len(s) for s in sequences])  # (B, Tp)
@@ -147,13 +167,16 @@ def left_pad(sequences, pad_id):
 
 
 def stream_indices(start, n, num_prompts, seed):
-    """Positions start .. start+n-1 of an endless stream of prompt indices. Each pass over the dataset is a fresh
-    permutation seeded by (seed, pass), so the data a run sees depends only on its position in the stream."""
+    """Positions start .. start+n-1 of an endless stream of prompt indices. Each pass over the
+    dataset is a fresh permutation seeded by (seed, pass), so the data a run sees depends only on
+    its position in the stream."""
     out, perms = [], {}
     for position in range(start, start + n):
         epoch, offset = divmod(position, num_prompts)
         if epoch not in perms:
-            perms[epoch] = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            perms[epoch] = torch.randperm(num_prompts,
+                                          generator=torch.Generator().manual_seed(
+                                              seed * 100003 + epoch))
         out.append(int(perms[epoch][offset]))
     return out
 
@@ -164,8 +187,8 @@ def _pad_columns(x, width, value, left):
 
 
 def concat_rollouts(parts, pad_id):
-    """Joins rollouts from several generation rounds: prompts are re-left-padded and responses right-padded to
-    the widest, other tensors and lists are concatenated."""
+    """Joins rollouts from several generation rounds: prompts are re-left-padded and responses
+    right-padded to the widest, other tensors and lists are concatenated."""
     Tp = max(p["prompt_ids"].shape[1] for p in parts)
     Tr = max(p["response_ids"].shape[1] for p in parts)
     widths = {"prompt_ids": (Tp, pad_id, True), "prompt_mask": (Tp, 0, True),
@@ -182,20 +205,23 @@ def concat_rollouts(parts, pad_id):
 
 
 def select_rows(rollout, rows):
-    return {k: v[rows] if torch.is_tensor(v) else [v[i] for i in rows.tolist()] for k, v in rollout.items()}
+    return {k: v[rows] if torch.is_tensor(v) else [v[i] for i in rows.tolist()] for k,
+            v in rollout.items()}
 
 
-EVAL_POSITION = 2 ** 62  # the random stream of evaluations: a prompt-stream position no training run reaches
+# the random stream of evaluations: a prompt-stream position no training run reaches
+EVAL_POSITION = 2 ** 62
 
 
-def sample_and_score(model, tokenizer, eos_ids, prompt_ids, prompts, columns, scorer, cfg, device, dtype, rows=None,
-                     all_done=None, batch_size=64):
-    """EVAL_SAMPLES responses to each prompt, sampled and scored: the one implementation of evaluation, used by
-    evaluate.py on saved policies and by ppo.py during training (PPOTrainer.evaluate). Row r of the
-    len(prompts) * EVAL_SAMPLES rows answers prompt r // EVAL_SAMPLES with random numbers fixed by (SEED, r), so
-    successive evaluations of a changing policy use the same numbers and differ only by the policy, and the
-    result does not depend on how rows are split into batches or processes. rows: the rows this process takes
-    (default all); all_done: as for sample. Returns the (n,) rewards, the (n, scorers) scores they sum, the (n,)
+def sample_and_score(model, tokenizer, eos_ids, prompt_ids, prompts, columns, scorer, cfg, device,
+                     dtype, rows=None, all_done=None, batch_size=64):
+    """EVAL_SAMPLES responses to each prompt, sampled and scored: the one implementation of
+    evaluation, used by evaluate.py on saved policies and by ppo.py during training
+    (PPOTrainer.evaluate). Row r of the len(prompts) * EVAL_SAMPLES rows answers prompt r //
+    EVAL_SAMPLES with random numbers fixed by (SEED, r), so successive evaluations of a changing
+    policy use the same numbers and differ only by the policy, and the result does not depend on how
+    rows are split into batches or processes. rows: the rows this process takes (default all);
+    all_done: as for sample. Returns the (n,) rewards, the (n, scorers) scores they sum, the (n,)
     response lengths in tokens (EOS included) and the examples."""
     S = cfg.EVAL_SAMPLES
     n_rows = len(prompts) * S
@@ -208,16 +234,20 @@ def sample_and_score(model, tokenizer, eos_ids, prompt_ids, prompts, columns, sc
         uniforms = uniforms_for(cfg.SEED, EVAL_POSITION, n_rows, chunk)
         with autocast(device, dtype):
             response, _ = sample(model, input_ids.to(device), mask.to(device), cfg.MAX_NEW_TOKENS,
-                                     cfg.TEMPERATURE, eos_ids, tokenizer.pad_token_id, uniforms, all_done)
+                                     cfg.TEMPERATURE, eos_ids, tokenizer.pad_token_id, uniforms,
+                                     all_done)
         texts = tokenizer.batch_decode(response, skip_special_tokens=True)
         ended = torch.isin(response, eos_ids)  # (B, Tr)
-        lengths.append(torch.where(ended.any(1), ended.int().argmax(1) + 1, response.shape[1]).cpu())
+        lengths.append(
+            torch.where(ended.any(1), ended.int().argmax(1) + 1, response.shape[1]).cpu())
         chunk_prompts = [prompts[i] for i in index]
-        total, chunk_parts = scorer(chunk_prompts, texts, {k: [v[i] for i in index] for k, v in columns.items()})
+        total, chunk_parts = scorer(chunk_prompts, texts,
+                                    {k: [v[i] for i in index] for k, v in columns.items()})
         scores.append(total)
         parts.append(chunk_parts)
         examples += [{"prompt": p, "response": r, "reward": s} for p, r, s in
                      zip(chunk_prompts, texts, total.tolist())]
     if not scores:  # no rows for this process
-        return torch.zeros(0), torch.zeros(0, len(scorer.names)), torch.zeros(0, dtype=torch.long), []
+        return torch.zeros(
+            0), torch.zeros(0, len(scorer.names)), torch.zeros(0, dtype=torch.long), []
     return torch.cat(scores), torch.cat(parts), torch.cat(lengths), examples

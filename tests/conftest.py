@@ -1,7 +1,9 @@
-"""Tiny models and data for the tests, written with save_pretrained so ppo.py loads them the way it loads a user's.
+"""Tiny models and data for the tests, written with save_pretrained so ppo.py loads them the way it
+loads a user's.
 
 The policy is a Qwen3 with a byte-level BPE tokenizer; the reward model is a DeBERTa-v2 with its own
-SentencePiece-style (Unigram) tokenizer, so the two vocabularies differ as they do for Qwen3 + OpenAssistant.
+SentencePiece-style (Unigram) tokenizer, so the two vocabularies differ as they do for Qwen3 +
+OpenAssistant.
 """
 import json
 import os
@@ -20,9 +22,12 @@ def make_qwen3_policy(path, seed=0, vocab_size=300):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     torch.manual_seed(seed)
     tok = sentiment.build_tokenizer(sentiment.make_corpus(n=500, seed=seed), vocab_size=vocab_size)
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                         max_position_embeddings=128,
+                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
     Qwen3ForCausalLM(config).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -33,12 +38,14 @@ def make_deberta_reward_model(path, seed=0):
     torch.manual_seed(seed)
     words = sorted({w.strip(".") for s in sentiment.make_corpus(n=500) for w in s.split()})
     vocab = [(t, 0.0) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")]
-    vocab += [("\u2581" + w, -1.0) for w in words] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz.,!?'"]
+    vocab += [("\u2581" + w, -1.0) for w in words] + [(c, -5.0)
+                                                      for c in "abcdefghijklmnopqrstuvwxyz.,!?'"]
     vocab += [("\u2581", -3.0)]
     tok = DebertaV2Tokenizer(vocab=vocab)
-    config = DebertaV2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                             intermediate_size=64, max_position_embeddings=128, pooler_hidden_size=32,
-                             num_labels=1, pad_token_id=0)
+    config = DebertaV2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=128,
+                             pooler_hidden_size=32, num_labels=1, pad_token_id=0)
     DebertaV2ForSequenceClassification(config).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -66,8 +73,11 @@ def tiny(tmp_path_factory):
 
 def tiny_args(tiny, out_dir, **overrides):
     """Command-line overrides for a fast run on the tiny models."""
-    settings = dict(ACTOR_MODEL=tiny["policy"], CRITIC_MODEL=tiny["policy"], REWARD_MODEL=tiny["reward"],
-                    DATASET=tiny["prompts"], OUTPUT_DIR=str(out_dir), BATCH_SIZE=8, MINI_BATCH_SIZE=4,
-                    MICRO_BATCH_SIZE=4, PPO_EPOCHS=2, MAX_NEW_TOKENS=8, MAX_STEPS=3, SAMPLE_EVERY=1, PLOT_EVERY=2)
+    settings = dict(ACTOR_MODEL=tiny["policy"], CRITIC_MODEL=tiny["policy"],
+                    REWARD_MODEL=tiny["reward"],
+                    DATASET=tiny["prompts"], OUTPUT_DIR=str(out_dir), BATCH_SIZE=8,
+                    MINI_BATCH_SIZE=4,
+                    MICRO_BATCH_SIZE=4, PPO_EPOCHS=2, MAX_NEW_TOKENS=8, MAX_STEPS=3, SAMPLE_EVERY=1,
+                    PLOT_EVERY=2)
     settings.update(overrides)
     return [f"--{k}={v}" for k, v in settings.items()]

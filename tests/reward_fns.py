@@ -27,8 +27,8 @@ sentiment = sentiment_task.sentiment_reward
 
 
 def uniform_for_movies(prompts, responses):
-    """The same reward for every response to a prompt about a movie (so its group carries no signal), the word
-    count otherwise."""
+    """The same reward for every response to a prompt about a movie (so its group carries no
+    signal), the word count otherwise."""
     return [1.0 if "movie" in p else float(len(r.split())) for p, r in zip(prompts, responses)]
 
 
@@ -56,7 +56,8 @@ def sentiment_with_faults(prompts, responses):
 
 
 def exits_after_probe(prompts, responses):
-    """Fine on the start-up probe, then calls sys.exit(0) as a careless script might: a fault, not a clean end."""
+    """Fine on the start-up probe, then calls sys.exit(0) as a careless script might: a fault, not a
+    clean end."""
     if responses[0] != " a test response.":
         raise SystemExit(0)
     return [0.0 for _ in responses]
@@ -74,7 +75,8 @@ def exits(prompts, responses):
 
 
 def slow(prompts, responses):
-    """The word count, slowly (one second a batch after the probe): time to send a process two signals."""
+    """The word count, slowly (one second a batch after the probe): time to send a process two
+    signals."""
     import time
     if responses[0] != " a test response.":
         time.sleep(1.0)
@@ -94,7 +96,8 @@ def bf16_tensor(prompts, responses):
 
 
 def changes_directory(prompts, responses):
-    """The word count, after moving the process's working directory (to read files of its own, say)."""
+    """The word count, after moving the process's working directory (to read files of its own,
+    say)."""
     os.chdir(os.path.dirname(os.path.abspath(__file__)))
     return word_count(prompts, responses)
 

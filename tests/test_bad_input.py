@@ -1,5 +1,5 @@
-"""Bad input is refused before any weights load, with one message that says what to change, exit code 2, and
-nothing written."""
+"""Bad input is refused before any weights load, with one message that says what to change, exit
+code 2, and nothing written."""
 import re
 import subprocess
 import sys
@@ -9,6 +9,8 @@ import torch
 from transformers import Qwen3Config, Qwen3ForSequenceClassification
 
 import ppo
+from machinery import models
+from machinery import preflight
 from conftest import ROOT, make_qwen3_policy, tiny_args, write_prompts
 
 
@@ -35,17 +37,22 @@ def bad(tiny):
 CASES = [  # (overrides, with {name} from the fixtures, expected message)
     ({"ACTOR_MODEL": "{missing}"}, "ACTOR_MODEL='.*nope': no such folder"),
     ({"ACTOR_MODEL": "{no_config}"}, "is a folder without config.json"),
-    ({"ACTOR_MODEL": "{reward}"}, "ACTOR_MODEL=.* is a DebertaV2ForSequenceClassification, not a causal LM"),
+    ({"ACTOR_MODEL": "{reward}"},
+     "ACTOR_MODEL=.* is a DebertaV2ForSequenceClassification, not a causal LM"),
     ({"ACTOR_MODEL": "{qwen3_classifier}"}, "is a Qwen3ForSequenceClassification, not a causal LM"),
     ({"CRITIC_MODEL": "{reward}"}, "the critic reads the policy's token ids"),
-    ({"CRITIC_MODEL": "{other_vocab}"}, r"CRITIC_MODEL vocabulary \(\d+\) differs from ACTOR_MODEL's"),
-    ({"REWARD_MODEL": "{policy}"}, "REWARD_MODEL=.* is a Qwen3ForCausalLM, not a sequence classifier"),
+    ({"CRITIC_MODEL": "{other_vocab}"},
+     r"CRITIC_MODEL vocabulary \(\d+\) differs from ACTOR_MODEL's"),
+    ({"REWARD_MODEL": "{policy}"},
+     "REWARD_MODEL=.* is a Qwen3ForCausalLM, not a sequence classifier"),
     ({"REWARD_MODEL": "{missing}"}, "REWARD_MODEL='.*nope': no such folder"),
     ({"REWARD_MODEL": "no_such_module:score"}, "cannot import no_such_module .ModuleNotFoundError"),
     ({"REWARD_MODEL": "default_task:sentiment_reward"},
      "the module default_task is tasks.sentiment now: write tasks.sentiment:sentiment_reward"),
-    ({"REWARD_MODEL": "rewards:exact_match"}, "rewards is tasks.rewards now: write tasks.rewards:exact_match"),
-    ({"REWARD_MODEL": "reward_fns:raises"}, "failed on a test call: reward function raises raised KeyError"),
+    ({"REWARD_MODEL": "rewards:exact_match"},
+     "rewards is tasks.rewards now: write tasks.rewards:exact_match"),
+    ({"REWARD_MODEL": "reward_fns:raises"},
+     "failed on a test call: reward function raises raised KeyError"),
     ({"REWARD_MODEL": "reward_fns:wrong_count"}, "returned 1 values for 2 responses"),
     ({"DATASET": "{missing}.jsonl"}, "DATASET=.*: no such file"),
     ({"DATASET": "{empty}"}, "is an empty file"),
@@ -55,11 +62,13 @@ CASES = [  # (overrides, with {name} from the fixtures, expected message)
     ({"DATASET": "{blank}"}, "1 row.* have an unusable 'prompt' .first at row 8: empty text"),
     ({"MINI_BATCH_SIZE": 3}, r"BATCH_SIZE \(8\) must be divisible by MINI_BATCH_SIZE \(3\)"),
     ({"DEVICE_CRITIC": "cuda:7"}, "DEVICE_CRITIC='cuda:7' but this machine has"),
-    ({"CHAT_TEMPLATE": True}, "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template"),
+    ({"CHAT_TEMPLATE": True},
+     "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template"),
 ]
 
 
-@pytest.mark.parametrize("overrides,message", CASES, ids=[str(next(iter(c[0].values()))) for c in CASES])
+@pytest.mark.parametrize("overrides,message", CASES,
+                         ids=[str(next(iter(c[0].values()))) for c in CASES])
 def test_bad_input_is_refused_with_one_message(tiny, bad, tmp_path, capsys, overrides, message):
     names = {**bad, **tiny}
     overrides = {k: v.format(**names) if isinstance(v, str) else v for k, v in overrides.items()}
@@ -73,31 +82,35 @@ def test_bad_input_is_refused_with_one_message(tiny, bad, tmp_path, capsys, over
 
 
 def test_command_line_refusal_has_no_traceback(tmp_path):
-    out = subprocess.run([sys.executable, "ppo.py", "--BATCH_SIZE=6", "--MINI_BATCH_SIZE=4"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "ppo.py", "--BATCH_SIZE=6", "--MINI_BATCH_SIZE=4"],
+                         cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: BATCH_SIZE (6) must be divisible by MINI_BATCH_SIZE (4)"
-    unknown = subprocess.run([sys.executable, "ppo.py", "--BATCHSIZE=6"], cwd=ROOT, capture_output=True, text=True)
+    unknown = subprocess.run([sys.executable, "ppo.py", "--BATCHSIZE=6"], cwd=ROOT,
+                             capture_output=True, text=True)
     assert unknown.returncode == 2 and "Did you mean --BATCH_SIZE?" in unknown.stderr
     assert "Traceback" not in out.stderr + unknown.stderr
 
 
 def test_non_finite_reward_during_training_is_skipped_and_names_the_prompt(tiny, tmp_path):
-    cfg = ppo.load_config(tiny_args(tiny, tmp_path, REWARD_MODEL="reward_fns:nan_after_probe"))
+    cfg = preflight.load_config(
+        tiny_args(tiny, tmp_path, REWARD_MODEL="reward_fns:nan_after_probe"))
     trainer = ppo.PPOTrainer(cfg)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     metrics, samples = trainer.step()
-    assert re.match(r"reward nan for prompt '.+', response '.*'", metrics["skip_reason"]) and samples == []
+    assert re.match(r"reward nan for prompt '.+', response '.*'", metrics["skip_reason"])
+    assert samples == []
     assert metrics["skipped_updates"] == 1 and trainer.step_count == 1
-    assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))  # no update happened
+    # no update happened
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters()))
 
 
 def test_reward_model_input_format(tiny):
     """The DeBERTa reward model reads (prompt, response) as a text pair in its own vocabulary."""
-    rm = ppo.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
+    rm = models.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
     scores = rm(["the movie was", "the food"], [" great.", " awful and i hated it."])
     assert scores.shape == (2,) and torch.isfinite(scores).all()
     pair = rm.tokenizer("the movie was", " great.")
     assert pair["input_ids"][0] == rm.tokenizer.cls_token_id and pair["token_type_ids"][-1] == 1
-    assert scores[0].item() == pytest.approx(rm.model(**{k: torch.tensor([v]) for k, v in pair.items()}).logits[0, 0]
-                                             .item(), abs=1e-5)
+    logit = rm.model(**{k: torch.tensor([v]) for k, v in pair.items()}).logits[0, 0].item()
+    assert scores[0].item() == pytest.approx(logit, abs=1e-5)

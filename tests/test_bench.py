@@ -2,7 +2,8 @@ import json
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 from bench import speed as bench
 import ppo
@@ -10,24 +11,32 @@ from conftest import tiny_args
 
 
 def test_bench_phases_add_up_to_the_step(tiny, tmp_path):
-    settings = [a for a in tiny_args(tiny, tmp_path) if not a.startswith(("--OUTPUT_DIR=", "--MAX_STEPS="))]
+    settings = [a for a in tiny_args(tiny, tmp_path)
+                if not a.startswith(("--OUTPUT_DIR=", "--MAX_STEPS="))]
     summary = bench.measure(settings, steps=2, warmup=1)
-    phases = sum(summary[k]["mean"] for k in ("time_generate", "time_reward", "time_forward", "time_update"))
+    phases = sum(summary[k]["mean"] for k in ("time_generate", "time_reward", "time_forward",
+                                              "time_update"))
     step = summary["step_time"]["mean"]
     assert 0 < phases <= step and phases > 0.9 * step  # the four phases are (nearly) the whole step
-    assert summary["tokens_per_sec"] > 0 and summary["peak_rss_mib"] > 100 and summary["peak_cuda_mib"] == {}
+    assert summary["tokens_per_sec"] > 0
+    assert summary["peak_rss_mib"] > 100
+    assert summary["peak_cuda_mib"] == {}
     assert "| update |" in bench.phase_table(summary)
 
 
-TINY_SHAPE = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+TINY_SHAPE = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
-TINY_DEBERTA = dict(bench.DEBERTA_V3_LARGE, vocab_size=200, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=2, max_position_embeddings=64, position_buckets=16, pooler_hidden_size=32)
+TINY_DEBERTA = dict(bench.DEBERTA_V3_LARGE, vocab_size=200, hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=2, max_position_embeddings=64, position_buckets=16,
+                    pooler_hidden_size=32)
 
 
 @pytest.fixture
 def tiny_shapes(tmp_path, monkeypatch):
-    """bench/speed.py's real-shape machinery on shapes small enough for a test: the same code, other numbers."""
+    """bench/speed.py's real-shape machinery on shapes small enough for a test: the same code, other
+    numbers."""
     monkeypatch.setitem(bench.SHAPES, "tiny", TINY_SHAPE)
     monkeypatch.setattr(bench, "DEBERTA_V3_LARGE", TINY_DEBERTA)
     monkeypatch.setattr(bench, "SHAPES_DIR", str(tmp_path / "shapes"))
@@ -37,35 +46,43 @@ def tiny_shapes(tmp_path, monkeypatch):
 @pytest.mark.parametrize("qwen3_reward", [True, False])
 def test_real_shape_models_are_saved_and_run_through_the_trainer(tiny_shapes, qwen3_reward):
     folder = bench.build_shape("tiny", prompt_len=6, qwen3_reward=qwen3_reward, n_prompts=8)
-    assert folder.startswith(str(tiny_shapes)) and bench.build_shape("tiny", 6, qwen3_reward, 8) == folder  # once
+    # once
+    assert folder.startswith(str(tiny_shapes))
+    assert bench.build_shape("tiny", 6, qwen3_reward, 8) == folder
     tok = AutoTokenizer.from_pretrained(f"{folder}/policy")
     rows = [json.loads(line)["prompt"] for line in open(f"{folder}/prompts.jsonl")]
     assert len(rows) == 8 and all(len(tok(r)["input_ids"]) == 6 for r in rows)  # one token per word
-    assert tok.decode([5, 6, 299], skip_special_tokens=True) == "w2 w3 w296"  # every id decodes to a word
+    # every id decodes to a word
+    assert tok.decode([5, 6, 299], skip_special_tokens=True) == "w2 w3 w296"
     reward = AutoConfig.from_pretrained(f"{folder}/reward")
-    assert reward.model_type == ("qwen3" if qwen3_reward else "deberta-v2") and reward.num_labels == 1
+    assert reward.model_type == ("qwen3" if qwen3_reward else "deberta-v2")
+    assert reward.num_labels == 1
     settings = bench.shape_settings(folder, batch=2, prompt_len=6, response_len=4, epochs=2)
     assert f"--CRITIC_MODEL={folder}/{'reward' if qwen3_reward else 'policy'}" in settings
-    if qwen3_reward:  # the trainer runs on the DeBERTa case (this one's models differ only in the reward's class)
+    # the trainer runs on the DeBERTa case (this one's models differ only in the reward's class)
+    if qwen3_reward:
         return
     summary = bench.measure_shape("tiny", 2, 6, 4, 2, steps=1, warmup=0, qwen3_reward=qwen3_reward)
     flops = summary["flops"]
-    assert flops["step_time"] == sum(flops[k] for k in bench.PHASES[:-1]) and min(flops.values()) > 0
+    assert flops["step_time"] == sum(flops[k] for k in bench.PHASES[:-1])
+    assert min(flops.values()) > 0
     assert summary["limits"]["matmul_peak"] > 0 and summary["decode"]["bound_tokens_per_sec"] > 0
-    assert "| update |" in bench.shape_table(summary) and "of the bandwidth" in bench.shape_table(summary)
+    assert "| update |" in bench.shape_table(summary)
+    assert "of the bandwidth" in bench.shape_table(summary)
 
 
 def test_the_rollout_flop_count_matches_torchs_counter_on_the_sampler(tiny_shapes):
-    """shape_flops' generate and forward phases against FlopCounterMode on the trainer's own sampler (prompt forward,
-    then one decoding step per token over a growing KV cache) and its rollout forwards (eager attention, whose
-    matmuls the counter sees)."""
+    """shape_flops' generate and forward phases against FlopCounterMode on the trainer's own sampler
+    (prompt forward, then one decoding step per token over a growing KV cache) and its rollout
+    forwards (eager attention, whose matmuls the counter sees)."""
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import Qwen3Config, Qwen3ForCausalLM
     model = Qwen3ForCausalLM(Qwen3Config(**TINY_SHAPE, attn_implementation="eager")).eval()
     n, Tp, Tr = 3, 5, 7
     ids = torch.randint(3, 300, (n, Tp))
     with FlopCounterMode(display=False) as counter:
-        out, _ = ppo.sample(model, ids, torch.ones_like(ids), Tr, 1.0, torch.tensor([-1]), 0)  # no EOS: Tr tokens
+        # no EOS: Tr tokens
+        out, _ = ppo.sample(model, ids, torch.ones_like(ids), Tr, 1.0, torch.tensor([-1]), 0)
     assert out.shape == (n, Tr)
     expected = bench.shape_flops("tiny", n, Tp, Tr, epochs=4, qwen3_reward=True)
     assert counter.get_total_flops() == expected["time_generate"]
@@ -73,7 +90,8 @@ def test_the_rollout_flop_count_matches_torchs_counter_on_the_sampler(tiny_shape
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         for _ in range(2):  # the policy's and the reference's log-probs
             ppo.response_logprobs(model, full, torch.ones_like(full), Tp, 1.0)
-        model.model(input_ids=full)  # the critic's backbone (its one-output head is left out of the count)
+        # the critic's backbone (its one-output head is left out of the count)
+        model.model(input_ids=full)
     assert counter.get_total_flops() == expected["time_forward"]
     assert bench.shape_flops("tiny", n, Tp, Tr, 4, True, lora=True)["time_update"] == \
         expected["time_update"] * 2 // 3  # no weight gradients for a frozen base
@@ -84,16 +102,19 @@ def test_decoding_bytes_count_weights_once_and_the_growing_cache():
     params = sum(p.numel() for p in Qwen3ForCausalLM(Qwen3Config(**cfg)).parameters())
     kv = 2 * 2 * 1 * 16  # K and V x layers x KV heads x head_dim, per token
     n, Tp, Tr = 3, 5, 4
-    expected = sum(params * 2 + n * (Tp + t) * kv * 2 for t in range(1, Tr))  # bf16 weights and cache
+    # bf16 weights and cache
+    expected = sum(params * 2 + n * (Tp + t) * kv * 2 for t in range(1, Tr))
     assert bench.decode_bytes(cfg, n, Tp, Tr, 2, 2) == expected
-    # untied, the output layer is read whole and the input embedding a row per sequence (left out): the same bytes
+    # untied, the output layer is read whole and the input embedding a row per sequence (left out):
+    # the same bytes
     assert bench.decode_bytes(dict(cfg, tie_word_embeddings=False), n, Tp, Tr, 2, 2) == expected
 
 
 def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatch):
-    """COMPILE_DECODE's static cache (a mask over the whole preallocated cache, one shape for every step), with
-    torch.compile replaced by the identity so that the test checks the cache and the mask, not the compiler:
-    the same tokens from the same uniforms and log-probs equal to rounding, with left padding."""
+    """COMPILE_DECODE's static cache (a mask over the whole preallocated cache, one shape for every
+    step), with torch.compile replaced by the identity so that the test checks the cache and the
+    mask, not the compiler: the same tokens from the same uniforms and log-probs equal to rounding,
+    with left padding."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     model = AutoModelForCausalLM.from_pretrained(tiny["policy"]).eval()
     ids, mask = ppo.left_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], pad_id=0)
@@ -105,11 +126,14 @@ def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatc
     torch.testing.assert_close(static_logp, plain_logp, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("argv,message", [(["--shapes=medium,2B"], "unknown 2B; the shapes are medium, 0.6B"),
-                                          (["--shapes=medium", "--", "--LORA_RANK=x"], "LORA_RANK must be")])
+@pytest.mark.parametrize("argv,message",
+                         [(["--shapes=medium,2B"], "unknown 2B; the shapes are medium, 0.6B"),
+                                          (["--shapes=medium", "--", "--LORA_RANK=x"],
+                                           "LORA_RANK must be")])
 def test_bench_refuses_bad_shapes_and_settings_in_one_line(monkeypatch, capsys, argv, message):
     """Refused before any model is built or loaded."""
-    monkeypatch.setattr(bench, "build_shape", lambda *a, **k: pytest.fail("built a model for bad input"))
+    monkeypatch.setattr(bench, "build_shape", lambda *a,
+                        **k: pytest.fail("built a model for bad input"))
     monkeypatch.setattr("sys.argv", ["bench/speed.py", *argv])
     with pytest.raises(SystemExit) as stop:
         bench.main()

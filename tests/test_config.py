@@ -3,28 +3,35 @@ import os
 import pytest
 
 import ppo
+from machinery import models
 from machinery import preflight
 from conftest import ROOT
 
 
 def test_overrides_parse_literals_and_strings():
-    cfg = ppo.load_config(["--BATCH_SIZE=16", "--LEARNING_RATE=1e-5", "--KL_TARGET=None",
-                           "--DEVICE_POLICY=cuda:0", "--OUTPUT_DIR=runs/x", "--CHAT_TEMPLATE=False"])
+    cfg = preflight.load_config(["--BATCH_SIZE=16", "--LEARNING_RATE=1e-5", "--KL_TARGET=None",
+                                 "--DEVICE_POLICY=cuda:0", "--OUTPUT_DIR=runs/x",
+                                 "--CHAT_TEMPLATE=False"])
     assert cfg.BATCH_SIZE == 16 and cfg.LEARNING_RATE == 1e-5 and cfg.KL_TARGET is None
-    assert cfg.DEVICE_POLICY == "cuda:0" and cfg.OUTPUT_DIR == "runs/x" and cfg.CHAT_TEMPLATE is False
-    assert ppo.load_config([]).BATCH_SIZE == __import__("config").BATCH_SIZE
+    assert cfg.DEVICE_POLICY == "cuda:0"
+    assert cfg.OUTPUT_DIR == "runs/x"
+    assert cfg.CHAT_TEMPLATE is False
+    assert preflight.load_config([]).BATCH_SIZE == __import__("config").BATCH_SIZE
 
 
 def test_unknown_setting_names_the_closest_one():
-    with pytest.raises(ppo.ConfigError, match="unknown setting --LEARNIG_RATE. Did you mean --LEARNING_RATE"):
-        ppo.load_config(["--LEARNIG_RATE=1e-5"])
-    with pytest.raises(ppo.ConfigError, match="--NAME=value"):
-        ppo.load_config(["BATCH_SIZE=3"])
+    with pytest.raises(preflight.ConfigError,
+                       match="unknown setting --LEARNIG_RATE. Did you mean --LEARNING_RATE"):
+        preflight.load_config(["--LEARNIG_RATE=1e-5"])
+    with pytest.raises(preflight.ConfigError, match="--NAME=value"):
+        preflight.load_config(["BATCH_SIZE=3"])
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--BATCH_SIZE=6", "--MINI_BATCH_SIZE=4"], r"BATCH_SIZE \(6\) must be divisible by MINI_BATCH_SIZE \(4\)"),
-    (["--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=3"], r"MINI_BATCH_SIZE \(8\) must be divisible by MICRO_BATCH_SIZE"),
+    (["--BATCH_SIZE=6", "--MINI_BATCH_SIZE=4"],
+     r"BATCH_SIZE \(6\) must be divisible by MINI_BATCH_SIZE \(4\)"),
+    (["--MINI_BATCH_SIZE=8", "--MICRO_BATCH_SIZE=3"],
+     r"MINI_BATCH_SIZE \(8\) must be divisible by MICRO_BATCH_SIZE"),
     (["--TEMPERATURE=0"], "TEMPERATURE must be a number > 0, got 0.0"),
     (["--KL_ESTIMATOR=k2"], "KL_ESTIMATOR must be one of 'k1', 'k3' or None, got 'k2'"),
     (["--DTYPE=fp8"], "DTYPE must be"),
@@ -32,24 +39,26 @@ def test_unknown_setting_names_the_closest_one():
     (["--LAM=1.5"], r"LAM must be a number in \[0, 1\], got 1.5"),
 ])
 def test_settings_that_cannot_work_are_refused(args, message):
-    with pytest.raises(ppo.ConfigError, match=message):
-        ppo.check_settings(ppo.load_config(args))
+    with pytest.raises(preflight.ConfigError, match=message):
+        ppo.check_settings(preflight.load_config(args))
 
 
 def test_device_resolution():
-    cfg = ppo.load_config([])
-    assert {k: str(v) for k, v in ppo.resolve_devices(cfg, 0).items()} == dict.fromkeys(
+    cfg = preflight.load_config([])
+    assert {k: str(v) for k, v in models.resolve_devices(cfg, 0).items()} == dict.fromkeys(
         ["policy", "ref", "critic", "reward"], "cpu")
-    assert {k: str(v) for k, v in ppo.resolve_devices(cfg, 1).items()} == dict.fromkeys(
+    assert {k: str(v) for k, v in models.resolve_devices(cfg, 1).items()} == dict.fromkeys(
         ["policy", "ref", "critic", "reward"], "cuda:0")
-    assert {k: str(v) for k, v in ppo.resolve_devices(cfg, 2).items()} == {
+    assert {k: str(v) for k, v in models.resolve_devices(cfg, 2).items()} == {
         "policy": "cuda:0", "ref": "cuda:0", "critic": "cuda:1", "reward": "cuda:1"}
-    split = ppo.load_config(["--DEVICE_CRITIC=cpu"])
-    assert str(ppo.resolve_devices(split, 1)["reward"]) == "cpu"  # the reward model follows the critic
-    with pytest.raises(ppo.ConfigError, match="DEVICE_CRITIC='cuda:1' but this machine has 1 GPU"):
-        ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cuda:1"]), 1)
-    with pytest.raises(ppo.ConfigError, match="not a device name"):
-        ppo.resolve_devices(ppo.load_config(["--DEVICE_POLICY=gpu0"]), 0)
+    split = preflight.load_config(["--DEVICE_CRITIC=cpu"])
+    # the reward model follows the critic
+    assert str(models.resolve_devices(split, 1)["reward"]) == "cpu"
+    with pytest.raises(preflight.ConfigError,
+                       match="DEVICE_CRITIC='cuda:1' but this machine has 1 GPU"):
+        models.resolve_devices(preflight.load_config(["--DEVICE_CRITIC=cuda:1"]), 1)
+    with pytest.raises(preflight.ConfigError, match="not a device name"):
+        models.resolve_devices(preflight.load_config(["--DEVICE_POLICY=gpu0"]), 0)
 
 
 def test_help_lists_every_setting_with_its_comment_grouped_as_in_config_py(capsys):
@@ -58,10 +67,42 @@ def test_help_lists_every_setting_with_its_comment_grouped_as_in_config_py(capsy
     shown = capsys.readouterr().out
     with open(os.path.join(ROOT, "config.py")) as f:
         source = f.read()
-    settings = re.findall(r"^([A-Z][A-Z0-9_]*) = .+?\s+# (.+)$", source, re.M)
-    assert len(settings) == len(preflight.SETTINGS)  # every setting has its one-line comment
+    lines, settings = source.splitlines(), []
+    for i, line in enumerate(lines):  # a setting's comment is beside it, or the lines just above
+        m = re.match(r'^([A-Z][A-Z0-9_]*): "[^"]*" = (.+)$', line)
+        if m:
+            beside, above, j = re.search(r"\s# (.+)$", m.group(2)), [], i - 1
+            while j >= 0 and lines[j].startswith("# ") and not lines[j].startswith("# ----"):
+                above, j = [lines[j][2:]] + above, j - 1
+            settings.append((m.group(1), beside.group(1) if beside else " ".join(above)))
+    assert len(settings) == len(preflight.SETTINGS)
     for name, comment in settings:
+        assert comment, name  # every setting has its comment
         assert f"  --{name}=" in shown and comment in shown, name
     sections = re.findall(r"^# ---- (.+?) -+$", source, re.M)
     assert [s for s in sections if f"\n{s}:\n" in shown] == sections
-    assert shown.index("--ALGORITHM=") < shown.index("--ACTOR_MODEL=") < shown.index("--EVAL_SAMPLES=")
+    assert (shown.index("--ALGORITHM=")
+            < shown.index("--ACTOR_MODEL=") < shown.index("--EVAL_SAMPLES="))
+
+
+def test_each_setting_is_declared_once_by_its_annotation_in_config_py():
+    """The kinds come from config.py's annotations: each form reads back as the Kind it names, a
+    form that is not one fails naming the setting, and a constant without one is refused."""
+    kind = preflight.kind_of
+    assert vars(kind("X", "int >= 0")) == vars(preflight.Kind(int, lo=0))
+    assert vars(kind("X", "float in (0, 1] or None")) == vars(
+        preflight.Kind(float, lo=0, hi=1, lo_open=True, none=True))
+    assert vars(kind("X", "int in [0, 4294967295]")) == vars(
+        preflight.Kind(int, lo=0, hi=2 ** 32 - 1))
+    assert vars(kind("X", "float > 0")) == vars(preflight.Kind(float, lo=0, lo_open=True))
+    assert kind("X", "one of 'auto', True, False").choices == ("auto", True, False)
+    assert kind("X", "one of ALGORITHMS").choices is preflight.ALGORITHMS
+    assert kind("X", "modules or None").type is list and kind("X", "modules or None").none
+    assert kind("X", "float").problem("X", 1e300) is None
+    with pytest.raises(ValueError, match="config.py: X: 'integer' is not a kind of setting"):
+        kind("X", "integer")
+    import config
+    assert set(config.__annotations__) == {k for k in vars(config) if k.isupper() and k[0] != "_"}
+    with pytest.raises(preflight.ConfigError, match="NEW in config.py says nothing of what it "
+                                                    "accepts: annotate it"):
+        preflight.check_types({"NEW": 1})

@@ -1,5 +1,6 @@
-"""Data parallelism and FSDP2 sharding under torchrun (issues 6 and 14): the pieces as pure functions, then real runs
-of two CPU processes on gloo compared with one process on the same global batch."""
+"""Data parallelism and FSDP2 sharding under torchrun (issues 6 and 14): the pieces as pure
+functions, then real runs of two CPU processes on gloo compared with one process on the same global
+batch."""
 import json
 import os
 import re
@@ -13,6 +14,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from machinery import distributed
 import ppo
+from machinery import models
+from machinery import preflight
 from machinery.sampling import draw_tokens
 import reward_fns
 from conftest import ROOT, tiny_args
@@ -22,12 +25,14 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 def test_draw_tokens_is_the_inverse_cdf():
     g = torch.Generator().manual_seed(0)
-    probs = torch.rand(64, 7, generator=g) * (torch.rand(64, 7, generator=g) > 0.3)  # some zero-probability tokens
+    # some zero-probability tokens
+    probs = torch.rand(64, 7, generator=g) * (torch.rand(64, 7, generator=g) > 0.3)
     probs[:, 0] += 1e-3  # no all-zero row
     u = torch.rand(64, generator=g)
     u[:2] = torch.tensor([0.0, 1.0 - 1e-7])
     expected = []
-    for row, x in zip(probs.tolist(), u.tolist(), strict=True):  # brute force: walk the cumulative sum
+    # brute force: walk the cumulative sum
+    for row, x in zip(probs.tolist(), u.tolist(), strict=True):
         target, total = x * sum(row), 0.0
         for j, p in enumerate(row):
             total += p
@@ -47,7 +52,8 @@ def test_a_rows_uniforms_do_not_depend_on_how_the_batch_is_split():
     for t in range(3):
         assert torch.equal(whole(t), torch.cat([h(t) for h in halves]))
     assert not torch.equal(whole(0), whole(1))  # a new draw at every decoding step
-    assert not torch.equal(whole(0), ppo.uniforms_for(0, 48, 8, slice(0, 8))(0))  # and for every rollout
+    # and for every rollout
+    assert not torch.equal(whole(0), ppo.uniforms_for(0, 48, 8, slice(0, 8))(0))
 
 
 def test_each_rank_takes_its_rows_of_a_global_minibatch():
@@ -60,24 +66,29 @@ def test_each_rank_takes_its_rows_of_a_global_minibatch():
 
 
 def test_settings_that_do_not_split_over_the_processes_are_refused():
-    with pytest.raises(ppo.ConfigError, match="multiple of 3"):
-        ppo.check_distributed(ppo.load_config(["--BATCH_SIZE=8"]), 3)
-    with pytest.raises(ppo.ConfigError, match="DYNAMIC_SAMPLING"):
-        ppo.check_distributed(ppo.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4", "--BATCH_SIZE=8"]), 2)
-    ppo.check_distributed(ppo.load_config(["--BATCH_SIZE=8"]), 2)
+    with pytest.raises(preflight.ConfigError, match="multiple of 3"):
+        ppo.check_distributed(preflight.load_config(["--BATCH_SIZE=8"]), 3)
+    with pytest.raises(preflight.ConfigError, match="DYNAMIC_SAMPLING"):
+        ppo.check_distributed(preflight.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4",
+                                                     "--BATCH_SIZE=8"]), 2)
+    ppo.check_distributed(preflight.load_config(["--BATCH_SIZE=8"]), 2)
 
 
 def test_each_process_gets_its_own_gpus():
-    cfg = ppo.load_config([])
-    devices = lambda n, rank, world: {k: str(v) for k, v in ppo.resolve_devices(cfg, n, rank, world).items()}  # noqa
-    assert devices(4, 1, 2) == {"policy": "cuda:2", "ref": "cuda:2", "critic": "cuda:3", "reward": "cuda:3"}
+    cfg = preflight.load_config([])
+    def devices(n, rank, world):
+        return {k: str(v) for k, v in models.resolve_devices(cfg, n, rank, world).items()}
+    assert devices(4, 1, 2) == {"policy": "cuda:2", "ref": "cuda:2", "critic": "cuda:3",
+                                "reward": "cuda:3"}
     assert devices(2, 1, 2) == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:1")
     assert devices(0, 1, 2) == dict.fromkeys(("policy", "ref", "critic", "reward"), "cpu")
-    with pytest.raises(ppo.ConfigError, match="--nproc_per_node=1"):
-        ppo.resolve_devices(cfg, 1, 1, 2)
-    with pytest.raises(ppo.ConfigError, match="DEVICE_CRITIC='cuda:1' would put every torchrun process"):
-        ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cuda:1"]), 4, 1, 2)
-    assert str(ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 4, 1, 2)["critic"]) == "cpu"
+    with pytest.raises(preflight.ConfigError, match="--nproc_per_node=1"):
+        models.resolve_devices(cfg, 1, 1, 2)
+    with pytest.raises(preflight.ConfigError,
+                       match="DEVICE_CRITIC='cuda:1' would put every torchrun process"):
+        models.resolve_devices(preflight.load_config(["--DEVICE_CRITIC=cuda:1"]), 4, 1, 2)
+    cpu_critic = preflight.load_config(["--DEVICE_CRITIC=cpu"])
+    assert str(models.resolve_devices(cpu_critic, 4, 1, 2)["critic"]) == "cpu"
 
 
 def test_every_rank_runs_as_many_micro_batches_as_the_busiest():
@@ -87,25 +98,30 @@ def test_every_rank_runs_as_many_micro_batches_as_the_busiest():
         mb = torch.randperm(n_rows, generator=g)[:1 + seed % n_rows]
         held = [len(ppo.rank_minibatch(mb, slice(r * n_rows // world, (r + 1) * n_rows // world)))
                 for r in range(world)]  # brute force: each rank's rows, split into micro-batches
-        assert distributed.micro_batch_count(mb, n_rows, world, micro) == max(-(-h // micro) for h in held)
+        assert (distributed.micro_batch_count(mb, n_rows, world, micro)
+                == max(-(-h // micro) for h in held))
 
 
 def test_sharding_settings_and_devices():
     assert [distributed.sharding_on(s, w) for s in ("auto", "none", "fsdp") for w in (1, 2)] == \
         [False, True, False, False, True, True]
-    cfg = ppo.load_config(["--SHARDING=fsdp"])
-    with pytest.raises(ppo.ConfigError, match="not started by torchrun"):
+    cfg = preflight.load_config(["--SHARDING=fsdp"])
+    with pytest.raises(preflight.ConfigError, match="not started by torchrun"):
         distributed.check_sharding(cfg, ppo.Ranks({}))
     distributed.check_sharding(cfg, ppo.Ranks({"MASTER_ADDR": "localhost"}))
-    compiled = ppo.load_config(["--COMPILE_DECODE=True"])  # refused sharded (auto over 2), allowed copied
-    with pytest.raises(ppo.ConfigError, match="COMPILE_DECODE=True is not supported with sharded"):
-        distributed.check_sharding(compiled, ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
-    distributed.check_sharding(ppo.load_config(["--COMPILE_DECODE=True", "--SHARDING=none"]),
+    # refused sharded (auto over 2), allowed copied
+    compiled = preflight.load_config(["--COMPILE_DECODE=True"])
+    with pytest.raises(preflight.ConfigError,
+                       match="COMPILE_DECODE=True is not supported with sharded"):
+        distributed.check_sharding(compiled,
+                                   ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
+    distributed.check_sharding(preflight.load_config(["--COMPILE_DECODE=True", "--SHARDING=none"]),
                                ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
-    devices = {k: str(v) for k, v in ppo.resolve_devices(cfg, 8, 3, 4, sharded=True).items()}  # one GPU each
+    # one GPU each
+    devices = {k: str(v) for k, v in models.resolve_devices(cfg, 8, 3, 4, sharded=True).items()}
     assert devices == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:3")
-    with pytest.raises(ppo.ConfigError, match="one device per process"):
-        ppo.resolve_devices(ppo.load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
+    with pytest.raises(preflight.ConfigError, match="one device per process"):
+        models.resolve_devices(preflight.load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
 
 
 def test_sharding_without_torchrun_is_one_line_before_any_work(tmp_path, capsys):
@@ -120,33 +136,39 @@ def test_fsdp_units_are_the_transformer_blocks(tiny):
     policy = AutoModelForCausalLM.from_pretrained(tiny["policy"])
     assert distributed.blocks(policy) == list(policy.model.layers)
     reward = AutoModelForSequenceClassification.from_pretrained(tiny["reward"])
-    assert distributed.blocks(reward) == list(reward.deberta.encoder.layer)  # no _no_split_modules: its ModuleList
+    # no _no_split_modules: its ModuleList
+    assert distributed.blocks(reward) == list(reward.deberta.encoder.layer)
 
 
 def test_a_frozen_sharded_model_gives_back_its_gathered_weights_after_a_forward(tiny):
-    """A trained root keeps its weights gathered for the backward; a frozen one (reference, reward model) has no
-    backward and frees them at once, else they would stay whole for the rest of the run."""
+    """A trained root keeps its weights gathered for the backward; a frozen one (reference, reward
+    model) has no backward and frees them at once, else they would stay whole for the rest of the
+    run."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         mesh, ids = init_device_mesh("cpu", (1,)), torch.tensor([[1, 2, 3]])
-        trained = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]), mesh)
-        frozen = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]).requires_grad_(False),
-                                         mesh)
+        trained = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]),
+                                          mesh)
+        frozen = distributed.shard_model(
+            AutoModelForCausalLM.from_pretrained(tiny["policy"]).requires_grad_(False),
+            mesh)
         with torch.no_grad():
             trained(input_ids=ids), frozen(input_ids=ids)
-        assert not isinstance(trained.model.embed_tokens.weight, DTensor)  # gathered, waiting for a backward
+        # gathered, waiting for a backward
+        assert not isinstance(trained.model.embed_tokens.weight, DTensor)
         assert isinstance(frozen.model.embed_tokens.weight, DTensor)  # back to this process's shard
     finally:
         dist.destroy_process_group()
 
 
 def test_an_optimizer_state_keyed_by_number_loads_into_a_sharded_model(tiny):
-    """A checkpoint written without sharding (parameters numbered) loaded into a model sharded over a one-process
-    group (re-keyed by name, then torch.distributed.checkpoint's loader takes the shard), and the state gathered
-    from it again (keyed by name) loaded into a whole model: the same moments both ways."""
+    """A checkpoint written without sharding (parameters numbered) loaded into a model sharded over
+    a one-process group (re-keyed by name, then torch.distributed.checkpoint's loader takes the
+    shard), and the state gathered from it again (keyed by name) loaded into a whole model: the same
+    moments both ways."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     def trained():
@@ -157,8 +179,8 @@ def test_an_optimizer_state_keyed_by_number_loads_into_a_sharded_model(tiny):
         opt.step()
         return model, opt
     model, opt = trained()
-    assert distributed.state_by_name(opt.state_dict(), opt, model)["param_groups"][0]["params"][0] == \
-        "model.embed_tokens.weight"
+    named = distributed.state_by_name(opt.state_dict(), opt, model)
+    assert named["param_groups"][0]["params"][0] == "model.embed_tokens.weight"
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         sharded = distributed.shard_model(AutoModelForCausalLM.from_pretrained(tiny["policy"]),
@@ -179,7 +201,8 @@ def test_an_optimizer_state_keyed_by_number_loads_into_a_sharded_model(tiny):
 
 
 def torchrun(args, nproc=2, env=None):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}",
            os.path.join(ROOT, "ppo.py"), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT]), **(env or {})}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -191,14 +214,15 @@ def read_jsonl(path):
 
 
 def ppo_args(tiny, out, **overrides):
-    """PPO for 4 steps, checkpoints after steps 1 and 3, held-out evaluation of 15 rows (split 8 + 7) at steps 0, 2
-    and the end; the reward function counts its calls, to die at one (PPO_TEST_KILL_AT). Micro-batches of 2 rows in
-    minibatches of 4: a rank often holds 3 rows of a minibatch and the other 1 (or 4 and 0), so that sharded, the
-    second runs a stand-in micro-batch of weight 0."""
-    return tiny_args(tiny, out, **{**dict(REWARD_MODEL="reward_fns:sentiment_with_faults", MAX_STEPS=4, SAVE_EVERY=2,
-                                          MICRO_BATCH_SIZE=2,
-                                          EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=5, EVAL_SAMPLES=3,
-                                          EVAL_EVERY=2), **overrides})
+    """PPO for 4 steps, checkpoints after steps 1 and 3, held-out evaluation of 15 rows (split 8 +
+    7) at steps 0, 2 and the end; the reward function counts its calls, to die at one
+    (PPO_TEST_KILL_AT). Micro-batches of 2 rows in minibatches of 4: a rank often holds 3 rows of a
+    minibatch and the other 1 (or 4 and 0), so that sharded, the second runs a stand-in micro-batch
+    of weight 0."""
+    return tiny_args(tiny, out, **{**dict(REWARD_MODEL="reward_fns:sentiment_with_faults",
+                                          MAX_STEPS=4, SAVE_EVERY=2, MICRO_BATCH_SIZE=2,
+                                          EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=5,
+                                          EVAL_SAMPLES=3, EVAL_EVERY=2), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +234,9 @@ def one_process(tiny, tmp_path_factory):
 
 
 def assert_same_run(one, two, tol):
-    """The same rows (the samples belong to the rows, not the processes), statistics of the whole batch within tol,
-    and the saved policy/ and critic/ folders, read with plain from_pretrained, with the same weights."""
+    """The same rows (the samples belong to the rows, not the processes), statistics of the whole
+    batch within tol, and the saved policy/ and critic/ folders, read with plain from_pretrained,
+    with the same weights."""
     rows_one, rows_two = read_jsonl(one / "metrics.jsonl"), read_jsonl(two / "metrics.jsonl")
     assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one]
     for a, b in zip(rows_one, rows_two, strict=True):
@@ -219,13 +244,15 @@ def assert_same_run(one, two, tol):
         for key in ("reward", "response_length", "eval_reward", "eval_response_length"):
             if key in a:
                 assert a[key] == pytest.approx(b[key], abs=1e-6), (a["step"], key)
-        for key in ("policy_loss", "value_loss", "advantage", "entropy", "kl", "grad_norm", "critic_grad_norm",
-                    "clipfrac"):
+        for key in ("policy_loss", "value_loss", "advantage", "entropy", "kl", "grad_norm",
+                    "critic_grad_norm", "clipfrac"):
             if key in a:
                 assert a[key] == pytest.approx(b[key], rel=tol, abs=tol), (a["step"], key)
-    for folder, cls in (("policy", AutoModelForCausalLM), ("critic", AutoModelForSequenceClassification)):
+    for folder, cls in (("policy", AutoModelForCausalLM),
+                        ("critic", AutoModelForSequenceClassification)):
         if (one / folder).exists():
-            # The same tensors in the files (tied embeddings saved once, as save_pretrained does for a whole model).
+            # The same tensors in the files (tied embeddings saved once, as save_pretrained does for
+            # a whole model).
             assert safetensors_keys(one / folder) == safetensors_keys(two / folder)
             w_one, w_two = (cls.from_pretrained(run / folder).state_dict() for run in (one, two))
             assert w_one.keys() == w_two.keys()
@@ -240,23 +267,28 @@ def safetensors_keys(folder):
 
 
 def held_by_each_process(stdout):
-    """{model: (parameters rank 0 holds, parameters in all)} from the start-up line of a sharded run."""
-    line = next(line for line in stdout.splitlines() if line.startswith("parameters held by each process: "))
+    """{model: (parameters rank 0 holds, parameters in all)} from the start-up line of a sharded
+    run."""
+    line = next(line for line in stdout.splitlines()
+                if line.startswith("parameters held by each process: "))
     held = re.findall(r"([\w ]+?) ([\d,]+) of ([\d,]+)", line.split(": ", 1)[1])
-    return {name.strip(", "): (int(a.replace(",", "")), int(b.replace(",", ""))) for name, a, b in held}
+    return {name.strip(", "): (int(a.replace(",", "")), int(b.replace(",", ""))) for name, a,
+            b in held}
 
 
 @pytest.mark.parametrize("sharding", ["fsdp", pytest.param("none", marks=pytest.mark.slow)])
 def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
-    """PPO with held-out evaluation, on two processes with the models sharded (SHARDING=auto does it) or copied,
-    against one process on the same global batch."""
+    """PPO with held-out evaluation, on two processes with the models sharded (SHARDING=auto does
+    it) or copied, against one process on the same global batch."""
     result = torchrun(ppo_args(tiny, tmp_path, SHARDING="auto" if sharding == "fsdp" else "none"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("settings:") == 1  # rank 0 alone speaks and writes
-    if sharding == "fsdp":  # the same sums in another order: float32 rounding (measured: 3e-7 at most)
+    # the same sums in another order: float32 rounding (measured: 3e-7 at most)
+    if sharding == "fsdp":
         held = held_by_each_process(result.stdout)
         assert set(held) == {"policy", "reference", "critic"}  # the reward here is a function
-        for name, (mine, total) in held.items():  # each process holds half of every model (up to padding)
+        # each process holds half of every model (up to padding)
+        for name, (mine, total) in held.items():
             assert abs(mine - total / 2) <= 0.02 * total, (name, mine, total)
         assert_same_run(one_process, tmp_path, tol=1e-5)
     else:  # the summed buckets of the replicated path
@@ -265,8 +297,8 @@ def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
 
 
 def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
-    """GRPO with LoRA adapters (the reference: adapters off) and the DeBERTa reward model, all sharded; the final
-    policy/ has the adapters merged in, on rank 0 from the gathered weights."""
+    """GRPO with LoRA adapters (the reference: adapters off) and the DeBERTa reward model, all
+    sharded; the final policy/ has the adapters merged in, on rank 0 from the gathered weights."""
     args = dict(ALGORITHM="grpo", GROUP_SIZE=2, BATCH_SIZE=4, LORA_RANK=4, MAX_STEPS=2)
     assert ppo.main(tiny_args(tiny, tmp_path / "one", **args)) == 0
     result = torchrun(tiny_args(tiny, tmp_path / "two", SHARDING="fsdp", **args))
@@ -275,15 +307,17 @@ def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
     assert set(held) == {"policy", "reward model deberta"}
     for name, (mine, total) in held.items():
         assert abs(mine - total / 2) <= 0.02 * total, (name, mine, total)
-    assert not (tmp_path / "two" / "policy" / "adapter_config.json").exists()  # merged: a plain model
+    # merged: a plain model
+    assert not (tmp_path / "two" / "policy" / "adapter_config.json").exists()
     assert_same_run(tmp_path / "one", tmp_path / "two", tol=1e-5)
 
 
-@pytest.mark.slow  # 42 s: the default run keeps one process's SIGKILL-and-resume and the sharded training above
+# 42 s: the default run keeps one process's SIGKILL-and-resume and the sharded training above
+@pytest.mark.slow
 def test_a_sharded_run_killed_and_resumed_equals_the_uninterrupted_run(tiny, tmp_path, one_process):
-    """SIGKILL inside step 2 (reward calls: 1 the start-up probe, 2 the evaluation at step 0, 3-4 steps 0-1, 5 the
-    evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1 resumes under torchrun, and in
-    one unsharded process."""
+    """SIGKILL inside step 2 (reward calls: 1 the start-up probe, 2 the evaluation at step 0, 3-4
+    steps 0-1, 5 the evaluation at step 2, 6 step 2) of both processes; the checkpoint after step 1
+    resumes under torchrun, and in one unsharded process."""
     killed = torchrun(ppo_args(tiny, tmp_path / "run"), env={"PPO_TEST_KILL_AT": "6"})
     assert killed.returncode != 0
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0, 1]
@@ -299,7 +333,9 @@ def test_a_sharded_run_killed_and_resumed_equals_the_uninterrupted_run(tiny, tmp
 
 
 def test_a_batch_that_does_not_split_is_refused_under_torchrun(tiny, tmp_path):
-    result = torchrun(tiny_args(tiny, tmp_path / "run", BATCH_SIZE=7, MINI_BATCH_SIZE=7, MICRO_BATCH_SIZE=7))
+    result = torchrun(tiny_args(tiny, tmp_path / "run", BATCH_SIZE=7, MINI_BATCH_SIZE=7,
+                                MICRO_BATCH_SIZE=7))
     assert result.returncode != 0
-    assert result.stderr.count("BATCH_SIZE=7 prompts per step cannot be split evenly over 2 processes") == 1
+    assert result.stderr.count("BATCH_SIZE=7 prompts per step cannot be split evenly over 2 "
+                               "processes") == 1
     assert not (tmp_path / "run").exists()

@@ -34,7 +34,8 @@ def test_masked_mean_var_whiten_match_numpy_on_valid_entries(gen):
     x2 = x.masked_fill(~mask.bool(), 1e6)
     torch.testing.assert_close(ppo.masked_whiten(x2, mask), w)
     w_unshifted = ppo.masked_whiten(x, mask, shift_mean=False)
-    np.testing.assert_allclose(w_unshifted[mask.bool()].numpy(), expected + valid.mean(), rtol=1e-10)
+    np.testing.assert_allclose(w_unshifted[mask.bool()].numpy(), expected + valid.mean(),
+                               rtol=1e-10)
 
 
 def test_masked_mean_per_row(gen):
@@ -109,11 +110,13 @@ def test_kl_estimators_pointwise_and_unbiased(gen):
         ppo.kl_penalty(logp, ref, "k2x")
     # Both are unbiased estimators of KL(p || q) under samples from p.
     p_logits, q_logits = torch.tensor([2.0, 0.5, -1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, -0.5])
-    p, q = torch.distributions.Categorical(logits=p_logits), torch.distributions.Categorical(logits=q_logits)
+    p, q = torch.distributions.Categorical(
+        logits=p_logits), torch.distributions.Categorical(logits=q_logits)
     true_kl = torch.distributions.kl_divergence(p, q).item()
     x = torch.multinomial(p.probs, 400_000, replacement=True, generator=gen)
     for est in ("k1", "k3"):
-        assert ppo.kl_penalty(p.log_prob(x), q.log_prob(x), est).mean().item() == pytest.approx(true_kl, abs=5e-3)
+        assert (ppo.kl_penalty(p.log_prob(x), q.log_prob(x), est).mean().item()
+                == pytest.approx(true_kl, abs=5e-3))
 
 
 def test_per_token_rewards_put_score_on_last_valid_token(gen):
@@ -147,7 +150,8 @@ def gae_reference(rewards, values, lengths, gamma, lam):
 def test_gae_matches_textbook_sum(gen, gamma, lam):
     mask, lengths = random_mask(7, 9, gen)
     rewards = torch.randn(7, 9, generator=gen, dtype=torch.float64)
-    values = torch.randn(7, 9, generator=gen, dtype=torch.float64)  # garbage beyond the end must not matter
+    # garbage beyond the end must not matter
+    values = torch.randn(7, 9, generator=gen, dtype=torch.float64)
     adv, ret = ppo.gae(rewards, values, mask, gamma, lam)
     expected = gae_reference(rewards, values, lengths, gamma, lam)
     torch.testing.assert_close(adv, expected)
@@ -169,18 +173,20 @@ def test_policy_loss_matches_branchwise_reference(gen):
             r_clip = min(max(r, 1 - eps), 1 + eps)
             assert ratio[i, t].item() == pytest.approx(r)
             assert loss[i, t].item() == pytest.approx(-min(r * a, r_clip * a))
-            # The clipped branch is active when the ratio left the trust region in the direction the advantage
-            # pushes it: above 1+eps with a > 0, below 1-eps with a < 0.
+            # The clipped branch is active when the ratio left the trust region in the direction the
+            # advantage pushes it: above 1+eps with a > 0, below 1-eps with a < 0.
             assert clipped[i, t].item() == float((a > 0 and r > 1 + eps) or (a < 0 and r < 1 - eps))
 
 
 def test_policy_loss_gradient_is_zero_when_clipped():
-    logp = torch.tensor([0.5, -0.5, 0.5, -0.5], requires_grad=True)  # ratios e^0.5 ~ 1.65 and e^-0.5 ~ 0.61
+    # ratios e^0.5 ~ 1.65 and e^-0.5 ~ 0.61
+    logp = torch.tensor([0.5, -0.5, 0.5, -0.5], requires_grad=True)
     adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
     loss, _, _ = ppo.policy_loss(logp, torch.zeros(4), adv, 0.2)
     loss.sum().backward()
     assert logp.grad[0] == 0 and logp.grad[1] == 0  # clipped: no push further out
-    assert logp.grad[2] != 0 and logp.grad[3] != 0  # moving back towards the region still gets gradient
+    # moving back towards the region still gets gradient
+    assert logp.grad[2] != 0 and logp.grad[3] != 0
 
 
 def test_value_loss_matches_reference(gen):
@@ -204,7 +210,8 @@ def test_explained_variance(gen):
     ret = torch.randn(3, 4, generator=gen, dtype=torch.float64)
     val = ret + 0.1 * torch.randn(3, 4, generator=gen, dtype=torch.float64)
     r, v = ret[mask.bool()].numpy(), val[mask.bool()].numpy()
-    assert ppo.explained_variance(val, ret, mask).item() == pytest.approx(1 - np.var(r - v, ddof=1) / np.var(r, ddof=1))
+    assert (ppo.explained_variance(val, ret, mask).item()
+            == pytest.approx(1 - np.var(r - v, ddof=1) / np.var(r, ddof=1)))
     assert ppo.explained_variance(ret, ret, mask).item() == pytest.approx(1.0)
 
 
@@ -222,7 +229,8 @@ def test_adaptive_kl_controller_follows_ziegler_update():
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo", "reinforce"])
 def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
-    """The whole policy loss against a loop over tokens: surrogate, entropy bonus, GRPO's KL term, aggregation."""
+    """The whole policy loss against a loop over tokens: surrogate, entropy bonus, GRPO's KL term,
+    aggregation."""
     B, T, eps_low, eps_high, ent_coef, beta = 3, 5, 0.2, 0.28, 0.01, 0.04
     logp = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3
     old = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
@@ -231,8 +239,8 @@ def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
     ent = torch.rand(B, T, generator=gen, dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.float64)
     weights = ppo.loss_weights(mask, "seq-mean-token-mean", mask.sum(), B)
-    loss, stats = ppo.actor_loss(logp, old, adv, ent, weights, mask, algorithm, eps_low, eps_high, ent_coef,
-                                 ref if algorithm == "grpo" else None, beta, "k3")
+    loss, stats = ppo.actor_loss(logp, old, adv, ent, weights, mask, algorithm, eps_low, eps_high,
+                                 ent_coef, ref if algorithm == "grpo" else None, beta, "k3")
     expected = 0.0
     for i in range(B):
         n = int(mask[i].sum())
@@ -254,19 +262,23 @@ def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "reinforce"])
 def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
-    """advantages_for against per-row loops: GAE with gamma = lam = 1 is reward-to-go minus value, then whitened;
-    GRPO's is the group z-score; REINFORCE's the KL-penalised score minus the mean of the group's others."""
+    """advantages_for against per-row loops: GAE with gamma = lam = 1 is reward-to-go minus value,
+    then whitened; GRPO's is the group z-score; REINFORCE's the KL-penalised score minus the mean of
+    the group's others."""
     B, T, G, beta = 4, 4, 2, 0.1
     scores = torch.randn(B, generator=gen, dtype=torch.float64)
     kl = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.1
     values = torch.randn(B, T, generator=gen, dtype=torch.float64)
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]],
+                        dtype=torch.float64)
     kl = kl * mask
-    rewards, raw, adv, returns = ppo.advantages_for(algorithm, scores, kl, values, mask, beta, 1.0, 1.0, G)
+    rewards, raw, adv, returns = ppo.advantages_for(algorithm, scores, kl, values, mask, beta, 1.0,
+                                                    1.0, G)
     for i in range(B):
         n = int(mask[i].sum())
         if algorithm == "ppo":
-            r = [-beta * kl[i, t].item() + (scores[i].item() if t == n - 1 else 0.0) for t in range(n)]
+            r = [-beta * kl[i, t].item() + (scores[i].item() if t == n - 1 else 0.0)
+                 for t in range(n)]
             for t in range(n):
                 assert raw[i, t].item() == pytest.approx(sum(r[t:]) - values[i, t].item())
                 assert returns[i, t].item() == pytest.approx(sum(r[t:]))
@@ -276,7 +288,8 @@ def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
             assert all(adv[i, t].item() == pytest.approx(z) for t in range(n))
         elif algorithm == "dr_grpo":  # Liu et al. 2025: the group's mean alone, no std
             g = scores.view(-1, G)[i // G].tolist()
-            assert all(adv[i, t].item() == pytest.approx(scores[i].item() - sum(g) / len(g)) for t in range(n))
+            assert all(adv[i, t].item() == pytest.approx(scores[i].item() - sum(g) / len(g))
+                       for t in range(n))
         else:
             seq = scores - beta * kl.sum(1)
             other = seq[i + 1 if i % 2 == 0 else i - 1].item()
@@ -284,35 +297,42 @@ def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
         assert (adv[i, n:] == 0).all()
     if algorithm == "ppo":
         valid = raw[mask.bool()]
-        torch.testing.assert_close(adv[mask.bool()], (valid - valid.mean()) / (valid.var() + 1e-8).sqrt())
+        torch.testing.assert_close(adv[mask.bool()],
+                                   (valid - valid.mean()) / (valid.var() + 1e-8).sqrt())
     else:
         assert returns is None
 
 
 def test_dr_grpo_loss_is_a_token_sum_over_the_constant_horizon(gen):
-    """Dr. GRPO's aggregation (Liu et al. 2025; TRL's loss_type="dr_grpo") against a loop: every token's clipped
-    surrogate plus the k3 KL term, summed, divided by B * MAX_NEW_TOKENS whatever each response's length; so, unlike
-    GRPO's, a token of a long response weighs what a token of a short one does."""
+    """Dr. GRPO's aggregation (Liu et al. 2025; TRL's loss_type="dr_grpo") against a loop: every
+    token's clipped surrogate plus the k3 KL term, summed, divided by B * MAX_NEW_TOKENS whatever
+    each response's length; so, unlike GRPO's, a token of a long response weighs what a token of a
+    short one does."""
     B, T, eps, beta = 3, 6, 0.2, 0.04
     logp = torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3
     old = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
     ref = logp + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.2
     adv = torch.randn(B, T, generator=gen, dtype=torch.float64)
-    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.float64)
-    weights = ppo.loss_weights(mask, ppo.ALGORITHMS["dr_grpo"].defaults["LOSS_AGG"], mask.sum(), B, T)
-    loss, _ = ppo.actor_loss(logp, old, adv, torch.zeros_like(adv), weights, mask, "dr_grpo", eps, eps, 0.0, ref,
-                             beta, "k3")
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]],
+                        dtype=torch.float64)
+    weights = ppo.loss_weights(mask, ppo.ALGORITHMS["dr_grpo"].defaults["LOSS_AGG"], mask.sum(), B,
+                               T)
+    loss, _ = ppo.actor_loss(logp, old, adv, torch.zeros_like(adv), weights, mask, "dr_grpo", eps,
+                             eps, 0.0, ref, beta, "k3")
     expected = 0.0
     for i in range(B):
         for t in range(int(mask[i].sum())):
             r, a = math.exp(logp[i, t].item() - old[i, t].item()), adv[i, t].item()
             q = math.exp(ref[i, t].item() - logp[i, t].item())
-            expected += (-min(r * a, min(max(r, 1 - eps), 1 + eps) * a) + beta * (q - 1 - math.log(q))) / (B * T)
+            expected += (
+                -min(r * a, min(
+                    max(r, 1 - eps), 1 + eps) * a) + beta * (q - 1 - math.log(q))) / (B * T)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_shaped_scores_against_a_loop(gen):
-    """The missing-EOS penalty on responses that never ended, and DAPO's overlong shaping by length."""
+    """The missing-EOS penalty on responses that never ended, and DAPO's overlong shaping by
+    length."""
     scores = torch.randn(6, generator=gen, dtype=torch.float64)
     ended = torch.tensor([True, False, True, False, True, True])
     lengths = torch.tensor([3, 10, 8, 10, 9, 5])
@@ -321,12 +341,14 @@ def test_shaped_scores_against_a_loop(gen):
         over = min(max((lengths[i].item() - (10 - 4)) / 4, 0.0), 1.0)
         expected = scores[i].item() - (0.0 if ended[i] else 0.5) - 2.0 * over
         assert shaped[i].item() == pytest.approx(expected)
-    assert torch.equal(ppo.shaped_scores(scores, ended, lengths, None, 1.0, 10, 0), scores)  # both off
+    # both off
+    assert torch.equal(ppo.shaped_scores(scores, ended, lengths, None, 1.0, 10, 0), scores)
 
 
 def test_step_statistics_in_the_order_logged(gen):
-    """The metrics of one step from its tensors: means over valid tokens, the k1 kl given, the penalty and the
-    score apart only with per-token rewards, the critic's three only with values, in metrics.jsonl's order."""
+    """The metrics of one step from its tensors: means over valid tokens, the k1 kl given, the
+    penalty and the score apart only with per-token rewards, the critic's three only with values, in
+    metrics.jsonl's order."""
     B, T, G = 4, 3, 2
     mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]], dtype=torch.float64)
     scores = torch.randn(B, generator=gen, dtype=torch.float64)
@@ -334,18 +356,26 @@ def test_step_statistics_in_the_order_logged(gen):
     kl = torch.rand(B, T, generator=gen, dtype=torch.float64) * mask
     rewards = torch.randn(B, T, generator=gen, dtype=torch.float64)
     values, returns = torch.randn(B, T, generator=gen, dtype=torch.float64), raw.clone()
-    args = (0, scores, mask, torch.tensor([True, False, True, True]), mask.sum(1), raw, 0.7, {"policy_loss": 0.1},
-            torch.tensor(2.5), 0.05)
+    args = (0, scores, mask, torch.tensor([True, False, True, True]), mask.sum(1), raw, 0.7,
+            {"policy_loss": 0.1}, torch.tensor(2.5), 0.05)
     with_critic = ppo.step_statistics(*args, kl, rewards, values, returns, G, {"lr": 1e-3}, {}, {})
-    assert list(with_critic) == ["step", "reward", "reward_std", "advantage", "entropy", "policy_loss",
-                                 "response_length", "eos_fraction", "lr", "kl", "kl_coef", "non_score_reward",
-                                 "rlhf_reward", "value", "return", "explained_variance", "reward_std_in_group"]
-    assert with_critic["advantage"].item() == pytest.approx(sum(raw[i, t].item() for i in range(B) for t in range(T)
-                                                                if mask[i, t]) / mask.sum().item())
+    assert list(with_critic) == ["step", "reward", "reward_std", "advantage", "entropy",
+                                 "policy_loss",
+                                 "response_length", "eos_fraction", "lr", "kl", "kl_coef",
+                                 "non_score_reward",
+                                 "rlhf_reward", "value", "return", "explained_variance",
+                                 "reward_std_in_group"]
+    valid = [raw[i, t].item() for i in range(B) for t in range(T) if mask[i, t]]
+    assert with_critic["advantage"].item() == pytest.approx(sum(valid) / mask.sum().item())
     assert with_critic["non_score_reward"].item() == pytest.approx(-0.05 * kl.sum().item() / B)
-    assert with_critic["eos_fraction"].item() == 0.75 and with_critic["response_length"].item() == 2.25
+    assert with_critic["eos_fraction"].item() == 0.75
+    assert with_critic["response_length"].item() == 2.25
     groups = scores.view(-1, G)
     assert with_critic["reward_std_in_group"].item() == pytest.approx(groups.std(1).mean().item())
-    plain = ppo.step_statistics(*args, None, rewards, None, None, 1, {}, {"a": scores}, {"sampling_rounds": 2})
-    assert "non_score_reward" not in plain and "value" not in plain and "reward_std_in_group" not in plain
-    assert plain["reward_a"].item() == pytest.approx(scores.mean().item()) and plain["sampling_rounds"] == 2
+    plain = ppo.step_statistics(*args, None, rewards, None, None, 1, {}, {"a": scores},
+                                {"sampling_rounds": 2})
+    assert "non_score_reward" not in plain
+    assert "value" not in plain
+    assert "reward_std_in_group" not in plain
+    assert plain["reward_a"].item() == pytest.approx(scores.mean().item())
+    assert plain["sampling_rounds"] == 2

@@ -5,7 +5,8 @@ from conftest import tiny_args
 
 
 def test_evaluate_compares_policies_on_fresh_samples(tiny, capsys):
-    args = [a for a in tiny_args(tiny, "unused") if a.split("=")[0] in ("--DATASET", "--MAX_NEW_TOKENS")]
+    args = [a for a in tiny_args(tiny, "unused")
+            if a.split("=")[0] in ("--DATASET", "--MAX_NEW_TOKENS")]
     assert evaluate.main([tiny["policy"], tiny["policy"], "--REWARD_MODEL=reward_fns:word_count",
                           "--EVAL_SAMPLES=2", *args]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,7 @@
-"""Hostile-but-ordinary input, class by class (issue 10): each case asserts the exit code, one message and no
-traceback, and that the files written before it are intact. Most are refused before any model loads and run
-in-process in well under a second; the ones that need a real process (signals, locks, a full disk) run one."""
+"""Hostile-but-ordinary input, class by class: each case asserts the exit code, one
+message and no traceback, and that the files written before it are intact. Most are refused before
+any model loads and run in-process in well under a second; the ones that need a real process
+(signals, locks, a full disk) run one."""
 import errno
 import hashlib
 import json
@@ -15,12 +16,15 @@ import pytest
 import torch
 
 import ppo
+from machinery import run
+from machinery import models
 from machinery import preflight
 from conftest import ROOT, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
-UNREACHABLE = "http://127.0.0.1:9"  # the discard port on this machine: refused at once, as a hub with no network
+# the discard port on this machine: refused at once, as a hub with no network
+UNREACHABLE = "http://127.0.0.1:9"
 
 
 def args_for(tiny, out, **overrides):
@@ -29,8 +33,8 @@ def args_for(tiny, out, **overrides):
 
 
 def snapshot(folder):
-    """{relative path: sha1} of every file under folder ({} if it does not exist), but the run lock, which
-    holds the process id of whoever last took it."""
+    """{relative path: sha1} of every file under folder ({} if it does not exist), but the run lock,
+    which holds the process id of whoever last took it."""
     found = {}
     for root, _, files in os.walk(folder):
         for name in set(files) - {preflight.RunLock.NAME}:
@@ -57,7 +61,8 @@ def finished(tiny, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def modules(tmp_path_factory):
-    """Reward-function modules that cannot be imported, in a folder put on sys.path by the cases that use them."""
+    """Reward-function modules that cannot be imported, in a folder put on sys.path by the cases
+    that use them."""
     d = tmp_path_factory.mktemp("modules")
     (d / "bad_syntax.py").write_text("def score(prompts, responses)\n    return [0.0]\n")
     (d / "raises_at_import.py").write_text("raise RuntimeError('no GPU for the judge')\n")
@@ -67,12 +72,15 @@ def modules(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def variants(tiny, tmp_path_factory):
-    """Models that are not quite what they claim: a 2-label sentiment classifier as reward model, a 2-label
-    classifier of the policy's kind (a critic start), a policy folder without its tokenizer files."""
-    from transformers import AutoTokenizer, DebertaV2ForSequenceClassification, Qwen3ForSequenceClassification
+    """Models that are not quite what they claim: a 2-label sentiment classifier as reward model, a
+    2-label classifier of the policy's kind (a critic start), a policy folder without its tokenizer
+    files."""
+    from transformers import (AutoTokenizer, DebertaV2ForSequenceClassification,
+                              Qwen3ForSequenceClassification)
     from transformers import AutoConfig
     d = tmp_path_factory.mktemp("variants")
-    labels = dict(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    labels = dict(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                  label2id={"NEGATIVE": 0, "POSITIVE": 1})
     two = AutoConfig.from_pretrained(tiny["reward"], **labels)
     torch.manual_seed(0)
     DebertaV2ForSequenceClassification(two).save_pretrained(d / "sentiment")
@@ -81,14 +89,16 @@ def variants(tiny, tmp_path_factory):
     Qwen3ForSequenceClassification(config).save_pretrained(d / "classifier")
     AutoTokenizer.from_pretrained(tiny["policy"]).save_pretrained(d / "classifier")
     shutil.copytree(tiny["policy"], d / "no_tokenizer",
-                    ignore=lambda folder, names: [n for n in names if n not in ("config.json", "model.safetensors")])
+                    ignore=lambda folder,
+                    names: [n for n in names if n not in ("config.json", "model.safetensors")])
     return {"sentiment": str(d / "sentiment"), "classifier": str(d / "classifier"),
             "no_tokenizer": str(d / "no_tokenizer"), "dir": d}
 
 
-# ---- the cases -------------------------------------------------------------------------------------------------
-# Each prepare(c) sets up what the case needs (c.out is the OUTPUT_DIR, c.finished a finished run to copy) and
-# returns the setting overrides; the case then expects (exit code, text of the one error line).
+# ---- the cases -----------------------------------------------------------------------------------
+# Each prepare(c) sets up what the case needs (c.out is the OUTPUT_DIR, c.finished a finished run to
+# copy) and returns the setting overrides; the case then expects (exit code, text of the one error
+# line).
 def offline(c):
     c.monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     c.monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
@@ -122,7 +132,8 @@ def pickled_code(c):
     """A trainer_state.pt whose unpickling would run code: it must not run."""
     copy_run(c)
     marker = c.tmp / "ran"
-    state = {"counters": {}, "rng": {}, "optimizers": [], "schedulers": [], "payload": Payload(str(marker))}
+    state = {"counters": {}, "rng": {}, "optimizers": [], "schedulers": [],
+             "payload": Payload(str(marker))}
     torch.save(state, os.path.join(c.out, "checkpoint", "trainer_state.pt"))
     c.after = lambda: not marker.exists()
     return {"RESUME": True, "MAX_STEPS": 3}
@@ -183,87 +194,119 @@ class C:  # one case
 
 QWEN, DEBERTA = "Qwen/Qwen3-0.6B", "OpenAssistant/reward-model-deberta-v3-large-v2"
 CASES = [
-    # 1. hub ids are hub ids: not local, so the hub; unreachable or offline -> one line naming setting and id
-    C(1, "seed-actor-offline", offline, 2, f"ACTOR_MODEL='{QWEN}' is neither a local folder nor in the hub cache, "
+    # 1. hub ids are hub ids: not local, so the hub; unreachable or offline -> one line naming
+    #    setting and id
+    C(1, "seed-actor-offline", offline, 2,
+      f"ACTOR_MODEL='{QWEN}' is neither a local folder nor in the hub cache, "
       f"and HF_HUB_OFFLINE is set", ACTOR_MODEL=QWEN, CRITIC_MODEL=QWEN),
-    C(1, "seed-reward-unreachable", unreachable, 2, f"REWARD_MODEL='{DEBERTA}' is neither a local folder nor "
-      f"reachable on the hub ({UNREACHABLE}", REWARD_MODEL=DEBERTA),
-    C(1, "bare-name-offline", offline, 2, "ACTOR_MODEL='gpt2' is neither a local folder nor in the hub cache",
-      ACTOR_MODEL="gpt2"),
-    C(1, "critic-unreachable", unreachable, 2, "CRITIC_MODEL='someone/critic' is neither a local folder nor "
+    C(1, "seed-reward-unreachable", unreachable, 2,
+      f"REWARD_MODEL='{DEBERTA}' is neither a local folder nor reachable on the hub "
+      f"({UNREACHABLE}", REWARD_MODEL=DEBERTA),
+    C(1, "bare-name-offline", offline, 2,
+      "ACTOR_MODEL='gpt2' is neither a local folder nor in the hub cache", ACTOR_MODEL="gpt2"),
+    C(1, "critic-unreachable", unreachable, 2,
+      "CRITIC_MODEL='someone/critic' is neither a local folder nor "
       "reachable", CRITIC_MODEL="someone/critic"),
-    C(1, "dataset-unreachable", unreachable, 2, "DATASET='someone/prompts' is neither a local file or folder nor "
-      "reachable on the hub", DATASET="someone/prompts"),
-    C(1, "dataset-offline", offline, 2, "DATASET='someone/prompts' is neither a local file or folder nor loadable "
+    C(1, "dataset-unreachable", unreachable, 2,
+      "DATASET='someone/prompts' is neither a local file or folder nor reachable on the "
+      "hub", DATASET="someone/prompts"),
+    C(1, "dataset-offline", offline, 2,
+      "DATASET='someone/prompts' is neither a local file or folder nor loadable "
       "from the hub", DATASET="someone/prompts"),
-    C(1, "a-path-is-not-sent-to-the-hub", unreachable, 2, "ACTOR_MODEL='./models/qwen': no such folder",
-      ACTOR_MODEL="./models/qwen"),
-    C(1, "deep-path", unreachable, 2, "REWARD_MODEL='runs/rm/final': no such folder", REWARD_MODEL="runs/rm/final"),
-    # 2. typed settings: wrong type or out of range -> one line naming the setting and what it accepts
+    C(1, "a-path-is-not-sent-to-the-hub", unreachable, 2,
+      "ACTOR_MODEL='./models/qwen': no such folder", ACTOR_MODEL="./models/qwen"),
+    C(1, "deep-path", unreachable, 2, "REWARD_MODEL='runs/rm/final': no such folder",
+      REWARD_MODEL="runs/rm/final"),
+    # 2. typed settings: wrong type or out of range -> one line naming the setting and what it
+    #    accepts
     C(2, "overwrite-false", copy_run, 2, "already holds a run", OVERWRITE="false"),
     C(2, "overwrite-FALSE", copy_run, 2, "already holds a run", OVERWRITE="FALSE"),
     C(2, "lr-abc", None, 2, "LEARNING_RATE must be a number >= 0, got 'abc'", LEARNING_RATE="abc"),
     C(2, "entropy-abc", None, 2, "ENTROPY_COEF must be a number, got 'abc'", ENTROPY_COEF="abc"),
-    C(2, "num-samples-abc", None, 2, "NUM_SAMPLES must be an integer >= 0, got 'abc'", NUM_SAMPLES="abc"),
-    C(2, "grad-norm-negative", None, 2, "MAX_GRAD_NORM must be a number > 0 or None, got -1.0", MAX_GRAD_NORM=-1),
+    C(2, "num-samples-abc", None, 2, "NUM_SAMPLES must be an integer >= 0, got 'abc'",
+      NUM_SAMPLES="abc"),
+    C(2, "grad-norm-negative", None, 2, "MAX_GRAD_NORM must be a number > 0 or None, got -1.0",
+      MAX_GRAD_NORM=-1),
     C(2, "kl-horizon-0", None, 2, "KL_HORIZON must be an integer >= 1, got 0", KL_HORIZON=0),
     C(2, "seed-negative", None, 2, "SEED must be an integer in [0, 4294967295], got -1", SEED=-1),
-    C(2, "lr-negative", None, 2, "LEARNING_RATE must be a number >= 0, got -1e-05", LEARNING_RATE=-1e-5),
-    C(2, "temperature-nan", None, 2, "TEMPERATURE must be a number > 0, got nan", TEMPERATURE="nan"),
-    C(2, "batch-size-float", None, 2, "BATCH_SIZE must be an integer >= 1, got '8.5'", BATCH_SIZE=8.5),
+    C(2, "lr-negative", None, 2, "LEARNING_RATE must be a number >= 0, got -1e-05",
+      LEARNING_RATE=-1e-5),
+    C(2, "temperature-nan", None, 2, "TEMPERATURE must be a number > 0, got nan",
+      TEMPERATURE="nan"),
+    C(2, "batch-size-float", None, 2, "BATCH_SIZE must be an integer >= 1, got '8.5'",
+      BATCH_SIZE=8.5),
     C(2, "debug-maybe", None, 2, "DEBUG must be True or False, got 'maybe'", DEBUG="maybe"),
-    C(2, "algorithm-case", None, 2, "ALGORITHM must be one of 'ppo', 'grpo', 'dr_grpo', 'dapo', 'reinforce', got "
-      "'PPO'",
+    C(2, "algorithm-case", None, 2,
+      "ALGORITHM must be one of 'ppo', 'grpo', 'dr_grpo', 'dapo', 'reinforce', got " "'PPO'",
       ALGORITHM="PPO"),
-    C(2, "lora-targets-missing", None, 2, "LORA_TARGET_MODULES names ['query_key_value'], which ACTOR_MODEL=",
+    C(2, "lora-targets-missing", None, 2,
+      "LORA_TARGET_MODULES names ['query_key_value'], which ACTOR_MODEL=",
       LORA_RANK=4, LORA_TARGET_MODULES="query_key_value"),
-    C(2, "config-py-edited", edited_config("GAMMA", "1.0"), 2, "GAMMA must be a number in [0, 1], got '1.0'"),
-    C(2, "chat-template-1", None, 2, "CHAT_TEMPLATE must be one of 'auto', True, False, got '1'", CHAT_TEMPLATE=1),
+    C(2, "config-py-edited", edited_config("GAMMA", "1.0"), 2,
+      "GAMMA must be a number in [0, 1], got '1.0'"),
+    C(2, "chat-template-1", None, 2, "CHAT_TEMPLATE must be one of 'auto', True, False, got '1'",
+      CHAT_TEMPLATE=1),
     # 3. one run per folder; a run that died before its first checkpoint is not a dead end
-    C(3, "dead-run-restarted", dead_run, 2, "holds the logs of a run that stopped before its first checkpoint, so "
+    C(3, "dead-run-restarted", dead_run, 2,
+      "holds the logs of a run that stopped before its first checkpoint, so "
       "it cannot be resumed: replace it with --OVERWRITE=True"),
-    C(3, "dead-run-resumed", dead_run, 2, "stopped before its first checkpoint (one is written every SAVE_EVERY "
+    C(3, "dead-run-resumed", dead_run, 2,
+      "stopped before its first checkpoint (one is written every SAVE_EVERY "
       "steps), so there is nothing to resume: start it again with --OVERWRITE=True", RESUME=True),
-    C(3, "resume-and-overwrite", copy_run, 2, "RESUME=True and OVERWRITE=True contradict each other", RESUME=True,
-      OVERWRITE=True),
-    C(3, "resume-changed-settings", copy_run, 2, "LEARNING_RATE 0.0003 -> 0.001", RESUME=True, MAX_STEPS=3,
-      LEARNING_RATE=1e-3),
+    C(3, "resume-and-overwrite", copy_run, 2,
+      "RESUME=True and OVERWRITE=True contradict each other", RESUME=True, OVERWRITE=True),
+    C(3, "resume-changed-settings", copy_run, 2, "LEARNING_RATE 0.0003 -> 0.001", RESUME=True,
+      MAX_STEPS=3, LEARNING_RATE=1e-3),
     # 4. the output folder, checked before loading
-    C(4, "output-is-a-file", lambda c: c.out.write_text("notes\n") and {}, 2, "is a file, not a folder"),
-    C(4, "output-under-a-file", None, 2, "which is a file, not a folder", OUTPUT_DIR="{tiny_prompts}/run"),
-    C(4, "output-name-too-long", None, 2, "cannot be a folder: File name too long", OUTPUT_DIR="{tmp}/" + "x" * 300),
+    C(4, "output-is-a-file", lambda c: c.out.write_text("notes\n") and {}, 2,
+      "is a file, not a folder"),
+    C(4, "output-under-a-file", None, 2, "which is a file, not a folder",
+      OUTPUT_DIR="{tiny_prompts}/run"),
+    C(4, "output-name-too-long", None, 2, "cannot be a folder: File name too long",
+      OUTPUT_DIR="{tmp}/" + "x" * 300),
     C(4, "output-is-the-code", None, 2, "is the code's folder", OUTPUT_DIR=ROOT),
     C(4, "output-is-the-actor", None, 2, "is ACTOR_MODEL itself", OUTPUT_DIR="{tiny_policy}"),
     # 5. damaged checkpoints, found before models load; the spelling of OUTPUT_DIR is no setting
-    C(5, "state-truncated", damage("checkpoint/trainer_state.pt", "truncate"), 2, "trainer_state.pt is damaged"),
-    C(5, "state-garbage", damage("checkpoint/trainer_state.pt", "garbage"), 2, "trainer_state.pt is damaged"),
+    C(5, "state-truncated", damage("checkpoint/trainer_state.pt", "truncate"), 2,
+      "trainer_state.pt is damaged"),
+    C(5, "state-garbage", damage("checkpoint/trainer_state.pt", "garbage"), 2,
+      "trainer_state.pt is damaged"),
     C(5, "weights-truncated", damage("checkpoint/policy/model.safetensors", "truncate"), 2,
       "model.safetensors is truncated"),
     C(5, "weights-garbage", damage("checkpoint/critic/model.safetensors", "garbage"), 2,
       "checkpoint/critic/: model.safetensors is"),
-    C(5, "critic-missing", damage("checkpoint/critic", "remove"), 2, "checkpoint/critic/ is missing"),
-    C(5, "settings-garbage", damage("checkpoint/settings.json", "garbage"), 2, "settings.json is damaged"),
-    C(5, "state-missing", damage("checkpoint/trainer_state.pt", "remove"), 2, "trainer_state.pt is missing"),
+    C(5, "critic-missing", damage("checkpoint/critic", "remove"), 2,
+      "checkpoint/critic/ is missing"),
+    C(5, "settings-garbage", damage("checkpoint/settings.json", "garbage"), 2,
+      "settings.json is damaged"),
+    C(5, "state-missing", damage("checkpoint/trainer_state.pt", "remove"), 2,
+      "trainer_state.pt is missing"),
     # 6. reward functions: any error while importing or on the test call -> one line, exit 2
     C(6, "syntax-error", with_modules, 2, "cannot import bad_syntax (SyntaxError",
       REWARD_MODEL="bad_syntax:score"),
-    C(6, "raises-at-import", with_modules, 2, "cannot import raises_at_import (RuntimeError: no GPU for the "
+    C(6, "raises-at-import", with_modules, 2,
+      "cannot import raises_at_import (RuntimeError: no GPU for the "
       "judge)", REWARD_MODEL="raises_at_import:score"),
     C(6, "exits-at-import", with_modules, 2, "cannot import exits_at_import (SystemExit: 4)",
       REWARD_MODEL="exits_at_import:score"),
     C(6, "no-module", None, 2, "write a reward function as module:function", REWARD_MODEL=":score"),
-    C(6, "relative-module", None, 2, "write a reward function as module:function", REWARD_MODEL=".reward_fns:score"),
-    C(6, "no-function-name", None, 2, "write a reward function as module:function", REWARD_MODEL="reward_fns:"),
+    C(6, "relative-module", None, 2, "write a reward function as module:function",
+      REWARD_MODEL=".reward_fns:score"),
+    C(6, "no-function-name", None, 2, "write a reward function as module:function",
+      REWARD_MODEL="reward_fns:"),
     C(6, "no-such-function", None, 2, "module reward_fns (", REWARD_MODEL="reward_fns:nope"),
-    C(6, "exits-on-test-call", None, 2, "failed on a test call: reward function exits raised SystemExit",
+    C(6, "exits-on-test-call", None, 2,
+      "failed on a test call: reward function exits raised SystemExit",
       REWARD_MODEL="reward_fns:exits"),
     C(6, "exits-in-training", None, 1, "reward function exits_after_probe raised SystemExit",
       REWARD_MODEL="reward_fns:exits_after_probe"),
-    C(6, "interrupt-in-training", None, 1, "reward function interrupts_after_probe raised KeyboardInterrupt",
+    C(6, "interrupt-in-training", None, 1,
+      "reward function interrupts_after_probe raised KeyboardInterrupt",
       REWARD_MODEL="reward_fns:interrupts_after_probe"),
     # 9. checkpoints are data: anything else is refused, unread
     C(9, "pickled-code", pickled_code, 2, "holds Python objects besides tensors and plain values"),
-    C(9, "old-numpy-state", numpy_state, 2, "holds Python objects besides tensors and plain values"),
+    C(9, "old-numpy-state", numpy_state, 2,
+      "holds Python objects besides tensors and plain values"),
     C(9, "state-missing-keys", lambda c: (copy_run(c), torch.save({"counters": {}}, os.path.join(
         c.out, "checkpoint", "trainer_state.pt")), {"RESUME": True, "MAX_STEPS": 3})[-1], 2,
       "trainer_state.pt is damaged (no optimizers, rng, schedulers)"),
@@ -271,7 +314,8 @@ CASES = [
 
 
 def inside_run(path):
-    """A finished run in c.out with a copy of one of the tiny inputs inside it, at path (relative to c.out)."""
+    """A finished run in c.out with a copy of one of the tiny inputs inside it, at path (relative to
+    c.out)."""
     def prepare(c):
         copy_run(c)
         source = {"prompts.jsonl": c.tiny["prompts"]}.get(os.path.basename(path), c.tiny["policy"])
@@ -294,7 +338,8 @@ def user_folder(*names):
 
 def reward_module_in_out(c):
     c.out.mkdir()
-    (c.out / "my_reward.py").write_text("def score(prompts, responses):\n    return [1.0 for _ in responses]\n")
+    (c.out / "my_reward.py").write_text(
+        "def score(prompts, responses):\n    return [1.0 for _ in responses]\n")
     c.monkeypatch.syspath_prepend(str(c.out))
     return {"REWARD_MODEL": "my_reward:score"}
 
@@ -313,7 +358,8 @@ def config_in_out(c):
 
 
 def resume_with(change):
-    """A finished run, trained on a prompts file of its own, whose rows change(rows) then changed; resumed."""
+    """A finished run, trained on a prompts file of its own, whose rows change(rows) then changed;
+    resumed."""
     def prepare(c):
         copy_run(c)
         with open(c.tiny["prompts"]) as f:
@@ -348,47 +394,60 @@ def gzipped_with_split(c):
     return {"DATASET": str(c.tmp / "prompts.jsonl.gz"), "DATASET_SPLIT": "test"}
 
 
-# Issue 22's classes, numbered on from the table above: 11 a run writes only files it owns; 12 OVERWRITE replaces a
-# run whole (mostly behaviour, below the table); 13 models are what they claim; 14 faults are named; 15 every
-# entry point keeps the promise (below: the other scripts); 16 smaller surprises.
+# More classes, numbered on from the table above: 11 a run writes only files it owns; 12
+# OVERWRITE replaces a run whole (mostly behaviour, below the table); 13 models are what they claim;
+# 14 faults are named; 15 every entry point keeps the promise (below: the other scripts); 16 smaller
+# surprises.
 CASES += [
-    C(11, "dataset-inside-the-run", inside_run("data/prompts.jsonl"), 2, r"DATASET='.*data/prompts.jsonl' lies "
+    C(11, "dataset-inside-the-run", inside_run("data/prompts.jsonl"), 2,
+      r"DATASET='.*data/prompts.jsonl' lies "
       r"inside OUTPUT_DIR", DATASET="{out}/data/prompts.jsonl"),
-    C(11, "actor-is-a-run-folder-inside-out", inside_run("sft"), 2, "ACTOR_MODEL=.* lies inside OUTPUT_DIR",
+    C(11, "actor-is-a-run-folder-inside-out", inside_run("sft"), 2,
+      "ACTOR_MODEL=.* lies inside OUTPUT_DIR",
       ACTOR_MODEL="{out}/sft", CRITIC_MODEL="{out}/sft", OVERWRITE=True),
-    C(11, "reward-module-inside-out", reward_module_in_out, 2, "REWARD_MODEL=.*my_reward.py' lies inside OUTPUT_DIR"),
+    C(11, "reward-module-inside-out", reward_module_in_out, 2,
+      "REWARD_MODEL=.*my_reward.py' lies inside OUTPUT_DIR"),
     C(11, "out-inside-the-critic", None, 2, "OUTPUT_DIR=.* lies inside CRITIC_MODEL=",
       CRITIC_MODEL="{classifier}", OUTPUT_DIR="{classifier}/runs/new"),
     C(11, "out-inside-the-reward-model", None, 2, "OUTPUT_DIR=.* lies inside REWARD_MODEL=",
       REWARD_MODEL="{tiny_reward}", OUTPUT_DIR="{tiny_reward}/run"),
-    C(11, "user-folder-with-their-config", user_folder("config.py", "notes.md"), 2, "is a folder of other files "
-      r"\('config.py', 'notes.md'\), not a run's"),
-    C(11, "user-folder-overwrite", user_folder("config.json"), 2, "is a folder of other files", OVERWRITE=True),
+    C(11, "user-folder-with-their-config", user_folder("config.py", "notes.md"), 2,
+      "is a folder of other files " r"\('config.py', 'notes.md'\), not a run's"),
+    C(11, "user-folder-overwrite", user_folder("config.json"), 2, "is a folder of other files",
+      OVERWRITE=True),
     C(11, "config-file-inside-out", config_in_out, 2, "mine.py lies inside OUTPUT_DIR"),
-    C(13, "reward-with-two-labels", None, 2, r"has 2 outputs \('NEGATIVE', 'POSITIVE'\).*--REWARD_LABEL",
-      REWARD_MODEL="{sentiment}"),
-    C(13, "reward-label-unknown", None, 2, "REWARD_LABEL='GOOD' is none of REWARD_MODEL=", REWARD_MODEL="{sentiment}",
-      REWARD_LABEL="GOOD"),
-    C(13, "reward-label-index-out-of-range", None, 2, "REWARD_LABEL=2 is none of", REWARD_MODEL="{sentiment}",
-      REWARD_LABEL=2),
+    C(13, "reward-with-two-labels", None, 2,
+      r"has 2 outputs \('NEGATIVE', 'POSITIVE'\).*--REWARD_LABEL", REWARD_MODEL="{sentiment}"),
+    C(13, "reward-label-unknown", None, 2, "REWARD_LABEL='GOOD' is none of REWARD_MODEL=",
+      REWARD_MODEL="{sentiment}", REWARD_LABEL="GOOD"),
+    C(13, "reward-label-index-out-of-range", None, 2, "REWARD_LABEL=2 is none of",
+      REWARD_MODEL="{sentiment}", REWARD_LABEL=2),
     C(13, "policy-without-tokenizer", None, 2, "ACTOR_MODEL=.* holds no tokenizer files",
       ACTOR_MODEL="{no_tokenizer}", CRITIC_MODEL="{tiny_policy}"),
-    C(13, "prompt-plus-response-past-positions", None, 2, r"plus MAX_NEW_TOKENS=200 is \d+ tokens, more than the "
+    C(13, "prompt-plus-response-past-positions", None, 2,
+      r"plus MAX_NEW_TOKENS=200 is \d+ tokens, more than the "
       "128 positions ACTOR_MODEL", MAX_NEW_TOKENS=200),
-    C(13, "a-long-held-out-prompt-past-positions", long_eval_prompt, 2, r"the longest prompt \(128 tokens, "
+    C(13, "a-long-held-out-prompt-past-positions", long_eval_prompt, 2,
+      r"the longest prompt \(128 tokens, "
       r"MAX_PROMPT_LENGTH=128\) plus MAX_NEW_TOKENS=8 is 136 tokens, more than the 128 positions"),
-    C(13, "another-models-tokenizer", other_tokenizer, 2, r"its tokenizer has \d+ tokens, more than the \d+ the "
+    C(13, "another-models-tokenizer", other_tokenizer, 2,
+      r"its tokenizer has \d+ tokens, more than the \d+ the "
       "model embeds", ACTOR_MODEL="{tmp}/mixed", CRITIC_MODEL="{tmp}/mixed"),
-    C(13, "actor-is-a-classifier", None, 2, "ACTOR_MODEL=.* is a Qwen3ForSequenceClassification, not a causal LM",
+    C(13, "actor-is-a-classifier", None, 2,
+      "ACTOR_MODEL=.* is a Qwen3ForSequenceClassification, not a causal LM",
       ACTOR_MODEL="{classifier}"),
-    C(14, "reward-tensor-requires-grad", None, 2, "failed on a test call: reward function grad_tensor returned a "
-      "tensor that requires grad", REWARD_MODEL="reward_fns:grad_tensor"),
-    C(14, "dangling-output-link", dangling_link, 2, "is a symbolic link to .*gone', which does not exist"),
-    C(14, "reward-string", None, 2, "reward function returns_text returned str, not a list of floats",
+    C(14, "reward-tensor-requires-grad", None, 2,
+      "failed on a test call: reward function grad_tensor returned a tensor that requires "
+      "grad", REWARD_MODEL="reward_fns:grad_tensor"),
+    C(14, "dangling-output-link", dangling_link, 2,
+      "is a symbolic link to .*gone', which does not exist"),
+    C(14, "reward-string", None, 2,
+      "reward function returns_text returned str, not a list of floats",
       REWARD_MODEL="reward_fns:returns_text"),
-    C(16, "split-of-a-single-file", None, 2, "DATASET_SPLIT='validation', but DATASET=.* is one file",
-      DATASET_SPLIT="validation"),
-    C(16, "split-of-a-gzipped-file", gzipped_with_split, 2, "DATASET_SPLIT='test', but DATASET=.*jsonl.gz' is one"),
+    C(16, "split-of-a-single-file", None, 2,
+      "DATASET_SPLIT='validation', but DATASET=.* is one file", DATASET_SPLIT="validation"),
+    C(16, "split-of-a-gzipped-file", gzipped_with_split, 2,
+      "DATASET_SPLIT='test', but DATASET=.*jsonl.gz' is one"),
     C(16, "resume-after-rows-were-added", resume_with(lambda rows: rows + rows[:3]), 2,
       r"DATASET is not what the checkpoint was trained on \(48 prompts then, 51 now\)"),
     C(16, "resume-after-rows-were-reordered", resume_with(lambda rows: rows[::-1]), 2,
@@ -400,7 +459,8 @@ CASES += [
 
 class Context:
     def __init__(self, tiny, tmp, finished, modules, monkeypatch, variants):
-        self.tiny, self.tmp, self.out, self.finished, self.modules = tiny, tmp, tmp / "run", finished, modules
+        self.tiny, self.tmp, self.out = tiny, tmp, tmp / "run"
+        self.finished, self.modules = finished, modules
         self.monkeypatch, self.after, self.argv = monkeypatch, lambda: True, []
         self.names = {"tmp": str(tmp), "out": str(self.out), "tiny_prompts": tiny["prompts"],
                       "tiny_policy": tiny["policy"], "tiny_reward": tiny["reward"], **variants}
@@ -410,7 +470,8 @@ class Context:
 def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, capsys, variants):
     c = Context(tiny, tmp_path, finished, modules, monkeypatch, variants)
     overrides = dict((case.prepare(c) if case.prepare else None) or {})
-    overrides.update({k: v.format(**c.names) if isinstance(v, str) else v for k, v in case.overrides.items()})
+    overrides.update({k: v.format(**c.names) if isinstance(v, str) else v for k,
+                      v in case.overrides.items()})
     before = {name: snapshot(path) for name, path in (("out", c.out), ("tiny", tiny["dir"]),
                                                       ("variants", variants["dir"]))}
     lock_before = os.path.exists(c.out / preflight.RunLock.NAME)
@@ -418,33 +479,36 @@ def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, cap
     output = "".join(capsys.readouterr())
     assert code == case.code, output[-3000:]
     assert_one_message(output, code, case.message)
-    if code == 2:  # refused: nothing written, nothing changed, and the one line is not buried under the settings
+    # refused: nothing written, nothing changed, and the one line is not buried under the settings
+    if code == 2:
         assert snapshot(c.out) == before["out"]
         assert "settings:" not in output, output[-3000:]
-        assert os.path.exists(c.out / preflight.RunLock.NAME) == lock_before  # no lock file left behind either
+        # no lock file left behind either
+        assert os.path.exists(c.out / preflight.RunLock.NAME) == lock_before
     else:  # a fault in training: the run is saved, the step that failed rolled back
         assert preflight.checkpoint_problem(str(c.out / "checkpoint"), ["policy", "critic"]) is None
-    assert snapshot(tiny["dir"]) == before["tiny"] and snapshot(variants["dir"]) == before["variants"]
+    assert snapshot(tiny["dir"]) == before["tiny"]
+    assert snapshot(variants["dir"]) == before["variants"]
     assert c.after()
 
 
 def test_the_table_covers_every_class_three_times():
     counts = {k: sum(c.cls == k for c in CASES) for k in range(1, 17)}
-    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9, 11, 13, 14, 16)), counts  # 7, 8, 12, 15: below
+    # 7, 8, 12, 15: below
+    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9, 11, 13, 14, 16)), counts
     assert len(CASES) >= 60
 
 
-# ---- 3. one run per folder, with real processes ----------------------------------------------------------------
+# ---- 3. one run per folder, with real processes --------------------------------------------------
 HOLD = (
-    "import sys, time; from machinery import preflight; lock = preflight.RunLock(sys.argv[1]); print('locked', "
-    "flush=True); "
-    "time.sleep(300)")
+    "import sys, time; from machinery import preflight; lock = preflight.RunLock(sys.argv[1]); "
+    "print('locked', flush=True); time.sleep(300)")
 
 
 def test_a_busy_folder_is_refused_naming_the_holder_and_freed_when_it_dies(tiny, tmp_path, capsys):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(out)
@@ -455,13 +519,16 @@ def test_a_busy_folder_is_refused_naming_the_holder_and_freed_when_it_dies(tiny,
     finally:
         holder.kill()
         holder.wait()
-    assert ppo.main(args_for(tiny, out, MAX_STEPS=1)) == 0  # the kernel dropped the dead holder's lock
+    # the kernel dropped the dead holder's lock
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=1)) == 0
 
 
 def test_two_runs_started_together_into_one_folder_do_not_mix(tiny, tmp_path):
     out = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "ppo.py", *args_for(tiny, out, MAX_STEPS=3)], cwd=ROOT, env=ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "ppo.py", *args_for(tiny, out, MAX_STEPS=3)],
+                              cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 2], outputs
@@ -473,56 +540,66 @@ def test_two_runs_started_together_into_one_folder_do_not_mix(tiny, tmp_path):
 
 
 def test_a_folder_whose_run_died_at_once_is_free(tiny, tmp_path):
-    """A run killed before its first step leaves run.lock, config.json and an empty metrics.jsonl: no run."""
+    """A run killed before its first step leaves run.lock, config.json and an empty metrics.jsonl:
+    no run."""
     out = tmp_path / "run"
     out.mkdir()
-    for name, text in (("run.lock", "12345 elsewhere\n"), ("config.json", "{}"), ("metrics.jsonl", "")):
+    for name, text in (("run.lock", "12345 elsewhere\n"), ("config.json", "{}"),
+                       ("metrics.jsonl", "")):
         (out / name).write_text(text)
-    assert preflight.check_output_dir(ppo.load_config(args_for(tiny, out))) is None
+    assert preflight.check_output_dir(preflight.load_config(args_for(tiny, out))) is None
 
 
-# ---- 7. a full disk, a kill while saving the final folders -----------------------------------------------------
+# ---- 7. a full disk, a kill while saving the final folders ---------------------------------------
 def can_mount():
     return shutil.which("unshare") and subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         "mount -t tmpfs -o size=64k tmpfs /mnt"],
         capture_output=True).returncode == 0
 
 
 def folder_bytes(folder):
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, files in os.walk(folder) for f in files)
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _,
+               files in os.walk(folder) for f in files)
 
 
-@pytest.mark.skipif(not can_mount(), reason="needs a private mount namespace (root, unshare) for a small tmpfs")
+@pytest.mark.skipif(not can_mount(),
+                    reason="needs a private mount namespace (root, unshare) for a small tmpfs")
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path, finished):
-    """A real ENOSPC: OUTPUT_DIR on a tmpfs that holds one checkpoint and a half, so the second save fails."""
+    """A real ENOSPC: OUTPUT_DIR on a tmpfs that holds one checkpoint and a half, so the second save
+    fails."""
     size = int(folder_bytes(finished / "checkpoint") * 1.5)
     mnt, copy = tmp_path / "disk", tmp_path / "copy"
     mnt.mkdir()
     args = " ".join(f"'{a}'" for a in args_for(tiny, mnt / "run", MAX_STEPS=4))
-    script = (f"mount -t tmpfs -o size={size} tmpfs {mnt} && {sys.executable} ppo.py {args}; code=$?; "
-              f"cp -a {mnt}/run {copy}; exit $code")
-    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=300)
+    script = (
+        f"mount -t tmpfs -o size={size} tmpfs {mnt} && {sys.executable} ppo.py {args}; code=$?; "
+        f"cp -a {mnt}/run {copy}; exit $code")
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     assert_one_message(out.stdout + out.stderr, 1,
-                       r"checkpoint \(.* MiB free on that disk: most likely full; .*\); the previous one is kept")
+                       r"checkpoint \(.* MiB free on that disk: most likely full; .*\); the "
+                       r"previous one is kept")
     assert preflight.checkpoint_problem(str(copy / "checkpoint"), ["policy", "critic"]) is None
     assert not (copy / "checkpoint.tmp").exists()
 
 
-@pytest.mark.skipif(not can_mount(), reason="needs a private mount namespace (root, unshare) for a tmpfs")
+@pytest.mark.skipif(not can_mount(),
+                    reason="needs a private mount namespace (root, unshare) for a tmpfs")
 def test_a_read_only_output_folder_is_refused_before_loading(tiny, tmp_path):
     mnt = tmp_path / "ro"
     mnt.mkdir()
     args = " ".join(f"'{a}'" for a in args_for(tiny, mnt / "run"))
     script = f"mount -t tmpfs -o ro,size=64k tmpfs {mnt} && exec {sys.executable} ppo.py {args}"
-    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert_one_message(out.stderr, 2, f"cannot be written ('{mnt}': a read-only file system)")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits (see the read-only case)")
+@pytest.mark.skipif(os.geteuid() == 0,
+                    reason="root writes through permission bits (see the read-only case)")
 def test_a_folder_this_user_cannot_write_is_refused(tiny, tmp_path, capsys):
     parent = tmp_path / "locked"
     parent.mkdir(mode=0o555)
@@ -545,19 +622,22 @@ sys.exit(ppo.main(sys.argv[1:]))
 """
 
 
-def test_a_kill_while_writing_the_final_policy_leaves_the_previous_one_loadable(tiny, tmp_path, finished):
+def test_a_kill_while_writing_the_final_policy_leaves_the_previous_one_loadable(
+        tiny, tmp_path, finished):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     before = snapshot(out / "policy")
-    proc = subprocess.run([sys.executable, "-c", KILL_IN_FINAL_SAVE, *args_for(tiny, out, MAX_STEPS=3, RESUME=True)],
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_FINAL_SAVE,
+                           *args_for(tiny, out, MAX_STEPS=3, RESUME=True)],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert snapshot(out / "policy") == before  # the previous policy/, whole
-    ppo.load_causal_lm(str(out / "policy"), torch.device("cpu"), torch.float32)
+    models.load_causal_lm(str(out / "policy"), torch.device("cpu"), torch.float32)
     assert preflight.weights_problem(str(out / "policy.tmp"))  # the half-written one stayed aside
 
 
-def test_no_space_for_the_final_policy_keeps_the_previous_one(tiny, tmp_path, finished, monkeypatch, capsys):
+def test_no_space_for_the_final_policy_keeps_the_previous_one(
+        tiny, tmp_path, finished, monkeypatch, capsys):
     import transformers
     out = tmp_path / "run"
     shutil.copytree(finished, out)
@@ -573,20 +653,22 @@ def test_no_space_for_the_final_policy_keeps_the_previous_one(tiny, tmp_path, fi
 
     monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", save_pretrained)
     assert ppo.main(args_for(tiny, out, MAX_STEPS=3, RESUME=True)) == 1
-    assert_one_message("".join(capsys.readouterr()), 1, "policy (No space left on device); the previous one is kept")
+    assert_one_message("".join(capsys.readouterr()), 1,
+                       "policy (No space left on device); the previous one is kept")
     assert snapshot(out / "policy") == before and not (out / "policy.tmp").exists()
 
 
-# ---- 8. signals --------------------------------------------------------------------------------------------------
+# ---- 8. signals ----------------------------------------------------------------------------------
 SLOW_LOAD = """
 import sys, time
 import ppo
-real = ppo.load_causal_lm
+from machinery import setup
+real = setup.load_causal_lm
 def load_causal_lm(*a, **k):
     print("LOADING", flush=True)
     time.sleep(60)
     return real(*a, **k)
-ppo.load_causal_lm = load_causal_lm
+setup.load_causal_lm = load_causal_lm
 sys.exit(ppo.main(sys.argv[1:]))
 """
 
@@ -594,26 +676,30 @@ sys.exit(ppo.main(sys.argv[1:]))
 def test_ctrl_c_while_loading_says_one_line_and_writes_nothing(tiny, tmp_path):
     sig = signal.SIGINT
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-u", "-c", SLOW_LOAD, *args_for(tiny, out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-u", "-c", SLOW_LOAD, *args_for(tiny, out)], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.strip() == "LOADING":
             break
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig
-    assert_one_message(stderr, proc.returncode, f"{signal.Signals(sig).name} while starting; nothing was written")
+    assert_one_message(stderr, proc.returncode,
+                       f"{signal.Signals(sig).name} while starting; nothing was written")
     assert not out.exists()
 
 
 def test_a_second_sigterm_stops_at_once_keeping_the_last_checkpoint(tiny, tmp_path):
     sig = signal.SIGTERM  # a second Ctrl-C takes the same path (request_stop)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "ppo.py", *args_for(tiny, out, REWARD_MODEL="reward_fns:slow",
+    proc = subprocess.Popen([sys.executable, "ppo.py",
+                             *args_for(tiny, out, REWARD_MODEL="reward_fns:slow",
                                                                   MAX_STEPS=30)],
-                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     deadline = time.time() + 120
-    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2) \
+    while not ((out / "metrics.jsonl").exists()
+               and (out / "metrics.jsonl").read_text().count("\n") >= 2) \
             and time.time() < deadline:
         time.sleep(0.1)
     proc.send_signal(sig)
@@ -621,13 +707,15 @@ def test_a_second_sigterm_stops_at_once_keeping_the_last_checkpoint(tiny, tmp_pa
     proc.send_signal(sig)
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + sig, output[-3000:]
-    assert "Traceback" not in output and f"stopped at once by a second {signal.Signals(sig).name}" in output
+    assert "Traceback" not in output
+    assert f"stopped at once by a second {signal.Signals(sig).name}" in output
     assert preflight.checkpoint_problem(str(out / "checkpoint"), ["policy", "critic"]) is None
 
 
-# ---- 1. hub ids, beyond the table --------------------------------------------------------------------------------
+# ---- 1. hub ids, beyond the table ----------------------------------------------------------------
 def hub_cache(tiny, root, repo_id):
-    """The tiny policy laid out as the hub client caches a download: what a user who ran once with a network has."""
+    """The tiny policy laid out as the hub client caches a download: what a user who ran once with a
+    network has."""
     sha = "0123456789abcdef0123456789abcdef01234567"
     repo = root / f"models--{repo_id.replace('/', '--')}"
     shutil.copytree(tiny["policy"], repo / "snapshots" / sha)
@@ -639,8 +727,9 @@ def hub_cache(tiny, root, repo_id):
 def test_a_hub_id_goes_to_from_pretrained_and_loads_from_the_hub_cache_offline(tiny, tmp_path):
     cache = hub_cache(tiny, tmp_path / "hub", "someone/tiny-qwen3")
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "ppo.py", *args_for(tiny, out, ACTOR_MODEL="someone/tiny-qwen3",
-                                                                CRITIC_MODEL="someone/tiny-qwen3", MAX_STEPS=1)],
+    proc = subprocess.run([sys.executable, "ppo.py",
+                           *args_for(tiny, out, ACTOR_MODEL="someone/tiny-qwen3",
+                                     CRITIC_MODEL="someone/tiny-qwen3", MAX_STEPS=1)],
                           cwd=ROOT, env={**ENV, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -648,17 +737,22 @@ def test_a_hub_id_goes_to_from_pretrained_and_loads_from_the_hub_cache_offline(t
 
 
 def test_the_seed_configuration_offline_is_one_line_in_seconds(tmp_path):
-    """The README's own example with HF_HUB_OFFLINE=1 and with no hub at all (the table has both in-process):
-    one line naming the first setting that needs the hub, without the hub client's half a minute of retries."""
+    """The README's own example with HF_HUB_OFFLINE=1 and with no hub at all (the table has both
+    in-process): one line naming the first setting that needs the hub, without the hub client's half
+    a minute of retries."""
     seed = ["--ACTOR_MODEL=Qwen/Qwen3-0.6B", "--CRITIC_MODEL=Qwen/Qwen3-0.6B",
-            "--REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2", f"--OUTPUT_DIR={tmp_path / 'run'}"]
-    for env in ({"HF_ENDPOINT": UNREACHABLE},):  # a real process, the hub client's own settings read at import
+            "--REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2",
+            f"--OUTPUT_DIR={tmp_path / 'run'}"]
+    # a real process, the hub client's own settings read at import
+    for env in ({"HF_ENDPOINT": UNREACHABLE},):
         t0 = time.time()
-        proc = subprocess.run([sys.executable, "ppo.py", *seed], cwd=ROOT, env={**ENV, **env}, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run([sys.executable, "ppo.py", *seed], cwd=ROOT, env={**ENV, **env},
+                              capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2
-        assert_one_message(proc.stderr, 2, "ACTOR_MODEL='Qwen/Qwen3-0.6B' is neither a local folder nor ")
-        assert time.time() - t0 < 25  # the retries alone take 29 s; the refusal is the start-up's few seconds
+        assert_one_message(proc.stderr, 2,
+                           "ACTOR_MODEL='Qwen/Qwen3-0.6B' is neither a local folder nor ")
+        # the retries alone take 29 s; the refusal is the start-up's few seconds
+        assert time.time() - t0 < 25
     assert not (tmp_path / "run").exists()
 
 
@@ -669,22 +763,31 @@ def test_a_local_folder_named_like_a_hub_id_loads_as_a_folder(tiny, tmp_path, mo
     assert preflight.load_model_config("ACTOR_MODEL", "org/name").model_type == "qwen3"
 
 
-# ---- 2. typed settings, beyond the table -------------------------------------------------------------------------
+# ---- 2. typed settings, beyond the table ---------------------------------------------------------
 def test_settings_are_read_by_their_type():
-    cfg = ppo.load_config(["--OVERWRITE=false", "--RESUME=FALSE", "--DEBUG=True", "--KL_TARGET=none",
-                           "--DYNAMIC_SAMPLING=None", "--CHAT_TEMPLATE=false", "--CRITIC_LEARNING_RATE=0",
-                           "--LORA_TARGET_MODULES=q_proj,v_proj", "--MAX_GRAD_NORM=None", "--OUTPUT_DIR=None"])
-    assert cfg.OVERWRITE is False and cfg.RESUME is False and cfg.DEBUG is True and cfg.KL_TARGET is None
+    cfg = preflight.load_config(["--OVERWRITE=false", "--RESUME=FALSE", "--DEBUG=True",
+                                 "--KL_TARGET=none",
+                           "--DYNAMIC_SAMPLING=None", "--CHAT_TEMPLATE=false",
+                           "--CRITIC_LEARNING_RATE=0",
+                           "--LORA_TARGET_MODULES=q_proj,v_proj", "--MAX_GRAD_NORM=None",
+                           "--OUTPUT_DIR=None"])
+    assert cfg.OVERWRITE is False
+    assert cfg.RESUME is False
+    assert cfg.DEBUG is True
+    assert cfg.KL_TARGET is None
     assert cfg.DYNAMIC_SAMPLING is False  # None: the algorithm's default, resolved
-    assert cfg.CHAT_TEMPLATE is False and cfg.CRITIC_LEARNING_RATE == 0.0  # a 0 that means 0 stays 0
+    # a 0 that means 0 stays 0
+    assert cfg.CHAT_TEMPLATE is False and cfg.CRITIC_LEARNING_RATE == 0.0
     assert cfg.LORA_TARGET_MODULES == ["q_proj", "v_proj"] and cfg.MAX_GRAD_NORM is None
     assert cfg.OUTPUT_DIR == "None"  # a folder name: OUTPUT_DIR takes no None
-    assert ppo.load_config(["--LORA_TARGET_MODULES=['k_proj']"]).LORA_TARGET_MODULES == ["k_proj"]
+    assert (preflight.load_config(["--LORA_TARGET_MODULES=['k_proj']"]).LORA_TARGET_MODULES
+            == ["k_proj"])
 
 
 def test_a_critic_learning_rate_of_0_leaves_the_critic_as_it_was(tiny, tmp_path):
-    trainer = ppo.PPOTrainer(ppo.load_config(args_for(tiny, tmp_path / "run", CRITIC_LEARNING_RATE=0)),
-                             log=lambda *a: None)
+    trainer = ppo.PPOTrainer(
+        preflight.load_config(args_for(tiny, tmp_path / "run", CRITIC_LEARNING_RATE=0)),
+        log=lambda *a: None)
     before = [p.detach().clone() for p in trainer.critic.parameters()]
     trainer.step()
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters()))
@@ -703,8 +806,9 @@ def test_debug_shows_the_traceback_of_a_refusal_even_while_parsing():
         ppo.main(["--LEARNING_RATE=abc", "--DEBUG=True"])
 
 
-# ---- 5. damaged checkpoints, beyond the table ---------------------------------------------------------------------
-def test_a_damaged_checkpoint_falls_back_to_a_whole_prev_in_a_moved_run(tiny, tmp_path, finished, capsys):
+# ---- 5. damaged checkpoints, beyond the table ----------------------------------------------------
+def test_a_damaged_checkpoint_falls_back_to_a_whole_prev_in_a_moved_run(
+        tiny, tmp_path, finished, capsys):
     out = tmp_path / "moved"  # a copy of the run somewhere else, resumed with a trailing slash
     shutil.copytree(finished, out)
     shutil.copytree(out / "checkpoint", out / "checkpoint.prev")
@@ -720,28 +824,33 @@ def test_a_damaged_checkpoint_falls_back_to_a_whole_prev_in_a_moved_run(tiny, tm
 
 def test_a_module_named_as_reward_model_without_its_function_says_so(tiny, tmp_path, capsys):
     assert ppo.main(args_for(tiny, tmp_path / "run", REWARD_MODEL="reward_fns")) == 2
-    assert_one_message("".join(capsys.readouterr()), 2, "is a Python module here, not a model: name its reward "
+    assert_one_message("".join(capsys.readouterr()), 2,
+                       "is a Python module here, not a model: name its reward "
                                                         "function as reward_fns:FUNCTION")
 
 
-# ---- 12. OVERWRITE replaces a run whole; what a folder holds describes one run -------------------------------
-def test_overwrite_removes_the_old_run_at_once_and_keeps_the_users_own_files(tiny, tmp_path, finished):
-    """The old run's final models, TensorBoard events and copied configs go before the new run writes anything,
-    so a new run that fails at its first step leaves no stale policy/ beside its own metrics; a file of the
-    user's in the folder stays."""
+# ---- 12. OVERWRITE replaces a run whole; what a folder holds describes one run -------------------
+def test_overwrite_removes_the_old_run_at_once_and_keeps_the_users_own_files(
+        tiny, tmp_path, finished):
+    """The old run's final models, TensorBoard events and copied configs go before the new run
+    writes anything, so a new run that fails at its first step leaves no stale policy/ beside its
+    own metrics; a file of the user's in the folder stays."""
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    for name, text in (("tensorboard/old/events.out.tfevents.1", "old"), ("configs/old.py", "X = 1\n"),
+    for name, text in (("tensorboard/old/events.out.tfevents.1", "old"),
+                       ("configs/old.py", "X = 1\n"),
                        ("notes.md", "my notes\n"), (".replaced/checkpoint/left-by-a-kill", "")):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)
     assert (out / "policy").is_dir()
-    code = ppo.main(args_for(tiny, out, OVERWRITE=True, REWARD_MODEL="reward_fns:exits_after_probe", MAX_STEPS=1))
+    code = ppo.main(args_for(tiny, out, OVERWRITE=True, REWARD_MODEL="reward_fns:exits_after_probe",
+                             MAX_STEPS=1))
     assert code == 1  # the new run's first step fails
     names = set(os.listdir(out))
     assert {"policy", "critic", "tensorboard", "configs", ".replaced"}.isdisjoint(names), names
     assert (out / "notes.md").read_text() == "my notes\n"
-    assert plotting_rows(out) == []  # the failed step was rolled back: no row of the old run survives either
+    # the failed step was rolled back: no row of the old run survives either
+    assert plotting_rows(out) == []
 
 
 def plotting_rows(out):
@@ -769,17 +878,19 @@ def test_a_refused_run_leaves_no_lock_file_in_an_existing_folder(tiny, tmp_path,
     assert os.listdir(out) == []
 
 
-# ---- 13. models that are what they claim, used as they claim ------------------------------------------------
+# ---- 13. models that are what they claim, used as they claim -------------------------------------
 def test_reward_label_reads_the_named_output(tiny, variants):
-    model = ppo.RewardModel(variants["sentiment"], "cpu", torch.float32, label="positive")  # any case
+    # any case
+    model = models.RewardModel(variants["sentiment"], "cpu", torch.float32, label="positive")
     batch = model.encode(["a film"], [" it was good"], padding=True, return_tensors="pt")
     logits = model.model(**batch).logits  # (1, 2)
     assert model.label == 1 and model(["a film"], [" it was good"]).item() == logits[0, 1].item()
     assert logits[0, 0].item() != logits[0, 1].item()  # so reading the other one would be seen
-    assert ppo.RewardModel(variants["sentiment"], "cpu", torch.float32, label=0).label == 0
+    assert models.RewardModel(variants["sentiment"], "cpu", torch.float32, label=0).label == 0
 
 
-def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(tiny, variants, tmp_path, capsys):
+def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(
+        tiny, variants, tmp_path, capsys):
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, CRITIC_MODEL=variants["classifier"], MAX_STEPS=1)) == 0
     printed = capsys.readouterr().out
@@ -791,12 +902,14 @@ def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(tiny, 
 def test_evaluate_refuses_what_is_no_policy_in_one_line(tiny, variants, finished, capsys):
     data = f"--DATASET={tiny['prompts']}"
     for path, expected in ((str(finished), "is a run's folder: give its trained policy"),
-                           (variants["sentiment"], "is a DebertaV2ForSequenceClassification, not a causal LM"),
+                           (variants["sentiment"],
+                            "is a DebertaV2ForSequenceClassification, not a causal LM"),
                            (variants["no_tokenizer"], "holds no tokenizer files")):
         assert evaluate_main([path, data, "--REWARD_MODEL=reward_fns:word_count"]) == 2
         assert_one_message(capsys.readouterr().err, 2, expected)
     assert evaluate_main([]) == 2
-    assert_one_message(capsys.readouterr().err, 2, "no policy folder given; usage: python evaluate.py")
+    assert_one_message(capsys.readouterr().err, 2,
+                       "no policy folder given; usage: python evaluate.py")
 
 
 def evaluate_main(argv):
@@ -805,15 +918,19 @@ def evaluate_main(argv):
 
 
 def test_evaluate_needs_no_actor_or_critic_model(tiny, tmp_path, capsys):
-    """config.py's ACTOR_MODEL and CRITIC_MODEL (not built in a fresh clone) are not evaluation's business."""
-    args = [f"--DATASET={tiny['prompts']}", "--REWARD_MODEL=reward_fns:bf16_tensor", "--EVAL_SAMPLES=1",
-            "--MAX_NEW_TOKENS=4", f"--ACTOR_MODEL={tmp_path / 'not-built'}", f"--CRITIC_MODEL={tmp_path / 'nor'}"]
+    """config.py's ACTOR_MODEL and CRITIC_MODEL (not built in a fresh clone) are not evaluation's
+    business."""
+    args = [f"--DATASET={tiny['prompts']}", "--REWARD_MODEL=reward_fns:bf16_tensor",
+            "--EVAL_SAMPLES=1",
+            "--MAX_NEW_TOKENS=4", f"--ACTOR_MODEL={tmp_path / 'not-built'}",
+            f"--CRITIC_MODEL={tmp_path / 'nor'}"]
     assert evaluate_main([tiny["policy"], *args]) == 0, capsys.readouterr().err
 
 
-# ---- 14. faults are named, with the right advice and code ----------------------------------------------------
+# ---- 14. faults are named, with the right advice and code ----------------------------------------
 def test_a_bf16_reward_and_one_that_moves_the_working_directory_train(tiny, tmp_path, monkeypatch):
-    """OUTPUT_DIR is relative here: the reward function's chdir must not send the run's files elsewhere."""
+    """OUTPUT_DIR is relative here: the reward function's chdir must not send the run's files
+    elsewhere."""
     monkeypatch.chdir(tmp_path)
     for name in ("bf16_tensor", "changes_directory"):
         assert ppo.main(args_for(tiny, name, REWARD_MODEL=f"reward_fns:{name}", MAX_STEPS=1)) == 0
@@ -832,11 +949,12 @@ def test_sigterm_during_the_final_save_is_not_ignored(tiny, tmp_path, monkeypatc
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, MAX_STEPS=1)) == 128 + signal.SIGTERM
     printed = capsys.readouterr().out
-    assert "stopped by SIGTERM at the end of the run, once its final checkpoint and folders were written" in printed
+    assert ("stopped by SIGTERM at the end of the run, once its final checkpoint and folders were "
+            "written") in printed
     assert (out / "policy" / "config.json").exists()
 
 
-# ---- 15. every entry point: one line, exit 2, before any work ------------------------------------------------
+# ---- 15. every entry point: one line, exit 2, before any work ------------------------------------
 def test_plotting_refuses_in_one_line(tmp_path, capsys):
     import plotting
     (tmp_path / "empty").mkdir()
@@ -845,19 +963,25 @@ def test_plotting_refuses_in_one_line(tmp_path, capsys):
     (tmp_path / "garbage" / "metrics.jsonl").write_bytes(b"\x00\xff not json\n{\"step\": \n")
     (tmp_path / "arrays").mkdir()
     (tmp_path / "arrays" / "metrics.jsonl").write_text("[1, 2]\n5\n\"text\"\nnull\n")
-    cases = [([str(tmp_path / "nope")], "is no folder"), ([str(tmp_path)], "holds no metrics.jsonl"),
-             ([str(tmp_path / "empty")], "has no rows of metrics"), ([str(tmp_path / "garbage")], "has no rows"),
-             ([str(tmp_path / "arrays")], "has no rows"), ([], "usage: python plotting.py OUTPUT_DIR"),
+    cases = [([str(tmp_path / "nope")], "is no folder"),
+             ([str(tmp_path)], "holds no metrics.jsonl"),
+             ([str(tmp_path / "empty")], "has no rows of metrics"),
+             ([str(tmp_path / "garbage")], "has no rows"),
+             ([str(tmp_path / "arrays")], "has no rows"),
+             ([], "usage: python plotting.py OUTPUT_DIR"),
              (["a", "b"], "usage:")]
     for argv, expected in cases:
         assert plotting.main(argv) == 2, argv
         assert_one_message(capsys.readouterr().err, 2, expected)
-    proc = subprocess.run([sys.executable, plotting.__file__, str(tmp_path / "nope")], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, plotting.__file__, str(tmp_path / "nope")],
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr  # and as a command
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    (mixed / "metrics.jsonl").write_text("[1]\n" + json.dumps({"step": 0, "reward": 1.0, "kl": None}) + "\n"
-                                         + json.dumps({"step": 1, "reward": "high"}) + "\nnot json\n")
+    (mixed / "metrics.jsonl").write_text(
+        "[1]\n" + json.dumps({"step": 0, "reward": 1.0, "kl": None}) + "\n"
+        + json.dumps(
+            {"step": 1, "reward": "high"}) + "\nnot json\n")
     assert plotting.main([str(mixed)]) == 0 and (mixed / "ppo_metrics.png").exists()
 
 
@@ -897,10 +1021,10 @@ def test_bench_refuses_before_measuring(argv, expected, tmp_path, monkeypatch, c
     assert_one_message(capsys.readouterr().err, 2, expected)
 
 
-# ---- 16. smaller surprises, each decided -----------------------------------------------------------------------
+# ---- 16. smaller surprises, each decided ---------------------------------------------------------
 def test_logs_are_strict_json_and_the_samples_are_what_was_sampled(tiny, tmp_path):
-    """A NaN reward is written as null (strict JSON), and a reward function that rewrites its inputs in place
-    changes neither the logged samples nor the training."""
+    """A NaN reward is written as null (strict JSON), and a reward function that rewrites its inputs
+    in place changes neither the logged samples nor the training."""
     out = tmp_path / "nan"  # the held-out evaluation is not guarded: its NaN mean is logged
     assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:nan_after_probe", MAX_STEPS=1,
                              EVAL_DATASET=tiny["prompts"], EVAL_MAX_PROMPTS=2, EVAL_SAMPLES=1)) == 0
@@ -908,40 +1032,47 @@ def test_logs_are_strict_json_and_the_samples_are_what_was_sampled(tiny, tmp_pat
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in a .jsonl log"))
     rows = [strict(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["eval_reward"] is None and rows[0]["skip_reason"] and rows[-1]["eval_reward"] is None
-    assert strict(ppo.json_line({"a": float("inf"), "b": -float("inf"), "c": 1.5})) == {"a": None, "b": None,
-                                                                                       "c": 1.5}
+    assert rows[0]["eval_reward"] is None
+    assert rows[0]["skip_reason"]
+    assert rows[-1]["eval_reward"] is None
+    line = run.json_line({"a": float("inf"), "b": -float("inf"), "c": 1.5})
+    assert strict(line) == {"a": None, "b": None, "c": 1.5}
     out = tmp_path / "mutated"
     assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:mutates_inputs", MAX_STEPS=1)) == 0
     samples = [strict(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert samples and all(s["response"] != "MUTATED" and s["prompt"] != "MUTATED" for s in samples)
     reference = tmp_path / "reference"
-    assert ppo.main(args_for(tiny, reference, REWARD_MODEL="reward_fns:word_count", MAX_STEPS=1)) == 0
+    assert (ppo.main(args_for(tiny, reference, REWARD_MODEL="reward_fns:word_count", MAX_STEPS=1))
+            == 0)
     assert (reference / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
 
 
 def test_a_tilde_in_a_path_from_a_config_file_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "home.py").write_text('OUTPUT_DIR = "~/runs/x"\nDATASET = "~/data.jsonl"\n')
-    cfg = ppo.load_config([str(tmp_path / "home.py")])
-    assert cfg.OUTPUT_DIR == str(tmp_path / "runs" / "x") and cfg.DATASET == str(tmp_path / "data.jsonl")
+    cfg = preflight.load_config([str(tmp_path / "home.py")])
+    assert cfg.OUTPUT_DIR == str(tmp_path / "runs" / "x")
+    assert cfg.DATASET == str(tmp_path / "data.jsonl")
 
 
 def test_a_gzipped_dataset_is_read(tiny, tmp_path):
     import gzip
     with open(tiny["prompts"], "rb") as f, gzip.open(tmp_path / "p.jsonl.gz", "wb") as g:
         g.write(f.read())
-    cfg = ppo.load_config(args_for(tiny, tmp_path / "run", DATASET=str(tmp_path / "p.jsonl.gz")))
-    assert preflight.load_prompts(cfg) == preflight.load_prompts(ppo.load_config(args_for(tiny, tmp_path / "run")))
+    cfg = preflight.load_config(args_for(tiny, tmp_path / "run",
+                                         DATASET=str(tmp_path / "p.jsonl.gz")))
+    assert (preflight.load_prompts(cfg)
+            == preflight.load_prompts(preflight.load_config(args_for(tiny, tmp_path / "run"))))
 
 
 def test_only_a_full_disk_is_told_to_free_space(tmp_path):
-    """Whether a failed write was a full disk comes from the error (ENOSPC, EDQUOT) or the free space, never
-    from words that happen to be in the path."""
+    """Whether a failed write was a full disk comes from the error (ENOSPC, EDQUOT) or the free
+    space, never from words that happen to be in the path."""
     from machinery.run import write_failure
     folder = tmp_path / "fullname's space"
     folder.mkdir()
     path = str(folder / "checkpoint")
-    assert write_failure(OSError(errno.EACCES, "Permission denied"), path) == ("Permission denied", False)
+    assert (write_failure(OSError(errno.EACCES, "Permission denied"), path)
+            == ("Permission denied", False))
     assert write_failure(OSError(errno.ENOSPC, "No space left on device"), path)[1] is True
     assert write_failure(OSError(errno.EDQUOT, "Disk quota exceeded"), path)[1] is True

@@ -1,5 +1,6 @@
-"""The sampler and the batched forward agree: the log-probs used for training describe the distribution the
-tokens were actually drawn from, with left-padded prompts of different lengths and EOS inside the response."""
+"""The sampler and the batched forward agree: the log-probs used for training describe the
+distribution the tokens were actually drawn from, with left-padded prompts of different lengths and
+EOS inside the response."""
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -9,7 +10,8 @@ import ppo
 
 @pytest.fixture(scope="module")
 def model_and_tok(tiny):
-    return AutoModelForCausalLM.from_pretrained(tiny["policy"]).eval(), AutoTokenizer.from_pretrained(tiny["policy"])
+    return AutoModelForCausalLM.from_pretrained(
+        tiny["policy"]).eval(), AutoTokenizer.from_pretrained(tiny["policy"])
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -29,7 +31,8 @@ def test_sampling_logprobs_equal_batched_forward(model_and_tok, temperature):
     # A prompt alone (no padding) gives the same log-probs as inside the left-padded batch.
     n = int(rmask[1].sum())
     alone_ids = torch.cat([torch.tensor([prompts[1]]), response[1:2, :n]], 1)
-    alone_logp, _ = ppo.response_logprobs(model, alone_ids, torch.ones_like(alone_ids), len(prompts[1]), temperature)
+    alone_logp, _ = ppo.response_logprobs(model, alone_ids, torch.ones_like(alone_ids),
+                                          len(prompts[1]), temperature)
     torch.testing.assert_close(alone_logp[0], logp[1, :n], atol=1e-4, rtol=1e-4)
 
 
@@ -54,7 +57,8 @@ def test_sampling_follows_the_temperature_scaled_distribution(model_and_tok):
     model, tok = model_and_tok
     torch.manual_seed(2)
     ids, mask = ppo.left_pad([tok("the")["input_ids"]] * 4000, tok.pad_token_id)
-    response, _ = ppo.sample(model, ids, mask, 1, 1.5, torch.tensor([tok.eos_token_id]), tok.pad_token_id)
+    response, _ = ppo.sample(model, ids, mask, 1, 1.5, torch.tensor([tok.eos_token_id]),
+                             tok.pad_token_id)
     with torch.no_grad():
         probs = torch.softmax(model(input_ids=ids[:1]).logits[0, -1] / 1.5, -1)
     freq = torch.bincount(response[:, 0], minlength=len(probs)).float() / 4000
