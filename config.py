@@ -95,8 +95,9 @@ MAX_SAMPLING_ROUNDS: "int >= 0" = 4
 MAX_RESPONSES: "int >= 1 or None" = None
 
 # ---- PPO -----------------------------------------------------------------------------------------
-# policy AdamW learning rate (3e-6 is a typical start for Qwen3-0.6B)
-LEARNING_RATE: "float >= 0" = 3e-4
+# policy AdamW learning rate. None: by the policy's size, 3e-4 under 10M parameters (the embedded
+# tiny models), else 3e-6: 3e-4 moves a pretrained model by a KL of 11 nats in one step
+LEARNING_RATE: "float >= 0 or None" = None
 # critic AdamW learning rate (None: LEARNING_RATE, as TRL's one optimizer)
 CRITIC_LEARNING_RATE: "float >= 0 or None" = None
 # "linear": decay to 0 over the run (Huang et al. 2024, detail 10); "constant"

@@ -315,6 +315,8 @@ def load_config(argv=()):
     for name in ("CLIP_RANGE_LOW", "CLIP_RANGE_HIGH"):
         if settings[name] is None:
             settings[name] = settings["CLIP_RANGE"]
+    if settings["LEARNING_RATE"] is None:
+        settings["LEARNING_RATE"] = learning_rate_for(settings["ACTOR_MODEL"])
     if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
         settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
     # as settings.json will read it back
@@ -326,6 +328,35 @@ def load_config(argv=()):
     if settings["REWARD_WEIGHTS"] is not None:
         settings["REWARD_WEIGHTS"] = [float(w) for w in settings["REWARD_WEIGHTS"]]
     return SimpleNamespace(**settings)
+
+
+TINY_PARAMETERS = 10_000_000  # below: a model trained from scratch here, not a pretrained one
+TINY_LEARNING_RATE, PRETRAINED_LEARNING_RATE = 3e-4, 3e-6
+
+
+def parameter_count(folder):
+    """The number of parameters in a local folder's *.safetensors files, read from their headers
+    (no weights loaded), or None (a hub id, no safetensors, an unreadable header)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".safetensors")]
+        total = 0
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+        return total if names else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def learning_rate_for(actor_model):
+    """LEARNING_RATE=None: 3e-4 for a policy of fewer than TINY_PARAMETERS parameters (the embedded
+    tasks' tiny models, trained from scratch), else 3e-6, the largest rate whose first PPO update on
+    SmolLM2-135M-Instruct stayed in PPO's usual range (approx_kl 0.009, clipfrac 0.13; 3e-4 gave
+    approx_kl 258: docs/benchmarks.md, "A pretrained model's learning rate"). A hub id counts as
+    pretrained."""
+    n = parameter_count(actor_model)
+    return TINY_LEARNING_RATE if n is not None and n < TINY_PARAMETERS else PRETRAINED_LEARNING_RATE
 
 
 def config_files(argv):

@@ -106,3 +106,28 @@ def test_each_setting_is_declared_once_by_its_annotation_in_config_py():
     with pytest.raises(preflight.ConfigError, match="NEW in config.py says nothing of what it "
                                                     "accepts: annotate it"):
         preflight.check_types({"NEW": 1})
+
+
+def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
+    """LEARNING_RATE=None is resolved by the policy's size, read from its safetensors headers
+    alone: the tiny models keep 3e-4; SmolLM2's shapes (134.5M parameters, written here as a header
+    without data) and any hub id get 3e-6; a rate given is kept; the critic's follows."""
+    import json
+    import struct
+    assert preflight.parameter_count(tiny["policy"]) < preflight.TINY_PARAMETERS
+    assert preflight.load_config([f"--ACTOR_MODEL={tiny['policy']}"]).LEARNING_RATE == 3e-4
+    smol = tmp_path / "smol"
+    smol.mkdir()
+    layer = {"q": [576, 576], "kv": [2, 192, 576], "o": [576, 576], "mlp": [3, 1536, 576],
+             "norms": [2, 576]}
+    shapes = {"embed": [49152, 576], "norm": [576],
+              **{f"{i}.{k}": v for i in range(30) for k, v in layer.items()}}
+    header = json.dumps({"__metadata__": {"format": "pt"}, **{
+        k: {"dtype": "F32", "shape": v, "data_offsets": [0, 0]} for k, v in shapes.items()}})
+    (smol / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    assert preflight.parameter_count(str(smol)) == 134_515_008
+    cfg = preflight.load_config([f"--ACTOR_MODEL={smol}"])
+    assert (cfg.LEARNING_RATE, cfg.CRITIC_LEARNING_RATE) == (3e-6, 3e-6)
+    assert preflight.load_config(["--ACTOR_MODEL=Qwen/Qwen3-0.6B"]).LEARNING_RATE == 3e-6
+    given = preflight.load_config([f"--ACTOR_MODEL={smol}", "--LEARNING_RATE=1e-5"])
+    assert given.LEARNING_RATE == 1e-5
