@@ -342,7 +342,10 @@ def parameter_count(folder):
         total = 0
         for name in names:
             with open(os.path.join(folder, name), "rb") as f:
-                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+                size = int.from_bytes(f.read(8), "little")
+                if size > 2 ** 27:  # no real header is this long: a damaged file
+                    return None
+                header = json.loads(f.read(size))
             total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
         return total if names else None
     except (OSError, ValueError, KeyError, TypeError):

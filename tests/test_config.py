@@ -126,6 +126,10 @@ def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
         k: {"dtype": "F32", "shape": v, "data_offsets": [0, 0]} for k, v in shapes.items()}})
     (smol / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
     assert preflight.parameter_count(str(smol)) == 134_515_008
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "model.safetensors").write_bytes(struct.pack("<Q", 2 ** 40) + b"{")
+    assert preflight.parameter_count(str(damaged)) is None  # and check_models names the file
     cfg = preflight.load_config([f"--ACTOR_MODEL={smol}"])
     assert (cfg.LEARNING_RATE, cfg.CRITIC_LEARNING_RATE) == (3e-6, 3e-6)
     assert preflight.load_config(["--ACTOR_MODEL=Qwen/Qwen3-0.6B"]).LEARNING_RATE == 3e-6

@@ -221,7 +221,8 @@ CASES = [
     #    accepts
     C(2, "overwrite-false", copy_run, 2, "already holds a run", OVERWRITE="false"),
     C(2, "overwrite-FALSE", copy_run, 2, "already holds a run", OVERWRITE="FALSE"),
-    C(2, "lr-abc", None, 2, "LEARNING_RATE must be a number >= 0, got 'abc'", LEARNING_RATE="abc"),
+    C(2, "lr-abc", None, 2, "LEARNING_RATE must be a number >= 0 or None, got 'abc'",
+      LEARNING_RATE="abc"),
     C(2, "entropy-abc", None, 2, "ENTROPY_COEF must be a number, got 'abc'", ENTROPY_COEF="abc"),
     C(2, "num-samples-abc", None, 2, "NUM_SAMPLES must be an integer >= 0, got 'abc'",
       NUM_SAMPLES="abc"),
@@ -229,7 +230,7 @@ CASES = [
       MAX_GRAD_NORM=-1),
     C(2, "kl-horizon-0", None, 2, "KL_HORIZON must be an integer >= 1, got 0", KL_HORIZON=0),
     C(2, "seed-negative", None, 2, "SEED must be an integer in [0, 4294967295], got -1", SEED=-1),
-    C(2, "lr-negative", None, 2, "LEARNING_RATE must be a number >= 0, got -1e-05",
+    C(2, "lr-negative", None, 2, "LEARNING_RATE must be a number >= 0 or None, got -1e-05",
       LEARNING_RATE=-1e-5),
     C(2, "temperature-nan", None, 2, "TEMPERATURE must be a number > 0, got nan",
       TEMPERATURE="nan"),
@@ -989,7 +990,7 @@ def test_plotting_refuses_in_one_line(tmp_path, capsys):
     (["--algorithms=ppo,rlhf"], "--algorithms=ppo,rlhf: unknown 'rlhf'"),
     (["--responses=0"], "--responses must be at least 1, got 0"),
     (["--", "--BATCH_SIZE=4"], "bench/compare.py sets --BATCH_SIZE itself"),
-    (["--", "--LEARNING_RATE=fast"], "LEARNING_RATE must be a number >= 0, got 'fast'"),
+    (["--", "--LEARNING_RATE=fast"], "LEARNING_RATE must be a number >= 0 or None, got 'fast'"),
     (["--out={runs}"], r"ppo already exists: this script writes only new run folders"),
 ])
 def test_compare_refuses_before_building_anything(argv, expected, tmp_path, monkeypatch, capsys):
