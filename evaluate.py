@@ -33,8 +33,7 @@ def evaluate_policy(path, cfg, prompts, columns, scorer, devices, dtype):
     model = load_causal_lm(path, devices["policy"], dtype)
     eos_ids = eos_token_ids(tok, path).to(devices["policy"])
     ids, _ = tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH,
-                              cfg.SYSTEM_PROMPT,
-                                  cfg.ENABLE_THINKING)
+                              cfg.SYSTEM_PROMPT, cfg.ENABLE_THINKING)
     return sample_and_score(model, tok, eos_ids, ids, prompts, columns, scorer, cfg,
                             devices["policy"], dtype)
 
@@ -55,11 +54,10 @@ def main(argv):
     try:
         cfg = preflight.load_config([a for a in argv if a not in paths])
         for path in paths:
-            if os.path.isdir(
-                os.path.join(
-                    path, "policy")) and os.path.exists(os.path.join(path, "metrics.jsonl")):
+            run_folder = os.path.exists(os.path.join(path, "metrics.jsonl"))
+            if run_folder and os.path.isdir(os.path.join(path, "policy")):
                 raise preflight.ConfigError(f"{path!r} is a run's folder: give its trained policy, "
-                                      f"{os.path.join(path, 'policy')!r}")
+                                            f"{os.path.join(path, 'policy')!r}")
             preflight.check_causal_lm("policy", path)
         prompts, columns = preflight.load_prompts(cfg)
         prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]

@@ -3,11 +3,20 @@ as token ids, the endless prompt stream, rollouts as padded batches, and evaluat
 scoring."""
 import numpy as np
 import torch
+import transformers
+from packaging.version import Version
 
 from .distributed import no_grad_for
 from .preflight import ConfigError
 
 from .models import autocast, conversation
+
+
+# The KV cache's keyword, in a forward's arguments and in its output: transformers 5.24 renamed
+# `past_key_values` to `cache` (5.16-5.23 take `cache=` into **kwargs and ignore it). One name,
+# read from the installed version.
+RENAMED = Version(transformers.__version__) >= Version("5.24.0.dev0")
+CACHE = "cache" if RENAMED else "past_key_values"
 
 
 def position_ids_from_mask(attention_mask):
@@ -63,8 +72,8 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)],
                                        dim=1)
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                    cache=cache, use_cache=True, logits_to_keep=1)
-        logits, cache = out.logits[:, -1], out.cache  # (B, V)
+                    use_cache=True, logits_to_keep=1, **{CACHE: cache})
+        logits, cache = out.logits[:, -1], getattr(out, CACHE)  # (B, V)
         next_position = positions[:, -1:] + 1  # (B, 1)
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         tokens, logps = [], []
@@ -85,8 +94,8 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])],
                                            dim=1)
                 logits = model(input_ids=token[:, None], attention_mask=attention_mask,
-                               position_ids=next_position,
-                               cache=cache, use_cache=True).logits[:, -1]
+                               position_ids=next_position, use_cache=True,
+                               **{CACHE: cache}).logits[:, -1]
             next_position = next_position + 1
         return torch.stack(tokens, 1), torch.stack(logps, 1)
 
@@ -100,8 +109,8 @@ def decode_step(model):
     step = getattr(model, "_compiled_decode_step", None)
     if step is None:
         def forward(ids, mask, positions, cache):
-            return model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                         use_cache=True).logits[:, -1]
+            return model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         use_cache=True, **{CACHE: cache}).logits[:, -1]
         on_gpu = next(model.parameters()).device.type == "cuda"
         step = torch.compile(forward, mode="reduce-overhead" if on_gpu else None, dynamic=False)
         model._compiled_decode_step = step

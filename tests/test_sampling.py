@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import ppo
+from machinery import sampling
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,13 @@ def test_sampling_follows_the_temperature_scaled_distribution(model_and_tok):
     freq = torch.bincount(response[:, 0], minlength=len(probs)).float() / 4000
     assert (freq - probs).abs().max() < 0.03
     assert (freq > 0).sum() > 50  # the tail is sampled too: no top-k truncation
+
+
+def test_the_kv_cache_keyword_is_the_installed_transformers_one():
+    """sampling.CACHE names the forward's cache argument of the installed transformers (5.24
+    renamed `past_key_values` to `cache`; an unknown keyword would fall into **kwargs unread)."""
+    import inspect
+
+    from transformers import LlamaForCausalLM, Qwen3ForCausalLM
+    for model_class in (LlamaForCausalLM, Qwen3ForCausalLM):
+        assert sampling.CACHE in inspect.signature(model_class.forward).parameters
