@@ -15,8 +15,8 @@ import torch
 
 from .distributed import Ranks, check_sharding, shard_sizes, sharding_on, weights_fingerprint
 from .models import check_distributed
-from .preflight import (ConfigError, RewardError, check_output_path, check_settings, config_files,
-                        debug_requested, first_line, load_config, settings_help)
+from .preflight import (ALGORITHMS, ConfigError, RewardError, check_output_path, check_settings,
+                        config_files, debug_requested, first_line, load_config, settings_help)
 from .run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt,
                   Timings, json_line, keep_rows_before, lock_output_dir, quiet_progress_bars,
                   write_file)
@@ -353,9 +353,11 @@ def main(argv, trainer_class):
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
         from tasks import arithmetic
         from tasks import sentiment
-        for task in (sentiment, arithmetic):  # the embedded tasks' policies, built once and cached
-            models = map(os.path.abspath, (cfg.ACTOR_MODEL, cfg.CRITIC_MODEL))
-            if ranks.writes and os.path.abspath(task.POLICY_DIR) in models:
+        # the embedded tasks' policies, built once and cached, when this run loads one (a critic
+        # only where the algorithm trains one)
+        loaded = [cfg.ACTOR_MODEL] + [cfg.CRITIC_MODEL] * ALGORITHMS[cfg.ALGORITHM].critic
+        for task in (sentiment, arithmetic):
+            if ranks.writes and os.path.abspath(task.POLICY_DIR) in map(os.path.abspath, loaded):
                 task.build()
         ranks.barrier()
         trainer = trainer_class(cfg, log=log, ranks=ranks, settings_checked=True,
