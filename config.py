@@ -96,7 +96,8 @@ MAX_RESPONSES: "int >= 1 or None" = None
 
 # ---- PPO -----------------------------------------------------------------------------------------
 # policy AdamW learning rate. None: by the policy's size, 3e-4 under 10M parameters (the embedded
-# tiny models), else 3e-6: 3e-4 moves a pretrained model by a KL of 11 nats in one step
+# tiny models), else 3e-6, or 1e-5 where each batch feeds one optimizer step (grpo, dapo,
+# reinforce): 3e-4 moves a pretrained model by a KL of 11 nats in one step
 LEARNING_RATE: "float >= 0 or None" = None
 # critic AdamW learning rate (None: LEARNING_RATE, as TRL's one optimizer)
 CRITIC_LEARNING_RATE: "float >= 0 or None" = None

@@ -316,7 +316,7 @@ def load_config(argv=()):
         if settings[name] is None:
             settings[name] = settings["CLIP_RANGE"]
     if settings["LEARNING_RATE"] is None:
-        settings["LEARNING_RATE"] = learning_rate_for(settings["ACTOR_MODEL"])
+        settings["LEARNING_RATE"] = learning_rate_for(settings)
     if settings["CRITIC_LEARNING_RATE"] is None:  # None, not 0: a critic learning rate of 0 stays 0
         settings["CRITIC_LEARNING_RATE"] = settings["LEARNING_RATE"]
     # as settings.json will read it back
@@ -331,7 +331,10 @@ def load_config(argv=()):
 
 
 TINY_PARAMETERS = 10_000_000  # below: a model trained from scratch here, not a pretrained one
-TINY_LEARNING_RATE, PRETRAINED_LEARNING_RATE = 3e-4, 3e-6
+TINY_LEARNING_RATE = 3e-4
+# a pretrained policy's, when each batch feeds several optimizer steps (PPO's epochs x minibatches)
+# or only one (GRPO, DAPO, REINFORCE): docs/benchmarks.md, "A pretrained model's learning rate"
+PRETRAINED_LEARNING_RATE, ONE_UPDATE_LEARNING_RATE = 3e-6, 1e-5
 
 
 def parameter_count(folder):
@@ -352,14 +355,20 @@ def parameter_count(folder):
         return None
 
 
-def learning_rate_for(actor_model):
+def learning_rate_for(settings):
     """LEARNING_RATE=None: 3e-4 for a policy of fewer than TINY_PARAMETERS parameters (the embedded
-    tasks' tiny models, trained from scratch), else 3e-6, the largest rate whose first PPO update on
+    tasks' tiny models, trained from scratch); for a pretrained one (a hub id counts as one) 3e-6
+    where each batch feeds several optimizer steps, the largest rate whose first PPO update on
     SmolLM2-135M-Instruct stayed in PPO's usual range (approx_kl 0.009, clipfrac 0.13; 3e-4 gave
-    approx_kl 258: docs/benchmarks.md, "A pretrained model's learning rate"). A hub id counts as
-    pretrained."""
-    n = parameter_count(actor_model)
-    return TINY_LEARNING_RATE if n is not None and n < TINY_PARAMETERS else PRETRAINED_LEARNING_RATE
+    approx_kl 258), and 1e-5 where it feeds one, at which GRPO raised SmolLM2's held-out accuracy
+    on chat-form additions from 0.025 to 0.265 in 12 steps with a KL of 1.3 nats (3e-6: to 0.072;
+    docs/benchmarks.md)."""
+    n = parameter_count(settings["ACTOR_MODEL"])
+    if n is not None and n < TINY_PARAMETERS:
+        return TINY_LEARNING_RATE
+    one_update = settings["PPO_EPOCHS"] == 1 and \
+        settings["MINI_BATCH_SIZE"] >= settings["BATCH_SIZE"] * settings["GROUP_SIZE"]
+    return ONE_UPDATE_LEARNING_RATE if one_update else PRETRAINED_LEARNING_RATE
 
 
 def config_files(argv):

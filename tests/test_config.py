@@ -111,7 +111,9 @@ def test_each_setting_is_declared_once_by_its_annotation_in_config_py():
 def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
     """LEARNING_RATE=None is resolved by the policy's size, read from its safetensors headers
     alone: the tiny models keep 3e-4; SmolLM2's shapes (134.5M parameters, written here as a header
-    without data) and any hub id get 3e-6; a rate given is kept; the critic's follows."""
+    without data) and any hub id get 3e-6 for PPO's several optimizer steps per batch, 1e-5 where a
+    batch feeds one (grpo's default, or PPO_EPOCHS=1 over one minibatch); a rate given is kept;
+    the critic's follows."""
     import json
     import struct
     assert preflight.parameter_count(tiny["policy"]) < preflight.TINY_PARAMETERS
@@ -133,5 +135,15 @@ def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
     cfg = preflight.load_config([f"--ACTOR_MODEL={smol}"])
     assert (cfg.LEARNING_RATE, cfg.CRITIC_LEARNING_RATE) == (3e-6, 3e-6)
     assert preflight.load_config(["--ACTOR_MODEL=Qwen/Qwen3-0.6B"]).LEARNING_RATE == 3e-6
-    given = preflight.load_config([f"--ACTOR_MODEL={smol}", "--LEARNING_RATE=1e-5"])
-    assert given.LEARNING_RATE == 1e-5
+    for algorithm in ("grpo", "dapo", "reinforce"):
+        one = preflight.load_config([f"--ACTOR_MODEL={smol}", f"--ALGORITHM={algorithm}",
+                                     "--GROUP_SIZE=4"])
+        assert one.LEARNING_RATE == 1e-5, algorithm
+    one = [f"--ACTOR_MODEL={smol}", "--PPO_EPOCHS=1", "--BATCH_SIZE=8"]
+    assert preflight.load_config(one + ["--MINI_BATCH_SIZE=8"]).LEARNING_RATE == 1e-5
+    assert preflight.load_config(one + ["--MINI_BATCH_SIZE=4"]).LEARNING_RATE == 3e-6
+    assert preflight.load_config(
+        [f"--ACTOR_MODEL={smol}", "--ALGORITHM=grpo", "--GROUP_SIZE=4",
+         "--PPO_EPOCHS=2"]).LEARNING_RATE == 3e-6
+    given = preflight.load_config([f"--ACTOR_MODEL={smol}", "--LEARNING_RATE=2e-5"])
+    assert given.LEARNING_RATE == 2e-5
