@@ -355,6 +355,13 @@ def parameter_count(folder):
         return None
 
 
+def is_embedded(path):
+    """Whether path is an embedded task's policy, which loop.main builds after the settings are
+    read: in a fresh clone its folder does not exist yet when the learning rate is resolved."""
+    from tasks import arithmetic, sentiment
+    return os.path.abspath(path) in {os.path.abspath(t.POLICY_DIR) for t in (sentiment, arithmetic)}
+
+
 def learning_rate_for(settings):
     """LEARNING_RATE=None: 3e-4 for a policy of fewer than TINY_PARAMETERS parameters (the embedded
     tasks' tiny models, trained from scratch); for a pretrained one (a hub id counts as one) 3e-6
@@ -364,7 +371,7 @@ def learning_rate_for(settings):
     on chat-form additions from 0.025 to 0.265 in 12 steps with a KL of 1.3 nats (3e-6: to 0.072;
     docs/benchmarks.md)."""
     n = parameter_count(settings["ACTOR_MODEL"])
-    if n is not None and n < TINY_PARAMETERS:
+    if n is not None and n < TINY_PARAMETERS or n is None and is_embedded(settings["ACTOR_MODEL"]):
         return TINY_LEARNING_RATE
     one_update = settings["PPO_EPOCHS"] == 1 and \
         settings["MINI_BATCH_SIZE"] >= settings["BATCH_SIZE"] * settings["GROUP_SIZE"]

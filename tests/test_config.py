@@ -108,7 +108,7 @@ def test_each_setting_is_declared_once_by_its_annotation_in_config_py():
         preflight.check_types({"NEW": 1})
 
 
-def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
+def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path, monkeypatch):
     """LEARNING_RATE=None is resolved by the policy's size, read from its safetensors headers
     alone: the tiny models keep 3e-4; SmolLM2's shapes (134.5M parameters, written here as a header
     without data) and any hub id get 3e-6 for PPO's several optimizer steps per batch, 1e-5 where a
@@ -145,5 +145,11 @@ def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path):
     assert preflight.load_config(
         [f"--ACTOR_MODEL={smol}", "--ALGORITHM=grpo", "--GROUP_SIZE=4",
          "--PPO_EPOCHS=2"]).LEARNING_RATE == 3e-6
+    # an embedded task's policy before it is built (a fresh clone): still a tiny model
+    from tasks import sentiment
+    monkeypatch.setattr(sentiment, "POLICY_DIR", str(tmp_path / "not-built-yet"))
+    assert preflight.load_config(
+        [f"--ACTOR_MODEL={tmp_path / 'not-built-yet'}"]).LEARNING_RATE == 3e-4
+    assert preflight.load_config([f"--ACTOR_MODEL={tmp_path / 'other'}"]).LEARNING_RATE == 3e-6
     given = preflight.load_config([f"--ACTOR_MODEL={smol}", "--LEARNING_RATE=2e-5"])
     assert given.LEARNING_RATE == 2e-5
