@@ -194,6 +194,19 @@ class ValueModel(nn.Module):
                 f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
                 "to read per-token values from: use a decoder such as the "
                 "ACTOR_MODEL folder.")
+        # A head that the folder did not hold (a causal LM's, or a classifier's of another shape)
+        # starts at zero, as lm-human-preferences starts its value head (language/model.py:
+        # fc_layer(..., scale=0) for the 'value' head): the first advantages are then the
+        # rewards', not a random head's. TRL and verl keep transformers' N(0, 0.02) draw, which
+        # on SmolLM2-135M-Instruct read values of 0.98 +- 0.71 against rewards of 0.03
+        # (docs/benchmarks.md). A reward model's head is kept (N+ detail 8).
+        self.new_head = self.fresh_head or not any(
+            a.endswith("ForSequenceClassification") for a in config.architectures or [])
+        if self.new_head:
+            with torch.no_grad():
+                model.score.weight.zero_()
+                if model.score.bias is not None:
+                    model.score.bias.zero_()
         if lora is not None:  # (cfg) LoRA adapters on the backbone, the head trained in full
             model = add_lora(model, lora, "SEQ_CLS")
         inner = model.get_base_model() if lora is not None else model

@@ -97,8 +97,8 @@ class Setup:
                                      self.dtype if lora else torch.float32, lora)
             if self.critic.fresh_head:
                 log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several "
-                    "outputs; the critic keeps its backbone and starts a one-output value head "
-                    "afresh")
+                    "outputs; the critic keeps its backbone and starts a one-output value head at "
+                    "zero")
         if cfg.GRADIENT_CHECKPOINTING:
             for model in filter(None, [self.policy, self.critic and self.critic.model]):
                 enable_gradient_checkpointing(model)

@@ -895,7 +895,7 @@ def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, CRITIC_MODEL=variants["classifier"], MAX_STEPS=1)) == 0
     printed = capsys.readouterr().out
-    assert "starts a one-output value head afresh" in printed
+    assert "starts a one-output value head at zero" in printed
     from transformers import AutoConfig
     assert AutoConfig.from_pretrained(out / "critic").num_labels == 1
 
