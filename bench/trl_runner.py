@@ -8,6 +8,8 @@ drives ppo (trl==1.0.0, the last release with trl.experimental.ppo).
         [PROMPTS BATCH RESPONSE_LEN EPOCHS LEARNING_RATE]      # bench/speed.py --shapes --trl
     # bench/family.py
     VENV/bin/python bench/trl_runner.py family ALGORITHM OUTPUT_DIR SEED TASK_DIR LEARNING_RATE
+    # bench/real_model.py (trl==1.16.0 beside this project's requirements works too)
+    python bench/trl_runner.py addition OUTPUT_DIR SEED LEARNING_RATE [STEPS]
 """
 import json
 import os
@@ -194,8 +196,44 @@ def main_family(algorithm, out_dir, seed, task, learning_rate):
         json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
 
 
+def main_addition(out_dir, seed, learning_rate, steps=12):
+    """GRPOTrainer on configs/smollm2_addition_grpo.py's run in TRL's terms: SmolLM2-135M-Instruct,
+    the chat-form problems as conversations (TRL applies the chat template to a list of messages,
+    as ours does to a text prompt under CHAT_TEMPLATE="auto"), the same reward function, 4 problems
+    x 8 answers per step, 12 new tokens, temperature 1, 12 steps (by default), one optimizer step
+    per generation, loss_type "grpo" with beta 0.04 on the k3 KL (our grpo's defaults), clip 0.2,
+    rewards scaled by the group's std, learning rate decaying linearly, Adam eps 1e-5, grad clip
+    1.0."""
+    from tasks import rewards, smollm2
+    data = os.path.join(HERE, "data", "addition_chat_train.jsonl")
+    ds = datasets.load_dataset("json", data_files=data, split="train")
+    ds = ds.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]})
+
+    def reward(prompts, completions, answer, **kwargs):
+        return rewards.gsm8k_answer(prompts, [c[-1]["content"] for c in completions], answer)
+    group, prompts_per_step = 8, 4
+    args = GRPOConfig(output_dir=out_dir, seed=seed, use_cpu=True, bf16=False,
+                      save_strategy="no", report_to="none", logging_steps=1,
+                      num_generations=group, max_completion_length=12, temperature=1.0,
+                      learning_rate=learning_rate, lr_scheduler_type="linear",
+                      adam_epsilon=1e-5, max_grad_norm=1.0, disable_dropout=True,
+                      per_device_train_batch_size=group * prompts_per_step,
+                      steps_per_generation=1, num_iterations=1, max_steps=steps,
+                      loss_type="grpo", beta=0.04, epsilon=0.2, scale_rewards="group")
+    tok = AutoTokenizer.from_pretrained(smollm2.POLICY_DIR)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(smollm2.POLICY_DIR),
+                          reward_funcs=reward, args=args, train_dataset=ds, processing_class=tok)
+    trainer.train()
+    trainer.save_model(os.path.join(out_dir, "policy"))
+    tok.save_pretrained(os.path.join(out_dir, "policy"))
+    with open(os.path.join(out_dir, "trl_log.json"), "w") as f:
+        json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "family":
+    if sys.argv[1] == "addition":
+        main_addition(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *map(int, sys.argv[5:6]))
+    elif sys.argv[1] == "family":
         main_family(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
     elif sys.argv[1] == "ppo":
         shape = [] if len(sys.argv) < 8 else [sys.argv[7], *map(int, sys.argv[8:11]),
