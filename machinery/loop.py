@@ -16,7 +16,8 @@ import torch
 from .distributed import Ranks, check_sharding, shard_sizes, sharding_on, weights_fingerprint
 from .models import check_distributed
 from .preflight import (ALGORITHMS, ConfigError, RewardError, check_output_path, check_settings,
-                        config_files, debug_requested, first_line, load_config, settings_help)
+                        config_files, debug_requested, embedded_task, first_line, load_config,
+                        settings_help)
 from .run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt,
                   Timings, json_line, keep_rows_before, lock_output_dir, quiet_progress_bars,
                   write_file)
@@ -351,13 +352,11 @@ def main(argv, trainer_class):
         ranks.start(always=sharding_on(cfg.SHARDING, ranks.world))
         check_output_path(cfg, config_files(argv))
         lock = lock_output_dir(cfg.OUTPUT_DIR, ranks)  # held to the end: one run per folder
-        from tasks import arithmetic
-        from tasks import sentiment
         # the embedded tasks' policies, built once and cached, when this run loads one (a critic
         # only where the algorithm trains one)
         loaded = [cfg.ACTOR_MODEL] + [cfg.CRITIC_MODEL] * ALGORITHMS[cfg.ALGORITHM].critic
-        for task in (sentiment, arithmetic):
-            if ranks.writes and os.path.abspath(task.POLICY_DIR) in map(os.path.abspath, loaded):
+        for task in {embedded_task(path) for path in loaded} - {None}:
+            if ranks.writes:
                 task.build()
         ranks.barrier()
         trainer = trainer_class(cfg, log=log, ranks=ranks, settings_checked=True,

@@ -355,11 +355,13 @@ def parameter_count(folder):
         return None
 
 
-def is_embedded(path):
-    """Whether path is an embedded task's policy, which loop.main builds after the settings are
-    read: in a fresh clone its folder does not exist yet when the learning rate is resolved."""
+def embedded_task(path):
+    """The embedded task (tasks.sentiment, tasks.arithmetic) whose policy folder path is, or None:
+    loop.main builds that policy after the settings are read, so in a fresh clone its folder does
+    not exist yet when the learning rate is resolved."""
     from tasks import arithmetic, sentiment
-    return os.path.abspath(path) in {os.path.abspath(t.POLICY_DIR) for t in (sentiment, arithmetic)}
+    return next((t for t in (sentiment, arithmetic)
+                 if os.path.abspath(path) == os.path.abspath(t.POLICY_DIR)), None)
 
 
 def learning_rate_for(settings):
@@ -370,8 +372,9 @@ def learning_rate_for(settings):
     approx_kl 258), and 1e-5 where it feeds one, at which GRPO raised SmolLM2's held-out accuracy
     on chat-form additions from 0.025 to 0.265 in 12 steps with a KL of 1.3 nats (3e-6: to 0.072;
     docs/benchmarks.md)."""
-    n = parameter_count(settings["ACTOR_MODEL"])
-    if n is not None and n < TINY_PARAMETERS or n is None and is_embedded(settings["ACTOR_MODEL"]):
+    policy = settings["ACTOR_MODEL"]
+    n = parameter_count(policy)
+    if n < TINY_PARAMETERS if n is not None else embedded_task(policy) is not None:
         return TINY_LEARNING_RATE
     one_update = settings["PPO_EPOCHS"] == 1 and \
         settings["MINI_BATCH_SIZE"] >= settings["BATCH_SIZE"] * settings["GROUP_SIZE"]
