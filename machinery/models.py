@@ -2,7 +2,7 @@
 the reward model with its own tokenizer (RewardModel) and the weighted sum of scorers (Scorer);
 prompts as text."""
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,18 @@ def resolve_dtype(name, device):
 def autocast(device, dtype):
     """Mixed precision for the float32 trained models when DTYPE is 16-bit; a no-op in float32."""
     return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+
+@contextmanager
+def errors_only():
+    """transformers' warnings and reports silenced for a load whose outcome is intended."""
+    from transformers.utils import logging
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def check_distributed(cfg, world):
@@ -182,26 +194,29 @@ class ValueModel(nn.Module):
         # backbone is kept and its head, of another shape, starts fresh, as it does from a causal
         # LM.
         config = AutoConfig.from_pretrained(name)
-        self.fresh_head = config.num_labels != 1 and any(a.endswith("ForSequenceClassification")
-                                                         for a in config.architectures or [])
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head,
-            **_no_dropout(name, num_labels=1)
-        ).to(device).eval()
+        classifier = any(a.endswith("ForSequenceClassification")
+                         for a in config.architectures or [])
+        self.fresh_head = classifier and config.num_labels != 1
+        # A head that the folder did not hold (a causal LM's, or a classifier's of another shape)
+        # is new by design: transformers' load report, a table that lists its weights as MISSING,
+        # is left out (setup.py says it in one line).
+        self.new_head = self.fresh_head or not classifier
+        with errors_only() if self.new_head else nullcontext():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head,
+                **_no_dropout(name, num_labels=1)
+            ).to(device).eval()
         disable_dropout(model)
         if not isinstance(getattr(model, "score", None), nn.Linear):
             raise ConfigError(
                 f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
                 "to read per-token values from: use a decoder such as the "
                 "ACTOR_MODEL folder.")
-        # A head that the folder did not hold (a causal LM's, or a classifier's of another shape)
-        # starts at zero, as lm-human-preferences starts its value head (language/model.py:
-        # fc_layer(..., scale=0) for the 'value' head): the first advantages are then the
-        # rewards', not a random head's. TRL and verl keep transformers' N(0, 0.02) draw, which
-        # on SmolLM2-135M-Instruct read values of 0.98 +- 0.71 against rewards of 0.03
-        # (docs/benchmarks.md). A reward model's head is kept (N+ detail 8).
-        self.new_head = self.fresh_head or not any(
-            a.endswith("ForSequenceClassification") for a in config.architectures or [])
+        # The new head starts at zero, as lm-human-preferences starts its value head
+        # (language/model.py: fc_layer(..., scale=0) for the 'value' head): the first advantages
+        # are then the rewards', not a random head's. TRL and verl keep transformers' N(0, 0.02)
+        # draw, which on SmolLM2-135M-Instruct read values of 0.98 +- 0.71 against rewards of
+        # 0.03 (docs/benchmarks.md). A reward model's head is kept (N+ detail 8).
         if self.new_head:
             with torch.no_grad():
                 model.score.weight.zero_()

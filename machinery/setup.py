@@ -99,6 +99,8 @@ class Setup:
                 log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several "
                     "outputs; the critic keeps its backbone and starts a one-output value head at "
                     "zero")
+            elif self.critic.new_head and not cfg.RESUME:
+                log("critic: CRITIC_MODEL's layers under a new value head, started at zero")
         if cfg.GRADIENT_CHECKPOINTING:
             for model in filter(None, [self.policy, self.critic and self.critic.model]):
                 enable_gradient_checkpointing(model)

@@ -900,6 +900,36 @@ def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(
     assert AutoConfig.from_pretrained(out / "critic").num_labels == 1
 
 
+def test_a_causal_lm_critic_loads_without_transformers_missing_weights_report(tmp_path):
+    """The value head a causal LM lacks is new by design: transformers' table of MISSING weights
+    (logged by a plain from_pretrained of this folder) is not logged, and transformers' logging
+    level is left as it was. (Read from a handler of our own: the library's handler writes to
+    the stream that was stderr when transformers was first imported.)"""
+    import io
+    import logging as py_logging
+
+    from transformers import AutoModelForSequenceClassification, Qwen3Config, Qwen3ForCausalLM
+    from transformers.utils import logging
+    Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                 head_dim=16)).save_pretrained(tmp_path / "lm")
+    logged = io.StringIO()
+    handler = py_logging.StreamHandler(logged)
+    logging.add_handler(handler)
+    try:
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "lm", num_labels=1)
+        assert "MISSING" in logged.getvalue()  # what the user would otherwise see
+        logged.seek(0)
+        logged.truncate()
+        level = logging.get_verbosity()
+        critic = models.ValueModel(str(tmp_path / "lm"), "cpu")
+        assert logging.get_verbosity() == level
+    finally:
+        logging.remove_handler(handler)
+    assert critic.new_head and logged.getvalue() == ""
+    assert critic.head.weight.abs().sum().item() == 0
+
+
 def test_evaluate_refuses_what_is_no_policy_in_one_line(tiny, variants, finished, capsys):
     data = f"--DATASET={tiny['prompts']}"
     for path, expected in ((str(finished), "is a run's folder: give its trained policy"),
