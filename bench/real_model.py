@@ -15,7 +15,9 @@ times are whole-process seconds.
 A run without --rates uses the default learning rate (LEARNING_RATE=None). The held-out score is
 read by evaluate.py, which samples every policy on the same random numbers (addition: 200 held-out
 problems x 2 answers, 12 new tokens; sentiment: 24 held-out prompts x 8 responses, 16 new tokens;
-temperature 1), so each gain over the base model has its z-score.
+temperature 1), so each gain over the base model has its z-score. report first adds the evaluated
+runs in runs/ (scratch) to docs/real_model_runs.json and draws from that record, so the runs of
+several machines make one table and picture.
 """
 import argparse
 import glob
@@ -134,21 +136,59 @@ def training_rewards(task, name):
         return [r["reward"] for r in map(json.loads, f) if "reward" in r]
 
 
+# what report draws from: every evaluated run of each task, kept in the repository, since runs/
+# is scratch and a task's runs take hours (docs/benchmarks.md says which ran alone)
+RECORD = os.path.join(HERE, "docs", "real_model_runs.json")
+
+
+def record(task):
+    """Adds this task's evaluated runs in runs/ to RECORD (held-out score and s.e., training reward
+    per step, whole-process and evaluation seconds) and returns the task's record. Runs made on
+    other machines add up because evaluate.py's answers depend on a policy's weights alone; the
+    base model's score is the check (a different one means other random numbers or another build,
+    and the scores would not compare)."""
+    everything = json.load(open(RECORD)) if os.path.exists(RECORD) else {}
+    kept = everything.setdefault(task, {"runs": {}})
+    if not os.path.exists(os.path.join(folder(task), "evaluate.json")):
+        return kept
+    scores = held_out(task)
+    base = list(scores.pop("base"))
+    if kept.get("base", base) != base:
+        raise SystemExit(f"error: the base model scored {base[0]:.4f} here and "
+                         f"{kept['base'][0]:.4f} in {os.path.relpath(RECORD, HERE)}: these "
+                         f"evaluations do not compare (another torch build or EVAL settings)")
+    kept["base"] = base
+    for name, score in scores.items():
+        kept["runs"][name] = {"held_out": list(score), "rewards": training_rewards(task, name),
+                              "seconds": round(seconds(task, name), 1),
+                              "eval_seconds": round(evaluation_seconds(task, name), 1)}
+    tmp = RECORD + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(everything, f, indent=1, sort_keys=True)
+    os.replace(tmp, RECORD)
+    return kept
+
+
 # the picture of each task's runs (README, "A real model on a laptop")
 PICTURES = {"addition": "docs/real_model.png", "sentiment": "docs/real_model_sentiment.png"}
 
 
 def report(task, picture=True):
-    """The table of docs/benchmarks.md for this task's runs (grouped by name less the seed) and,
-    with picture, its PNG: the training reward per step and the held-out score after training."""
+    """The table of docs/benchmarks.md for this task's recorded runs (grouped by name less the
+    seed) and, with picture, its PNG: the training reward per step and the held-out score after
+    training."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    scores = held_out(task)
-    base, base_se = scores.pop("base")
+    kept = record(task)
+    if not kept["runs"]:
+        raise SystemExit(f"error: no evaluated {task} runs: python bench/real_model.py run "
+                         f"--task {task}, then evaluate --task {task}")
+    base, base_se = kept["base"]
+    runs = kept["runs"]
     groups = {}
-    for name in scores:
+    for name in runs:
         groups.setdefault(name.rsplit("-seed", 1)[0], []).append(name)
     what = TASKS[task]["score"]
     print(f"{task}: base model {base:.3f} +- {base_se:.3f}\n")
@@ -157,17 +197,18 @@ def report(task, picture=True):
     print("|---|---|---|---|---|---|---|")
     fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (group, names) in enumerate(sorted(groups.items())):
-        acc = np.array([scores[n][0] for n in names])
-        se = np.sqrt(sum(scores[n][1] ** 2 for n in names)) / len(names)
+        names = sorted(names)
+        acc = np.array([runs[n]["held_out"][0] for n in names])
+        se = np.sqrt(sum(runs[n]["held_out"][1] ** 2 for n in names)) / len(names)
         gain = acc.mean() - base
         z = gain / np.hypot(se, base_se)
         seeds_se = acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else float("nan")
-        wall = np.mean([seconds(task, n) for n in names])
-        train = np.mean([seconds(task, n) - evaluation_seconds(task, n) for n in names])
+        wall = np.mean([runs[n]["seconds"] for n in names])
+        train = np.mean([runs[n]["seconds"] - runs[n]["eval_seconds"] for n in names])
         print(f"| {group} | {' / '.join(f'{a:.3f}' for a in acc)} | {gain:+.3f} | "
               f"{np.hypot(se, base_se):.3f} / {seeds_se:.3f} | {z:.1f} | {wall:.0f} | "
               f"{train:.0f} |")
-        curves = [training_rewards(task, n) for n in names]
+        curves = [runs[n]["rewards"] for n in names]
         n = min(map(len, curves))
         ax_r.plot(np.mean([c[:n] for c in curves], 0), label=group)
         ax_a.bar(i, acc.mean(), yerr=se, label=group)

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -139,3 +140,41 @@ def test_bench_refuses_bad_shapes_and_settings_in_one_line(monkeypatch, capsys, 
         bench.main()
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_the_real_model_record_adds_up_runs_of_several_machines(tmp_path, monkeypatch):
+    """bench/real_model.py keeps every evaluated run in a record beside runs/ (scratch): a second
+    machine's runs join the first's, and an evaluation whose base score differs is refused."""
+    from bench import real_model
+    monkeypatch.setattr(real_model, "OUT", str(tmp_path / "runs"))
+    monkeypatch.setattr(real_model, "RECORD", str(tmp_path / "record.json"))
+    monkeypatch.setattr(real_model, "BASE", str(tmp_path / "base"))
+
+    def machine(runs, base_score):
+        """runs/ as one machine leaves it: each run's metrics and time, one evaluate.json."""
+        task = tmp_path / "runs" / "addition"
+        rows = [{"policy": str(tmp_path / "base"), "mean": base_score, "stderr": 0.01}]
+        for name, (score, rewards) in runs.items():
+            (task / name / "policy").mkdir(parents=True)
+            (task / name / "wall.json").write_text(json.dumps({"seconds": 100.0}))
+            (task / name / "metrics.jsonl").write_text(
+                "".join(json.dumps({"reward": r, "time_eval": 5.0}) + "\n" for r in rewards))
+            rows.append({"policy": str(task / name / "policy"), "mean": score, "stderr": 0.02})
+        (task / "evaluate.json").write_text(json.dumps(rows))
+
+    machine({"ppo-lrdefault-seed0": (0.5, [0.1, 0.3])}, base_score=0.025)
+    kept = real_model.record("addition")
+    assert kept["base"] == [0.025, 0.01]
+    assert kept["runs"]["ppo-lrdefault-seed0"] == {"held_out": [0.5, 0.02], "rewards": [0.1, 0.3],
+                                                   "seconds": 100.0, "eval_seconds": 10.0}
+    shutil.rmtree(tmp_path / "runs")  # scratch lost; another machine, another seed
+    machine({"ppo-lrdefault-seed2": (0.4, [0.2, 0.2])}, base_score=0.025)
+    kept = real_model.record("addition")
+    assert sorted(kept["runs"]) == ["ppo-lrdefault-seed0", "ppo-lrdefault-seed2"]
+    assert json.loads((tmp_path / "record.json").read_text())["addition"] == kept
+    shutil.rmtree(tmp_path / "runs")
+    machine({"ppo-lrdefault-seed1": (0.4, [0.2, 0.2])}, base_score=0.030)
+    with pytest.raises(SystemExit, match="the base model scored 0.0300 here and 0.0250"):
+        real_model.record("addition")
+    assert "ppo-lrdefault-seed1" not in json.loads((tmp_path / "record.json").read_text())[
+        "addition"]["runs"]
