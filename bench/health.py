@@ -5,8 +5,9 @@ its threshold (docs/health.md). A healthy run that raises an alarm is a false al
     python bench/health.py run [--cases NAME ...]     # each case into runs/health/NAME
     python bench/health.py report [RUN_FOLDER ...]    # those, or every folder in runs/health
 
-The family cases need `python bench/family.py build` first. Real-model runs (bench/real_model.py)
-are read by giving their folders to report.
+The family cases need `python bench/family.py build` first. report replays the checks over each
+run's metrics.jsonl with the run's settings (config.json), so any run folder can be given, one made
+before the checks existed included (bench/real_model.py's runs).
 """
 import argparse
 import glob
@@ -38,17 +39,19 @@ FAMILY_ARMS = {"ppo": ("ppo", family.ARMS["ours-ppo"][2]),
                "reinforce": ("reinforce", family.ARMS["ours-reinforce"][2])}
 for _task in family.TASKS:
     for _arm, (_algorithm, _extra) in FAMILY_ARMS.items():
-        CASES[f"family-{_task}-{_arm}"] = (("family", _task, _algorithm, _extra), True)
-CASES["family-aside-dapo-shaped"] = (("family", "aside", "dapo", family.ARMS["ours-dapo-e1"][2]),
-                                     False)
+        for _seed in (0, 1, 2):
+            CASES[f"family-{_task}-{_arm}-seed{_seed}"] = (
+                ("family", _task, _algorithm, _seed, _extra), True)
+CASES["family-aside-dapo-shaped-seed0"] = (
+    ("family", "aside", "dapo", 0, family.ARMS["ours-dapo-e1"][2]), False)
 
 
 def command(name):
     args, _ = CASES[name]
     out = os.path.join(OUT, name)
     if args and args[0] == "family":
-        _, task, algorithm, extra = args
-        return family.ours_command(task, algorithm, 0, out, ["--HEALTH=warn", *extra])
+        _, task, algorithm, seed, extra = args
+        return family.ours_command(task, algorithm, seed, out, ["--HEALTH=warn", *extra])
     return [sys.executable, "ppo.py", *args, f"--OUTPUT_DIR={out}", "--OVERWRITE=True",
             "--PLOT_EVERY=100000", "--HEALTH=warn"]
 
@@ -89,9 +92,9 @@ def extremes(rows):
     out["min eos_fraction (step 0)"] = (min(col("eos_fraction")), first.get("eos_fraction")) \
         if all(health.finite(v) for v in col("eos_fraction")) and steps else None
     ev = [v for v in col("explained_variance", steps[health.EV_WARMUP:]) if health.finite(v)]
-    out["max of explained_variance over 5 steps, worst window"] = min(
-        (max(ev[i:i + health.EV_STEPS]) for i in range(len(ev) - health.EV_STEPS + 1)),
-        default=None)
+    out[f"lowest mean explained_variance over {health.EV_STEPS} steps"] = min(
+        (sum(ev[i:i + health.EV_STEPS]) / health.EV_STEPS
+         for i in range(len(ev) - health.EV_STEPS + 1)), default=None)
     key = "reward_std_in_group" if any("reward_std_in_group" in r for r in steps) else "reward_std"
     longest = run_length = 0
     for v in col(key):
@@ -109,6 +112,21 @@ def extremes(rows):
     return out
 
 
+def replay(rows, config_path):
+    """{check: first step it fires on} by running the checks over the rows as the run logged them
+    (they are pure functions of the rows), with the run's own settings: the same for a run made
+    before the checks existed as for one that logged its health field."""
+    with open(config_path) as f:
+        settings = json.load(f)
+    cfg = argparse.Namespace(**{k: settings.get(k) for k in ("KL_TARGET", "MAX_NEW_TOKENS")})
+    rows = [{k: v for k, v in r.items() if k != "health"} for r in rows]
+    fired = {}
+    for i in range(1, len(rows) + 1):
+        for alarm in health.check(rows[:i], cfg):
+            fired.setdefault(alarm.check, rows[i - 1]["step"])
+    return fired
+
+
 def report(folders):
     folders = folders or sorted(d for d in glob.glob(os.path.join(OUT, "*")) if os.path.isdir(d))
     false_alarms = 0
@@ -119,10 +137,7 @@ def report(folders):
         rows = [json.loads(line) for line in open(path)]
         name = os.path.basename(os.path.normpath(d))
         healthy = CASES.get(name, (None, True))[1]
-        fired = {}
-        for r in rows:
-            for check in r.get("health") or []:
-                fired.setdefault(check, r["step"])
+        fired = replay(rows, os.path.join(d, "config.json"))
         if healthy:
             false_alarms += len(fired)
         print(json.dumps({"run": name, "healthy": healthy, "steps": len(rows),
