@@ -127,9 +127,20 @@ def replay(rows, config_path):
     return fired
 
 
+def alarming(key, value):
+    """A statistic as one number that grows towards its alarm (a (lowest, step 0) pair: the share
+    of step 0's it fell to, negated)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        low, first = value
+        return -(low / first) if first else None
+    return -value if key.startswith("lowest") else value
+
+
 def report(folders):
     folders = folders or sorted(d for d in glob.glob(os.path.join(OUT, "*")) if os.path.isdir(d))
-    false_alarms = 0
+    false_alarms, worst = 0, {}
     for d in folders:
         path = os.path.join(d, "metrics.jsonl")
         if not os.path.exists(path):
@@ -140,12 +151,26 @@ def report(folders):
         fired = replay(rows, os.path.join(d, "config.json"))
         if healthy:
             false_alarms += len(fired)
+        stats = extremes(rows)
+        for key, value in stats.items():
+            x = alarming(key, value)
+            if x is not None and (healthy, key) not in worst or \
+                    x is not None and x > worst[healthy, key][0]:
+                worst[healthy, key] = (x, name, value)
         print(json.dumps({"run": name, "healthy": healthy, "steps": len(rows),
                           "alarms (first step)": fired, **{
                               k: (round(v, 4) if isinstance(v, float) else
                                   [round(x, 4) for x in v] if isinstance(v, tuple) else v)
-                              for k, v in extremes(rows).items()}}))
-    print(f"false alarms (alarms raised by healthy runs): {false_alarms}")
+                              for k, v in stats.items()}}))
+    print("\n| statistic | most alarming in a healthy run | most alarming in a failed run |")
+    print("|---|---|---|")
+    for key in dict.fromkeys(k for _, k in worst):
+        cells = []
+        for healthy in (True, False):
+            _, name, value = worst.get((healthy, key), (None, "-", None))
+            cells.append(f"{value} ({name})" if value is not None else "-")
+        print(f"| {key} | {cells[0]} | {cells[1]} |")
+    print(f"\nfalse alarms (alarms raised by healthy runs): {false_alarms}")
 
 
 def main(argv):
