@@ -89,8 +89,11 @@ def extremes(rows):
     out["min entropy (step 0)"] = (min(ent), ent[0]) if ent else None
     lengths = [v for v in col("response_length") if health.finite(v)]
     out["min response_length (step 0)"] = (min(lengths), lengths[0]) if lengths else None
-    out["min eos_fraction (step 0)"] = (min(col("eos_fraction")), first.get("eos_fraction")) \
-        if all(health.finite(v) for v in col("eos_fraction")) and steps else None
+    pinned = run_length = 0  # steps in a row without EOS, where half ended at step 0
+    for v in col("eos_fraction") if first.get("eos_fraction", 0) >= health.EOS_START_MIN else []:
+        run_length = run_length + 1 if v == 0 else 0
+        pinned = max(pinned, run_length)
+    out["longest run of eos_fraction = 0 (half ended at step 0)"] = pinned
     ev = [v for v in col("explained_variance", steps[health.EV_WARMUP:]) if health.finite(v)]
     out[f"lowest mean explained_variance over {health.EV_STEPS} steps"] = min(
         (sum(ev[i:i + health.EV_STEPS]) / health.EV_STEPS

@@ -32,8 +32,8 @@ class RunLoop:
     def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
         """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots,
         and returns the exit code: 3 on a health alarm with HEALTH="stop", 130/143 on
-        Ctrl-C/SIGTERM, 1 on a fault (the reward function
-        fails, the guard gives up, an error in a step, a save that cannot be written). A fault
+        Ctrl-C/SIGTERM, 1 on a fault (the reward function fails, the guard gives up, an error in a
+        step, a save that cannot be written). A fault
         before the step's update rolls the step back and saves; one during the update, or a second
         Ctrl-C/SIGTERM, keeps the last checkpoint instead. Under torchrun only rank 0 writes files,
         and every decision to stop is taken by all ranks together."""

@@ -31,10 +31,10 @@ def fired(check, rows, cfg=CFG):
 
 
 def test_update_too_large_reads_approx_kl_and_the_kl_rise_per_token():
-    assert fired(health.update_too_large, steps(1, approx_kl=2.01))
-    assert not fired(health.update_too_large, steps(1, approx_kl=2.0))
+    assert fired(health.update_too_large, steps(1, approx_kl=1.51))
+    assert not fired(health.update_too_large, steps(1, approx_kl=1.5))
     alarm = health.update_too_large(steps(1, approx_kl=14.7), CFG)
-    assert alarm.line(0).startswith("health: update too large at step 0: approx_kl 14.7 > 2.0")
+    assert alarm.line(0).startswith("health: update too large at step 0: approx_kl 14.7 > 1.5")
     assert "--LEARNING_RATE=3e-06 ... 3e-05" in alarm.line(0)
     # a single pass: approx_kl 0, the KL to the reference jumps (per token of response)
     assert fired(health.update_too_large, steps(2, approx_kl=0.0, kl=[0.0, 5.1],
@@ -71,18 +71,20 @@ def test_length_collapse_short_or_pinned_at_the_limit():
     assert not fired(health.length_collapse, steps(2, response_length=[8.0, 2.0]))
     assert fired(health.length_collapse, steps(2, response_length=[24.0, 3.6]))  # DAPO's, aside
     assert not fired(health.length_collapse, steps(2, response_length=[3.9, 0.5]))  # no room
-    pinned = dict(response_length=[10.0, 16.0])
-    assert fired(health.length_collapse, steps(2, eos_fraction=[0.2, 0.0], **pinned))
-    assert not fired(health.length_collapse, steps(2, eos_fraction=[0.19, 0.0], **pinned))
+    pinned = dict(response_length=[10.0] + [16.0] * 5)
+    assert fired(health.length_collapse, steps(6, eos_fraction=[0.5] + [0.0] * 5, **pinned))
+    assert not fired(health.length_collapse, steps(6, eos_fraction=[0.49] + [0.0] * 5, **pinned))
+    assert not fired(health.length_collapse,
+                     steps(6, eos_fraction=[0.5, 0.0, 0.06, 0.0, 0.0, 0.0], **pinned))
     # a task that never ended its replies is not a collapse
-    assert not fired(health.length_collapse, steps(2, eos_fraction=[0.0, 0.0], **pinned))
+    assert not fired(health.length_collapse, steps(6, eos_fraction=0.0, **pinned))
 
 
 def test_critic_not_learning_after_its_warm_up():
-    ev = [0.0] * 10 + [-0.2] * 9 + [-0.21]  # the last 10 average -0.201
+    ev = [0.0] * 10 + [-0.5] * 9 + [-0.51]  # the last 10 average -0.501
     assert fired(health.critic_not_learning, steps(20, explained_variance=ev))
     assert not fired(health.critic_not_learning, steps(19, explained_variance=ev[1:]))
-    assert not fired(health.critic_not_learning, steps(20, explained_variance=ev[:-1] + [-0.2]))
+    assert not fired(health.critic_not_learning, steps(20, explained_variance=ev[:-1] + [-0.5]))
     # hovering about 0 while the rewards are sparse is no alarm
     assert not fired(health.critic_not_learning,
                      steps(20, explained_variance=[0.0] * 10 + [-0.09, 0.06] * 5))
