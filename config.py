@@ -152,6 +152,8 @@ OVERWRITE: "bool" = False
 # stop (after saving) once this many updates in a row met NaN/inf rewards or gradients
 MAX_SKIPPED_IN_A_ROW: "int >= 1" = 3
 DEBUG: "bool" = False  # show the Python traceback when settings or inputs are refused
+# health alarms (README, "Health alarms"): "warn" prints each once; "stop" also saves and exits 3
+HEALTH: "one of 'warn', 'stop', 'off'" = "warn"
 
 # ---- logging -------------------------------------------------------------------------------------
 # redraw the PNGs every this many steps (and at the end); each redraw takes ~2 s on a CPU

@@ -161,13 +161,27 @@ def panels_for(keys, shared):
     return panels
 
 
+def health_alarms(rows):
+    """{check: the steps it fired on} from the rows' health field, in the order they first fired."""
+    fired = {}
+    for i, r in enumerate(rows):
+        names = r.get("health")
+        for name in names if isinstance(names, list) else []:
+            fired.setdefault(str(name), []).append(r["step"] if number(r.get("step")) else i)
+    return fired
+
+
 def plot_metrics(rows, panels, path, title, ncols):
+    """The panels in a grid, each alarm's steps shaded red on every panel (health_alarms)."""
     steps = [r["step"] if number(r.get("step")) else i for i, r in enumerate(rows)]
+    alarmed = sorted({s for fired in health_alarms(rows).values() for s in fired})
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (panel_title, keys) in zip(axes.flat, panels):
         _panel(ax, steps, rows, keys, panel_title)
+        for s in alarmed:
+            ax.axvspan(s - 0.5, s + 0.5, color="tab:red", alpha=0.15, linewidth=0)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     # Fixed margins in inches: tight_layout would double the drawing time (~2 s on 2 cores for 35
@@ -202,16 +216,20 @@ def plot_run(out_dir):
                     and isinstance(v, (int, float)) and not isinstance(v, bool)]
     name = os.path.basename(os.path.normpath(out_dir))
     n_steps = training_steps(rows)
+    fired = health_alarms(rows)
+    alarms = "; health: " + ", ".join(f"{check} (step {steps[0]}" + (
+        f", {len(steps)} steps)" if len(steps) > 1 else ")")
+        for check, steps in fired.items()) if fired else ""
     # only skipped steps so far: what there is
     main_keys = [k for k in MAIN_METRICS if k in numeric] or numeric
     paths = [os.path.join(out_dir, "ppo_metrics.png"),
              os.path.join(out_dir, "training_metrics.png")]
     plot_metrics(rows, panels_for(main_keys, []), paths[0],
-                 f"{name}: PPO metrics ({n_steps} steps)", ncols=3)
+                 f"{name}: PPO metrics ({n_steps} steps){alarms}", ncols=3)
     # the figures to watch first lead here too
     ordered = main_keys + [k for k in numeric if k not in main_keys]
     plot_metrics(rows, panels_for(ordered, SHARED_PANELS), paths[1],
-                 f"{name}: all metrics ({n_steps} steps)", ncols=5)
+                 f"{name}: all metrics ({n_steps} steps){alarms}", ncols=5)
     return paths
 
 
@@ -247,6 +265,14 @@ class Tracker:
             self.writer.flush()
         else:
             self.module.log(numbers, step=step)
+
+    def log_text(self, tag, text, step):
+        """A line of text at a step (a health alarm)."""
+        if self.kind == "tensorboard":
+            self.writer.add_text(tag, text, step)
+            self.writer.flush()
+        elif hasattr(self.module, "alert"):  # wandb (and trackio): a notification as well
+            self.module.alert(title=f"{tag} at step {step}", text=text)
 
     def log_samples(self, samples, step):
         columns = ["prompt", "response", "reward"]

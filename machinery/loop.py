@@ -1,7 +1,8 @@
 """The run around the algorithm: start-up (checks before any weight loads, OUTPUT_DIR's lock, the
-embedded tasks' models), the loop over steps with its logs, plots and checkpoints, signals, and the
-exit codes: 0 done, 1 a fault (saved where it could be), 2 refused before any work, 130/143
-interrupted. PPOTrainer inherits RunLoop; ppo.main calls main here."""
+embedded tasks' models), the loop over steps with its logs, health checks, plots and checkpoints,
+signals, and the exit codes: 0 done, 1 a fault (saved where it could be), 2 refused before any work,
+3 stopped by a health alarm (HEALTH="stop", saved), 130/143 interrupted. PPOTrainer inherits
+RunLoop; ppo.main calls main here."""
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from . import health
 from .distributed import Ranks, check_sharding, shard_sizes, sharding_on, weights_fingerprint
 from .models import check_distributed
 from .preflight import (ALGORITHMS, ConfigError, RewardError, check_output_path, check_settings,
@@ -29,8 +31,9 @@ class RunLoop:
 
     def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
         """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots,
-        and returns the exit code: 130/143 on Ctrl-C/SIGTERM, 1 on a fault (the reward function
-        fails, the guard gives up, an error in a step, a save that cannot be written). A fault
+        and returns the exit code: 3 on a health alarm with HEALTH="stop", 130/143 on
+        Ctrl-C/SIGTERM, 1 on a fault (the reward function fails, the guard gives up, an error in a
+        step, a save that cannot be written). A fault
         before the step's update rolls the step back and saves; one during the update, or a second
         Ctrl-C/SIGTERM, keeps the last checkpoint instead. Under torchrun only rank 0 writes files,
         and every decision to stop is taken by all ranks together."""
@@ -67,7 +70,15 @@ class RunLoop:
                     last = self.step_count == self.total_steps or (
                         cfg.MAX_RESPONSES is not None
                             and self.responses_generated >= cfg.MAX_RESPONSES)
-                    self.write_logs(metrics, samples, last, bar)
+                    alarms = self.write_logs(metrics, samples, last, bar)
+                    # HEALTH="stop": saved, with an exit code of its own; resumed, the run goes on
+                    # (an alarm that fired does not stop it again)
+                    if cfg.HEALTH == "stop" and self.ranks.any(bool(alarms)):
+                        return self.stop_early(
+                            f"stopped by the health alarm above after step {metrics['step']} "
+                            "(HEALTH='stop'); the run is saved. Start again with what the alarm "
+                            f"says (--OVERWRITE=True), or go on as it is: {resume_command}",
+                            health.EXIT_CODE)
                     if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
                         return self.stop_early(
                             f"error: {self.skipped_in_a_row} updates in a row were skipped for "
@@ -93,7 +104,9 @@ class RunLoop:
                 # the final policy: a row of its own, at the step it would start
                 if self.eval_prompts is not None:
                     before = None  # a fault here leaves the saved checkpoint as it is
-                    self.log_row({"step": self.step_count, **self.evaluate()})
+                    row = {"step": self.step_count, **self.evaluate()}
+                    self.check_health(row, bar)
+                    self.log_row(row)
                 self.plot()
                 self.save()
                 # it came during the last step or the final save, which it let finish
@@ -124,6 +137,7 @@ class RunLoop:
                 return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
                                        f"{first_line(e)}. {hint}", 1,
                                        save=rollback and not self.sharded)
+        self.health_summary()
         self.log(
             f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
             "training_metrics.png, metrics.jsonl, samples.jsonl, "
@@ -151,21 +165,31 @@ class RunLoop:
                     write_file(os.path.join(out, "configs", name), f.read())
             kept = keep_rows_before(os.path.join(out, "metrics.jsonl"), self.step_count)
             keep_rows_before(os.path.join(out, "samples.jsonl"), self.step_count)
-            if self.cfg.REPORT_TO != "none":
-                import plotting
-                name = self.cfg.RUN_NAME or os.path.basename(os.path.normpath(os.path.abspath(out)))
-                self.tracker = plotting.Tracker(self.cfg.REPORT_TO, out, name, vars(self.cfg),
-                                                self.step_count)
+        # the health checks read the rows a resumed run kept, and know which alarms fired
+        kept = self.ranks.first_object(kept if self.ranks.writes else None) or []
+        self.health_rows = list(kept)
+        for row in kept:
+            for name in row.get("health", []):
+                self.health_fired[name] = self.health_fired.get(name, 0) + 1
+        if self.ranks.writes and self.cfg.REPORT_TO != "none":
+            import plotting
+            name = self.cfg.RUN_NAME or os.path.basename(os.path.normpath(os.path.abspath(out)))
+            self.tracker = plotting.Tracker(self.cfg.REPORT_TO, out, name, vars(self.cfg),
+                                            self.step_count)
         self.t0 = time.time() - (kept[-1].get("elapsed", 0.0) if kept else 0.0)
 
     def write_logs(self, metrics, samples, last, bar):
-        """One step's row in metrics.jsonl; its samples in samples.jsonl and on the console every
-        SAMPLE_EVERY steps and at the last; the progress bar. Rank 0 writes."""
+        """One step's row in metrics.jsonl, after its health checks; its samples in samples.jsonl
+        and on the console every SAMPLE_EVERY steps and at the last; the progress bar. Rank 0
+        writes. Returns the alarms that fired for the first time at this step."""
         cfg, out, step = self.cfg, self.cfg.OUTPUT_DIR, metrics["step"]
+        alarms = self.check_health(metrics, bar)
         bar.update()
-        bar.set_postfix({k: f"{metrics[k]:.3f}"
-                         for k in ("reward", "kl", "value_loss", "response_length",
-                                                          "eval_reward") if k in metrics})
+        bar.set_postfix({**{k: f"{metrics[k]:.3f}"
+                            for k in ("reward", "kl", "value_loss", "response_length",
+                                      "eval_reward") if k in metrics},
+                         **({"health": "+".join(health.SHORT[n] for n in self.health_fired)}
+                            if self.health_fired else {})})
         self.log_row(metrics)
         if self.ranks.writes and samples and (step % cfg.SAMPLE_EVERY == 0 or last):
             with open(os.path.join(out, "samples.jsonl"), "a") as f:
@@ -173,6 +197,35 @@ class RunLoop:
             bar.write(format_samples(samples[:cfg.NUM_SAMPLES], step))
             if self.tracker is not None:
                 self.tracker.log_samples(samples[:cfg.NUM_SAMPLES], step)
+        return alarms
+
+    def check_health(self, row, bar):
+        """The health checks on the logged rows with this one last (machinery/health.py): the
+        names of the alarms firing go into the row ("health"); the first firing of each check is
+        one line on the console and text in the tracker, later ones are counted. Returns the
+        first firings. HEALTH="off": none."""
+        if self.cfg.HEALTH == "off":
+            return []
+        self.health_rows.append(row)
+        alarms = health.check(self.health_rows, self.cfg)
+        if alarms:
+            row["health"] = [a.check for a in alarms]
+        new = [a for a in alarms if a.check not in self.health_fired]
+        for alarm in alarms:
+            self.health_fired[alarm.check] = self.health_fired.get(alarm.check, 0) + 1
+        for alarm in new:
+            if self.ranks.writes:
+                bar.write(alarm.line(row["step"]))
+            if self.tracker is not None:
+                self.tracker.log_text("health", alarm.line(row["step"]), row["step"])
+        return new
+
+    def health_summary(self):
+        """At the end of a run: how often each alarm fired (its first firing was said then)."""
+        if self.health_fired:
+            self.log("health: " + "; ".join(
+                f"{name} on {n} step{'s' if n > 1 else ''}" for name, n in self.health_fired.items())
+                + " (metrics.jsonl's health field; shaded in the PNGs)")
 
     def log_row(self, metrics):
         """A row of metrics.jsonl, also sent to the tracker (REPORT_TO); rank 0 writes."""
@@ -250,6 +303,8 @@ class RunLoop:
         self.saved_step = None  # step_count of the last checkpoint written or loaded
         self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
         self.bar = None  # the progress bar, while run() goes
+        self.health_rows = []  # the rows the health checks read (start_logs: a resumed run's)
+        self.health_fired = {}  # {check: steps it fired on}, in the order they first fired
         # The critic trains in a thread of its own beside the policy (update()).
         self.critic_thread = ThreadPoolExecutor(1, thread_name_prefix="critic") \
             if self.critic is not None else None

@@ -1195,7 +1195,7 @@ class RunLock:
 RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES",
                      "PLOT_EVERY",
                      "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES",
-                     "MAX_SKIPPED_IN_A_ROW",
+                     "MAX_SKIPPED_IN_A_ROW", "HEALTH",
                      "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "SHARDING",
                      "OUTPUT_DIR",
                      "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY", "EVAL_MAX_PROMPTS", "REPORT_TO",

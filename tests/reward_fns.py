@@ -113,3 +113,10 @@ def mutates_inputs(prompts, responses):
 
 def returns_text(prompts, responses):
     return "good"
+
+
+def sentiment_on_training_prompts_only(prompts, responses, held_out, **_):
+    """The sentiment reward on training prompts and its negative on held-out ones (column
+    held_out): what raises the training reward lowers the held-out one, as a trick that only pays
+    on the training data would."""
+    return [-s if h else s for s, h in zip(sentiment(prompts, responses), held_out)]

@@ -154,6 +154,9 @@ def test_non_finite_rewards_skip_updates_then_stop_after_saving(tiny, tmp_path, 
     out = capsys.readouterr()
     assert "3 updates in a row were skipped for NaN/inf" in out.out + out.err
     assert [r["skipped_updates"] for r in rows(tmp_path)] == [1, 2, 3]
+    # the health alarm: said once, at the first, and on every such step's row
+    assert (out.out + out.err).count("health: non-finite values at step 0: skipped_updates") == 1
+    assert [r["health"] for r in rows(tmp_path)] == [["non-finite values"]] * 3
     saved = models.load_causal_lm(os.path.join(tmp_path, "checkpoint", "policy"),
                                   torch.device("cpu"), torch.float32)
     for a, b in zip(start, saved.parameters()):

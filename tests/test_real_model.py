@@ -149,3 +149,26 @@ def test_one_ppo_step_on_smollm2_at_the_defaults(tmp_path):
     assert len(steps) == 2 and steps[0]["kl"] == 0.0
     assert all(0 <= r["approx_kl"] < 0.1 and r["clipfrac"] < 0.3 for r in steps)
     assert abs(steps[1]["kl"]) < 1.0
+    assert not any("health" in r for r in rows)  # no alarm at the defaults
+
+
+@pytest.mark.slow
+def test_smollm2_at_the_old_default_rate_stops_on_the_update_alarm_at_step_0(tmp_path):
+    """3e-4, the embedded tiny model's rate, on SmolLM2 with HEALTH="stop": the update alarm at
+    step 0, the run saved and exit code 3, before a second step is spent on a wrecked policy."""
+    import json
+    import subprocess
+    import sys
+    from machinery import health
+    smollm2.build()
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "ppo.py", "configs/smollm2_addition_ppo.py",
+                           "--MAX_STEPS=2", "--BATCH_SIZE=8", "--EVAL_DATASET=None",
+                           "--LEARNING_RATE=3e-4", "--HEALTH=stop", f"--OUTPUT_DIR={out}"],
+                          cwd=smollm2._ROOT, capture_output=True, text=True)
+    text = done.stdout + done.stderr
+    assert done.returncode == health.EXIT_CODE, text[-2000:]
+    assert "health: update too large at step 0: approx_kl" in text
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert len(rows) == 1 and rows[0]["health"] == ["update too large"]
+    assert (out / "checkpoint").is_dir()

@@ -384,6 +384,10 @@ class FakeTracker:
             self.columns, self.data = columns, data
 
     @classmethod
+    def alert(cls, title, text):
+        cls.calls.append(("alert", title, text))
+
+    @classmethod
     def finish(cls):
         cls.calls.append(("finish",))
 
@@ -399,14 +403,30 @@ def test_wandb_and_trackio_receive_flat_metrics_samples_and_settings(kind, tmp_p
     tracker.log({"step": 4, "reward": 0.5, "eval_reward": 0.25, "flag": True}, 4)
     tracker.log_samples([{"prompt": [{"role": "user", "content": "x"}], "response": "y",
                           "reward": 1.0}], 4)
+    tracker.log_text("health", "health: update too large at step 4: ...", 4)
     tracker.close()
-    init, log, table, finish = FakeTracker.calls
+    init, log, table, alert, finish = FakeTracker.calls
+    assert alert == ("alert", "health at step 4", "health: update too large at step 4: ...")
     assert init[1]["name"] == "run-a"
     assert init[1]["config"] == {"SEED": 1}
     assert init[1]["project"] == "ppo"
     assert log == ("log", {"reward": 0.5, "eval_reward": 0.25}, 4)
     assert table[1]["samples"].columns == ["prompt", "response", "reward"] and table[2] == 4
     assert finish == ("finish",)
+
+
+def test_tensorboard_gets_a_health_alarm_as_text(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import plotting
+    tracker = plotting.Tracker("tensorboard", str(tmp_path), "run-a", {"SEED": 1})
+    tracker.log_text("health", "health: no learning signal at step 7: ...", 7)
+    tracker.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "run-a"), size_guidance={"tensors": 0})
+    events.Reload()
+    (event,) = events.Tensors("health/text_summary")
+    assert event.step == 7
+    assert event.tensor_proto.string_val[0].decode().startswith("health: no learning signal")
 
 
 @pytest.mark.parametrize("kind", ["wandb", "trackio"])
