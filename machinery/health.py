@@ -226,11 +226,10 @@ def no_signal(rows, cfg):
 def reward_hacking(rows, cfg):
     """At an evaluation: the held-out reward more than HACKING_Z s.e. below its best earlier one
     while the training reward (the last step's) is above the one logged with that best."""
-    evals = [(i, r) for i, r in enumerate(rows)
-             if finite(r.get("eval_reward")) and finite(r.get("eval_reward_se"))]
-    if len(evals) < 2 or evals[-1][1] is not rows[-1]:
+    evals = [r for r in rows if finite(r.get("eval_reward")) and finite(r.get("eval_reward_se"))]
+    if len(evals) < 2 or evals[-1] is not rows[-1]:
         return None
-    (_, now), (best_i, best) = evals[-1], max(evals[:-1], key=lambda e: e[1]["eval_reward"])
+    now, best = evals[-1], max(evals[:-1], key=lambda r: r["eval_reward"])
     drop = best["eval_reward"] - now["eval_reward"]
     se = math.hypot(best["eval_reward_se"], now["eval_reward_se"])
     trained = training_rows(rows)

@@ -223,9 +223,10 @@ class RunLoop:
     def health_summary(self):
         """At the end of a run: how often each alarm fired (its first firing was said then)."""
         if self.health_fired:
-            self.log("health: " + "; ".join(
-                f"{name} on {n} step{'s' if n > 1 else ''}" for name, n in self.health_fired.items())
-                + " (metrics.jsonl's health field; shaded in the PNGs)")
+            counts = [f"{name} on {n} step{'s' if n > 1 else ''}"
+                      for name, n in self.health_fired.items()]
+            self.log(f"health: {'; '.join(counts)} (metrics.jsonl's health field; shaded in the "
+                     "PNGs)")
 
     def log_row(self, metrics):
         """A row of metrics.jsonl, also sent to the tracker (REPORT_TO); rank 0 writes."""
