@@ -46,7 +46,10 @@ def assert_same_run(a, b):
     for x, y in zip(ra, rb):
         assert set(x) == set(y)
         for k in set(x) - TIMING:
-            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-4), (x["step"], k)
+            if isinstance(x[k], list):  # the health alarms' names: a resumed run fires the same
+                assert x[k] == y[k], (x["step"], k)
+            else:
+                assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-4), (x["step"], k)
 
 
 def saved_step(path):
