@@ -241,7 +241,8 @@ def reward_hacking(rows, cfg):
                      f"{best['step']}) while the training reward rose "
                      f"({best['reward']:.3g} -> {trained[-1]['reward']:.3g})",
                      "the policy is exploiting the training prompts or the reward: read "
-                     "samples.jsonl; raise KL_COEF, or keep the checkpoint of the best evaluation")
+                     "samples.jsonl; raise KL_COEF, or train for fewer steps (MAX_STEPS; "
+                     "EVAL_EVERY finds the best)")
     return None
 
 
