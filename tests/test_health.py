@@ -1,5 +1,6 @@
-"""The health checks (machinery/health.py), each on synthetic rows at its boundary: it fires just
-past its threshold and not at it."""
+"""The health checks (machinery/health.py): each on synthetic rows at its boundary (it fires just
+past its threshold and not at it), then end to end on induced failures, each raising its alarm in
+the run's outputs."""
 import json
 import os
 import subprocess
