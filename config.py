@@ -107,6 +107,8 @@ LR_SCHEDULE: "one of 'linear', 'constant'" = "linear"
 MINI_BATCH_SIZE: "int >= 1 or None" = None
 # sequences per forward/backward (gradient accumulation); MINI_BATCH_SIZE must divide by it
 MICRO_BATCH_SIZE: "int >= 1" = 8
+# instead: micro-batches packed by length up to this many tokens (rows x (prompt + longest reply))
+MICRO_BATCH_TOKENS: "int >= 1 or None" = None
 # passes over each batch of rollouts (None: ppo 4; grpo, dapo 1; reinforce: always 1)
 PPO_EPOCHS: "int >= 1 or None" = None
 CLIP_RANGE: "float > 0" = 0.2  # policy ratio clip epsilon (Schulman et al. 2017)

@@ -45,7 +45,8 @@ import torch.nn as nn
 
 from machinery import loop, preflight
 from machinery.checkpoint import Checkpoints
-from machinery.distributed import (Ranks, micro_batch_count, no_grad_for, rank_minibatch,
+from machinery.distributed import (Ranks, micro_batch_count, micro_batches, no_grad_for,
+                                   rank_minibatch,
                                    sum_gradients, whole)
 from machinery.loop import RunLoop
 from machinery.setup import Setup
@@ -763,11 +764,12 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         epochs, mb_size = (
             1, B) if self.algorithm.surrogate == "plain" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
         my_rows, world = self.ranks.my_rows(B), self.ranks.world
+        host_lengths = lengths.long().cpu() if self.sharded and cfg.MICRO_BATCH_TOKENS else None
         # (my rows, n_tokens, n_seqs,
         minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),
                         # n_micro)
-                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE) if self.sharded
-                            else 0)
+                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE, host_lengths, Tp,
+                                          cfg.MICRO_BATCH_TOKENS) if self.sharded else 0)
                        for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
         # Sharded, the critic trains after the policy: each forward and backward is a collective,
         # and two models' collectives from two threads could interleave differently on different
@@ -819,7 +821,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         for mb, n_tokens, n_seqs, n_micro in minibatches:
             mb_stats = {}
             # a rank may hold none of its rows
-            micros = mb.split(cfg.MICRO_BATCH_SIZE) if len(mb) else ()
+            micros = micro_batches(mb, rollout["lengths"][mb], Tp, cfg.MICRO_BATCH_SIZE,
+                                   cfg.MICRO_BATCH_TOKENS) if len(mb) else ()
             for micro in micros:
                 for k, v in gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
                     mb_stats[k] = mb_stats.get(k, 0.0) + v

@@ -157,13 +157,38 @@ def rank_minibatch(mb, my_rows):
     return mine - my_rows.start
 
 
-def micro_batch_count(mb, n_rows, world, micro_size):
-    """The most micro-batches of micro_size rows that any rank runs for global minibatch mb (indices
-    into a batch of n_rows split evenly over `world` ranks): with sharding, the number every rank
-    runs."""
-    # (world,) rows of mb each rank holds
-    held = torch.bincount(mb // (n_rows // world), minlength=world)
-    return int(-(-held.max() // micro_size))
+def micro_batches(rows, lengths, prompt_width, micro_size, token_budget=None):
+    """A minibatch's rows (indices) split into micro-batches, each one forward and backward.
+    Without a token budget: consecutive runs of micro_size rows. With one (MICRO_BATCH_TOKENS): the
+    rows sorted by response length, longest first, and packed greedily, each micro-batch taking rows
+    while (its rows) x (prompt_width + its longest response) stays within token_budget (a row alone
+    always goes), so that short responses are not padded to the longest in the minibatch; as verl's
+    use_dynamic_bsz and OpenRLHF's max_tokens_per_gpu. lengths (len(rows),): the rows' response
+    lengths, on the host. The losses are weighted by the minibatch's totals (ppo.loss_weights), so
+    the packing changes no gradient."""
+    if token_budget is None:
+        return list(rows.split(micro_size))
+    order = torch.sort(lengths, descending=True, stable=True).indices
+    out, start = [], 0
+    while start < len(order):
+        # sorted: the first row is the longest, and fixes the micro-batch's width
+        fits = max(1, token_budget // (prompt_width + int(lengths[order[start]])))
+        out.append(rows[order[start:start + fits]])
+        start += fits
+    return out
+
+
+def micro_batch_count(mb, n_rows, world, micro_size, lengths=None, prompt_width=0,
+                      token_budget=None):
+    """The most micro-batches (micro_batches) that any rank runs for global minibatch mb (indices
+    into a batch of n_rows split evenly over `world` ranks; lengths (n_rows,) the whole batch's
+    response lengths, with a token budget): with sharding, the number every rank runs."""
+    per_rank = n_rows // world
+    if token_budget is None:
+        held = torch.bincount(mb // per_rank, minlength=world)  # (world,) rows of mb per rank
+        return int(-(-held.max() // micro_size))
+    return max(len(micro_batches(mb[mb // per_rank == r], lengths[mb[mb // per_rank == r]],
+                                 prompt_width, micro_size, token_budget)) for r in range(world))
 
 
 def sum_gradients(model, ranks, group, bucket_size=2 ** 24):

@@ -1207,7 +1207,8 @@ ADDED_SETTINGS = {"ADAM_EPSILON": lambda saved: 1e-5,
                   "CRITIC_MAX_GRAD_NORM": lambda saved: saved.get("MAX_GRAD_NORM"),
                   "REWARD_WEIGHTS": lambda saved: None, "DATASET_CONFIG": lambda saved: None,
                   "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False,
-                  "COMPILE_DECODE": lambda saved: False, "REWARD_LABEL": lambda saved: None}
+                  "COMPILE_DECODE": lambda saved: False, "REWARD_LABEL": lambda saved: None,
+                  "MICRO_BATCH_TOKENS": lambda saved: None}
 # .prev: a kill fell between save_checkpoint's two renames
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")
 

@@ -279,8 +279,12 @@ def held_by_each_process(stdout):
 @pytest.mark.parametrize("sharding", ["fsdp", pytest.param("none", marks=pytest.mark.slow)])
 def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
     """PPO with held-out evaluation, on two processes with the models sharded (SHARDING=auto does
-    it) or copied, against one process on the same global batch."""
-    result = torchrun(ppo_args(tiny, tmp_path, SHARDING="auto" if sharding == "fsdp" else "none"))
+    it) or copied, against one process on the same global batch. Sharded, the micro-batches are
+    packed by a token budget (the one process's are 2 rows each): ranks whose rows pack into fewer
+    micro-batches run stand-ins, and the packing changes no gradient."""
+    packing = dict(MICRO_BATCH_TOKENS=40) if sharding == "fsdp" else {}
+    result = torchrun(ppo_args(tiny, tmp_path, SHARDING="auto" if sharding == "fsdp" else "none",
+                               **packing))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("settings:") == 1  # rank 0 alone speaks and writes
     # the same sums in another order: float32 rounding (measured: 3e-7 at most)
