@@ -81,6 +81,13 @@ MAX_NEW_TOKENS: "int >= 1" = 16
 TEMPERATURE: "float > 0" = 1.0
 # static KV cache + compiled decoding (CUDA graphs on GPU); samples not bitwise the default's
 COMPILE_DECODE: "bool" = False
+# sample from a DTYPE copy of the policy refreshed after each update; auto: when DTYPE is 16-bit,
+# unsharded, without LoRA (it halves what each decoding step reads from memory)
+ROLLOUT_COPY: "one of 'auto', True, False" = "auto"
+# a rollout copy's samples weighted by pi_train / pi_rollout, per sequence or token, dropped
+# ("mask", TRL's default at the sequence level) or capped ("cap") above ROLLOUT_CORRECTION_CAP
+ROLLOUT_CORRECTION: "one of 'seq-mask', 'seq-cap', 'token-mask', 'token-cap', 'off'" = "seq-mask"
+ROLLOUT_CORRECTION_CAP: "float >= 1" = 3.0  # the importance weight's cap C (TRL: 3)
 # subtracted from the score of responses that hit MAX_NEW_TOKENS without EOS (None: off)
 MISSING_EOS_PENALTY: "float or None" = None
 # DAPO's soft length penalty over the last this-many tokens before MAX_NEW_TOKENS (None, 0: off)
@@ -109,6 +116,9 @@ MINI_BATCH_SIZE: "int >= 1 or None" = None
 MICRO_BATCH_SIZE: "int >= 1" = 8
 # instead: micro-batches packed by length up to this many tokens (rows x (prompt + longest reply))
 MICRO_BATCH_TOKENS: "int >= 1 or None" = None
+# response positions whose logits exist at once: the output layer runs in chunks, recomputed in
+# the backward (152k-token vocabularies: 0.6 GB per 1024 in float32); None: all at once
+LOGPROB_CHUNK: "int >= 1 or None" = 1024
 # passes over each batch of rollouts (None: ppo 4; grpo, dapo 1; reinforce: always 1)
 PPO_EPOCHS: "int >= 1 or None" = None
 CLIP_RANGE: "float > 0" = 0.2  # policy ratio clip epsilon (Schulman et al. 2017)

@@ -36,12 +36,14 @@ V vocab.
 """
 
 import sys
+from contextlib import nullcontext
 from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 
 from machinery import loop, preflight
 from machinery.checkpoint import Checkpoints
@@ -51,7 +53,8 @@ from machinery.distributed import (Ranks, micro_batch_count, micro_batches, no_g
 from machinery.loop import RunLoop
 from machinery.setup import Setup
 from machinery.run import Timings
-from machinery.models import (autocast, check_distributed)
+from machinery.models import (autocast, check_distributed, output_layer_of, refresh_copy,
+                              without_output_layer)
 from machinery.preflight import (check_settings)
 from machinery.sampling import (concat_rollouts, left_pad, position_ids_from_mask,
                                 sample, sample_and_score, select_rows, stream_indices,
@@ -338,6 +341,32 @@ def probability_ratio(logp, old_logp, mask=None):
     return torch.exp(log_ratio.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
 
 
+def rollout_correction(logp, rollout_logp, mask, mode="seq-mask", cap=3.0):
+    """Importance weights for samples drawn by the rollout copy (ROLLOUT_COPY, in DTYPE) and trained
+    as if drawn by the policy: w = pi_train / pi_rollout, per token or as the product over the
+    sequence (the sum of log-ratios), then capped at `cap` ("cap": truncated IS, Ionides 2008) or
+    set to 0 above it ("mask"), as TRL's vllm_importance_sampling_mode (default "sequence_mask",
+    C = 3) and verl's rollout_is; the policy-gradient term of each token is multiplied by its
+    weight. (B, Tr) x3 -> the weights (B, Tr), 0 at masked positions, and where the cap acted
+    (B, Tr)."""
+    log_w = (logp - rollout_logp) * mask
+    if mode.startswith("seq"):
+        log_w = log_w.sum(1, keepdim=True).expand_as(mask)
+    w = torch.exp(log_w.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
+    over = (w > cap).float() * mask
+    w = w.clamp(max=cap) if mode.endswith("cap") else torch.where(w > cap, 0.0, w)
+    return w * mask, over
+
+
+def rollout_mismatch(logp, rollout_logp, mask):
+    """How far the sampler's log-probs of its tokens are from the trained policy's: the mean and the
+    largest |log pi_train - log pi_rollout| over valid tokens (rollout_logprob_diff, _max). Rounding
+    alone with no copy; a copy's 16-bit weights add their own."""
+    diff = (logp - rollout_logp).abs() * mask
+    return {"rollout_logprob_diff": diff.sum() / mask.sum().clamp(min=1),
+            "rollout_logprob_diff_max": diff.max()}
+
+
 def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):
     """PPO clipped surrogate per token (Schulman et al. 2017 eq. 7), as a loss to minimise, with the
     ratio kept in [1 - clip_low, 1 + clip_high] (clip_high defaults to clip_low; DAPO's clip-higher
@@ -353,19 +382,22 @@ def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None)
 
 
 def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, clip_low, clip_high,
-               entropy_coef=0.0, ref_logp=None, kl_coef=0.0, kl_estimator="k3"):
+               entropy_coef=0.0, ref_logp=None, kl_coef=0.0, kl_estimator="k3", is_weight=None):
     """The policy's whole loss on a (micro-)batch, in one place as in CleanRL's ppo.py: the clipped
     surrogate (REINFORCE: the plain policy gradient), minus the entropy bonus, plus GRPO's KL term
     when ref_logp is given (Shao et al. 2024 eq. 3: beta * KL(pi || pi_ref) in the loss rather than
     the reward). Per-token terms are summed with `weights` (loss_weights: the aggregation and the
-    minibatch's totals). All (b, Tr). Returns (loss, stats): policy_loss (and kl_loss) scalars,
-    clipped and ratio per token for the statistics."""
+    minibatch's totals); is_weight (rollout_correction) scales the policy-gradient term of each
+    token, as in TRL (the entropy and KL terms are the policy's own). All (b, Tr). Returns (loss,
+    stats): policy_loss (and kl_loss) scalars, clipped and ratio per token for the statistics."""
     if ALGORITHMS[algorithm].surrogate == "plain":
         pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
         # a statistic only: one update, no clipping
         ratio = probability_ratio(logp.detach(), old_logp, mask)
     else:
         pg, clipped, ratio = policy_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
+    if is_weight is not None:
+        pg = pg * is_weight
     pg_loss = (pg * weights).sum()
     loss = pg_loss - entropy_coef * (entropy * weights).sum()
     stats = {"policy_loss": pg_loss, "clipped": clipped, "ratio": ratio}
@@ -433,33 +465,65 @@ class AdaptiveKLController:
 # The log-probs of the responses
 # ==================================================================================================
 def response_logprobs(model, input_ids, attention_mask, Tp, temperature, dtype=torch.float32,
-                      entropy="grad"):
+                      entropy="grad", chunk=None):
     """Log-probs of the response tokens and the entropy at each response position, in one forward.
     (B, T) -> (B, Tr), (B, Tr). Logits are divided by the sampling temperature so they describe the
     distribution the tokens were drawn from (N+ detail 5). entropy: "grad" when it enters the loss
     (ENTROPY_COEF != 0); "value" when it is only a statistic (no graph, so the backward pass skips
     the vocabulary-wide terms it would add exact zeros from: a tenth of the update at an 8k
-    vocabulary); None: not computed (the reference's)."""
+    vocabulary); None: not computed (the reference's). chunk (LOGPROB_CHUNK): when B * Tr is larger,
+    the model's forward stops at the final hidden states and the output layer runs chunk positions
+    at a time (chunked_logprobs), so that the (B, Tr, V) logits never exist whole."""
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    Tr = input_ids.shape[1] - Tp
+    B, Tr = input_ids.shape[0], input_ids.shape[1] - Tp
     # Off-by-one: the logit at position i predicts token i+1, so the response tokens Tp .. T-1 are
     # predicted at positions Tp-1 .. T-2, the only ones whose logits are computed (no slice of them,
     # whose backward would fill and copy a vocabulary-wide gradient).
     keep = torch.arange(Tp - 1, Tp - 1 + Tr, device=device)
-    with autocast(device, dtype):
-        # no KV cache to keep
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                       position_ids=position_ids_from_mask(
-                           attention_mask), logits_to_keep=keep).logits
-    logits = logits.float()  # (B, Tr, V)
+    head = output_layer_of(model) if chunk is not None and B * Tr > chunk else None
+    with autocast(device, dtype), without_output_layer(head) if head else nullcontext():
+        # no KV cache to keep; without the output layer, "logits" are the final hidden states
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                    position_ids=position_ids_from_mask(attention_mask), logits_to_keep=keep).logits
+    if head:
+        with autocast(device, dtype):
+            return chunked_logprobs(head[2], out, input_ids[:, Tp:], temperature, chunk, entropy)
+    return logprobs_and_entropy(out, input_ids[:, Tp:], temperature, entropy)
+
+
+def logprobs_and_entropy(logits, tokens, temperature, entropy="grad"):
+    """The tokens' log-probs under softmax(logits / temperature), and the entropy of each position's
+    distribution (entropy as for response_logprobs). (..., V), (...) -> (...), (...) or None."""
+    logits = logits.float()
     if temperature != 1.0:  # x / 1.0 is x: no copy of the logits
         logits = logits / temperature
-    logp, logp_all = logprobs_from_logits(logits, input_ids[:, Tp:])
+    logp, logp_all = logprobs_from_logits(logits, tokens)
     if entropy is None:
         return logp, None
     with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
         return logp, entropy_from_logprobs(logp_all)
+
+
+def chunked_logprobs(head, hidden, tokens, temperature, chunk, entropy="grad"):
+    """logprobs_and_entropy(head(hidden), ...) computed `chunk` positions at a time, so that the
+    logits of at most `chunk` positions exist at once; with gradients, each chunk's logits are
+    recomputed in the backward (torch.utils.checkpoint) rather than kept, so the backward also
+    holds one chunk's at a time. The same arithmetic per position as the whole computation (the
+    log-softmax is per position). As TRL's chunked LM head and Liger's fused linear cross-entropy,
+    which chunk positions too. (B, Tr, H), (B, Tr) -> (B, Tr), (B, Tr) or None."""
+    B, Tr, H = hidden.shape
+
+    def piece(h, t):
+        return logprobs_and_entropy(head(h), t, temperature, entropy)
+
+    recompute = torch.is_grad_enabled() and hidden.requires_grad
+    pieces = [torch.utils.checkpoint.checkpoint(piece, h, t, use_reentrant=False) if recompute
+              else piece(h, t)
+              for h, t in zip(hidden.reshape(B * Tr, H).split(chunk),
+                              tokens.reshape(B * Tr).split(chunk))]
+    logp = torch.cat([p[0] for p in pieces]).view(B, Tr)
+    return logp, None if entropy is None else torch.cat([p[1] for p in pieces]).view(B, Tr)
 
 
 def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats,
@@ -507,6 +571,9 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
         self.load_data()  # the prompts, tokenised, and every check that needs no weights (setup.py)
         self.load_models()  # policy, reference, critic (PPO) and scorers, on devices or sharded
+        # Sharded, the output layer is not run apart from its model's forward (FSDP2 gathers a
+        # module's weights in that forward's hooks): log-probs are computed whole.
+        self.logprob_chunk = None if self.sharded else cfg.LOGPROB_CHUNK
 
         # Separate optimisers (the two models may sit on different devices), each with its schedule.
         self.optimizers = [make_optimizer(model, lr, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON) for model,
@@ -544,7 +611,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         uniforms = uniforms_for(cfg.SEED, self.data_position, len(prompt_indices) * G,
                                 slice(my_prompts.start * G, my_prompts.stop * G))
         with self.timings("generate"), autocast(dev["policy"], self.dtype):
-            response_ids, _ = sample(self.policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS,
+            response_ids, sample_logp = sample(self.rollout_policy, prompt_ids, prompt_mask,
+                                               cfg.MAX_NEW_TOKENS,
                                      cfg.TEMPERATURE,
                                      self.eos_ids, tok.pad_token_id, uniforms, self.all_done,
                                      cfg.COMPILE_DECODE)  # (B, Tr)
@@ -563,7 +631,7 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         self.reward_truncated += self.scorer.truncated
         self.responses_generated += len(prompt_indices) * G
         return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "response_ids": response_ids,
-                "mask": mask,
+                "mask": mask, "sample_logp": sample_logp,
                 "ended": ended, "scores": scores, "score_parts": parts, "prompt_index": rows,
                 "prompts": prompts,
                 "responses": responses}
@@ -605,15 +673,16 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         with no_grad_for(self.policy):
             if not single_pass:
                 logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp,
-                                                  cfg.TEMPERATURE,
-                                                  self.dtype)  # (B, Tr) x2
+                                                  cfg.TEMPERATURE, self.dtype,
+                                                  chunk=self.logprob_chunk)  # (B, Tr) x2
                 logp = logp.clone()  # leave inference mode: it enters the loss
             # a frozen copy, or the policy with its LoRA adapters off
             if self.reference is not None:
                 model, switch = self.reference
                 with switch():
                     ref_logp = response_logprobs(model, input_ids, attention_mask, Tp,
-                                                 cfg.TEMPERATURE, self.dtype, entropy=None)[
+                                                 cfg.TEMPERATURE, self.dtype, entropy=None,
+                                                 chunk=self.logprob_chunk)[
                                                      0].to(dev["policy"]).clone()
             if self.critic is not None:
                 values = self.critic_forward(input_ids, attention_mask, Tp).to(dev["policy"])
@@ -652,8 +721,9 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             forwards = self.rollout_forwards(input_ids, attention_mask, Tp, single_pass)
         # Under torchrun every rank gathers the whole batch, computes advantages and statistics on
         # it exactly as one process would, and trains on its own rows.
-        mask, ended, scores, logp, entropy, ref_logp, values = self.ranks.all_rows(
-            cfg.MAX_NEW_TOKENS, batch["mask"].float(), batch["ended"], batch["scores"], *forwards)
+        mask, ended, scores, logp, entropy, ref_logp, values, sample_logp = self.ranks.all_rows(
+            cfg.MAX_NEW_TOKENS, batch["mask"].float(), batch["ended"], batch["scores"], *forwards,
+            batch["sample_logp"])
 
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's
         #    overlong shaping; the per-token KL to the reference.
@@ -663,6 +733,13 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         kl = None if ref_logp is None or logp is None else \
             kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask  # (B, Tr)
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
+        # The sampler's log-probs against the policy's; a rollout copy's samples are reweighted.
+        rollout_stats = rollout_mismatch(logp, sample_logp, mask) if logp is not None else {}
+        is_weight = None
+        if self.rollout_copy and cfg.ROLLOUT_CORRECTION != "off":
+            is_weight, over = rollout_correction(logp, sample_logp, mask, cfg.ROLLOUT_CORRECTION,
+                                                 cfg.ROLLOUT_CORRECTION_CAP)  # (B, Tr) x2
+            rollout_stats["rollout_is_capped"] = masked_mean(over, mask)
 
         # 4. Advantages, the one place besides the loss where the algorithms differ.
         rewards, raw_advantages, advantages, returns = advantages_for(
@@ -675,7 +752,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             update_stats = self.update(self.my_rows_of(
                 Tp, input_ids=input_ids, attention_mask=attention_mask, mask=mask,
                 advantages=advantages,
-                lengths=lengths, logp=logp, ref_logp=ref_logp, values=values, returns=returns), Tp,
+                lengths=lengths, logp=logp, ref_logp=ref_logp, values=values, returns=returns,
+                is_weight=is_weight), Tp,
                 lengths)
 
         # 6. Statistics, read back to the host only here at the end.
@@ -691,6 +769,7 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             seq_kl, kl_coef, kl if self.algorithm.critic else None, rewards, values, returns, G,
             self.counters(batch, lengths, lr), self.score_parts(batch),
             self.sampling_counts(*sampling))
+        out.update(rollout_stats)
         self.step_count += 1
         return {
             k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}, self.samples(batch)
@@ -739,10 +818,12 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         """True when each sample feeds exactly one optimizer step and no reward needs the policy's
         log-probs before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch): the update's own
         forward gives the rollout's log-probs, so the rollout skips the policy's forward (as TRL
-        does with num_iterations=1)."""
+        does with num_iterations=1). Not with a rollout copy: its samples' weights
+        (rollout_correction) need the policy's log-probs before the update, as TRL computes them
+        whenever it corrects for vLLM's."""
         cfg = self.cfg
         return self.algorithm.kl == "loss" and cfg.PPO_EPOCHS == 1 and \
-            cfg.MINI_BATCH_SIZE >= n_sequences
+            cfg.MINI_BATCH_SIZE >= n_sequences and not self.rollout_copy
 
     def update(self, rollout, Tp, lengths):
         """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences;
@@ -802,6 +883,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             self.skipped_in_a_row = 0
         for schedule in self.schedulers:
             schedule.step()
+        if self.rollout_copy:  # the sampler's copy takes the new weights
+            refresh_copy(self.rollout_policy, self.policy)
         return self.ranks.sum_statistics(stats, self.devices["policy"])
 
     def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches,
@@ -872,7 +955,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         share = partial(token_share, mask=mask, n_tokens=n_tokens)
 
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype,
-                                          "grad" if cfg.ENTROPY_COEF else "value")  # (b, Tr)
+                                          "grad" if cfg.ENTROPY_COEF else "value",
+                                          self.logprob_chunk)  # (b, Tr)
         stats = {}
         # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
         if "logp" not in old:
@@ -885,7 +969,7 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
                                  cfg.ALGORITHM,
                                  cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
                                  old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value,
-                                 cfg.KL_ESTIMATOR)
+                                 cfg.KL_ESTIMATOR, old.get("is_weight"))
         (loss * weight).backward()
         clipped, ratio = terms.pop("clipped"), terms.pop("ratio")
         # approx_kl: k3 estimate of KL(old || new) from the old policy's samples

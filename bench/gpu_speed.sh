@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# Issue 15's GPU checks as one script for a lent GPU machine (no network there: packages the image lacks travel as
-# wheels in .whl/, as for bench/gpu_check.sh). Qwen3-0.6B shapes with random weights (bench/speed.py --shapes), 128-token
-# prompts and 512-token responses: the machine's limits, the sampler alone against the bandwidth bound (as it is and
-# with COMPILE_DECODE), a PPO step's phases against the bf16 matmul peak, and ours beside TRL's PPOTrainer.
-#   bash bench/gpu_speed.sh        # about 10 minutes on an H200; writes into $OUT
+# The rollout and update against the GPU's limits, as one script for a lent GPU machine (no network there: packages
+# the image lacks travel as wheels in .whl/, as for bench/gpu_check.sh). Qwen3-0.6B shapes with random weights
+# (bench/speed.py --shapes), 128-token prompts and 512-token responses (random weights never end early): the
+# machine's limits; the sampler alone against the bandwidth bound at batch 64 (the default sampler and COMPILE_DECODE
+# on the bf16 rollout copy, and COMPILE_DECODE on the float32 master weights) and 256; a PPO step's phases against
+# the bf16 matmul peak; and verl's published shape (256 prompts, 0.5B-class actor and critic, one GPU), samples/s.
+#   bash bench/gpu_speed.sh        # under 10 minutes on an H200 (the timeouts sum to 570 s); writes into $OUT
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_speed}
 mkdir -p "$OUT"
 source bench/gpu_env.sh  # the carried wheels and the environment
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
-python3 -c "import torch, transformers, datasets, pyarrow, fsspec, trl; print('torch', torch.__version__, 'transformers',
-transformers.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'trl', trl.__version__)"
+python3 -c "import torch, transformers, datasets; print('torch', torch.__version__, 'transformers',
+transformers.__version__, 'datasets', datasets.__version__)"
 S="--shapes=0.6B --prompt-len=128 --response-len=512"
+FAST="--COMPILE_DECODE=True --MICRO_BATCH_TOKENS=10240"  # 16 rows of 640 tokens at most
 
 echo "== 1. limits: matmul peak (float32, bfloat16) and copy bandwidth"
-timeout 60 python3 bench/speed.py --limits
+timeout 40 python3 bench/speed.py --limits
 
-echo "== 2. the sampler alone, 64 x (128 + 512) tokens: default and COMPILE_DECODE (static cache, CUDA graphs)"
-mkdir -p "$OUT/decode"
-timeout 240 python3 bench/speed.py $S --decode --batch=64 --out="$OUT/decode" 2>&1 | grep -v Warning
+echo "== 2. the sampler alone, 64 x (128 + 512) tokens"
+mkdir -p "$OUT/decode64" "$OUT/decode256"
+timeout 180 python3 bench/speed.py $S --decode --batch=64 --out="$OUT/decode64" 2>&1 | grep -v Warning
+echo "== 3. COMPILE_DECODE on the rollout copy, 256 x (128 + 512) tokens"
+timeout 100 python3 bench/speed.py $S --decode --compiled-only --batch=256 --out="$OUT/decode256" 2>&1 \
+  | grep -v Warning
 
-echo "== 3. PPO steps, Qwen3-0.6B policy/reference/critic + DeBERTa-v3-large, 32 x (128 + 512), 4 epochs"
-mkdir -p "$OUT/phases"
-timeout 120 python3 bench/speed.py $S --batch=32 --steps=2 --warmup=1 --out="$OUT/phases" 2>&1 | tail -12
+echo "== 4. PPO steps, Qwen3-0.6B policy/reference/critic + DeBERTa-v3-large, 32 x (128 + 512), 4 epochs, $FAST"
+mkdir -p "$OUT/phases" "$OUT/verl"
+timeout 100 python3 bench/speed.py $S --batch=32 --steps=1 --warmup=1 --out="$OUT/phases" -- $FAST 2>&1 | tail -12
 
-echo "== 4. ours and TRL 1.0.0's PPOTrainer, Qwen3-0.6B classifier as reward model and critic, 64-token responses"
-timeout 240 python3 bench/speed.py ${S/--response-len=512/--response-len=64} --batch=32 --steps=0 --trl=python3 --trl-steps=3 --seeds=0 --out=/tmp/trl 2>&1 \
-  | grep -v -E "Warning|warn" | tail -8
-cp /tmp/trl/runs/bench-trl/trl_ppo_0.6B.md "$OUT/" 2>/dev/null
+echo "== 5. verl's shape: 256 x (128 + 512), minibatches of 64, 4 epochs; samples/s = 256 / step_time (verl: 3.8)"
+timeout 150 python3 bench/speed.py $S --batch=256 --steps=1 --warmup=1 --out="$OUT/verl" -- $FAST \
+  --MINI_BATCH_SIZE=64 2>&1 | tail -12
+python3 -c "import json; s = json.load(open('$OUT/verl/bench_shapes.json'))['0.6B']; \
+print(f\"verl shape: step {s['step_time']['mean']:.1f} s, {256 / s['step_time']['mean']:.2f} samples/s (verl published 3.8)\")" \
+  2>/dev/null
 echo "== done"

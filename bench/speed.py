@@ -39,8 +39,8 @@ sys.path.insert(0, HERE)  # run as python bench/speed.py
 import plotting  # noqa: E402
 import ppo  # noqa: E402
 from machinery import preflight, run  # noqa: E402
-from machinery.models import (add_lora, enable_gradient_checkpointing, load_causal_lm,  # noqa: E402
-                              load_tokenizer, resolve_dtype)
+from machinery.models import (add_lora, dtype_copy, enable_gradient_checkpointing,  # noqa: E402
+                              load_causal_lm, load_tokenizer, resolve_dtype)
 
 PHASES = ["time_generate", "time_reward", "time_forward", "time_update", "step_time"]
 
@@ -559,11 +559,13 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     return summary
 
 
-def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, repeats=2):
+def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, repeats=2,
+                   copy=None):
     """The trainer's sampler alone (ppo.sample under the trainer's autocast, as PPOTrainer.generate
     calls it) on build_shape's policy: tokens/s of `repeats` rollouts of batch x response_len tokens
     (no EOS: random weights) after one warm-up rollout (which compiles, with compiled), against
-    decode_bytes' bandwidth bound."""
+    decode_bytes' bandwidth bound. copy: sample from a DTYPE copy of the float32 weights, as
+    ROLLOUT_COPY does (None: where DTYPE is 16-bit, as its "auto")."""
     import time
     folder = build_shape(shape, prompt_len)
     on_gpu = torch.cuda.is_available()
@@ -571,6 +573,9 @@ def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, 
     dtype = resolve_dtype("auto", device)
     # master weights, as the trainer's
     model = load_causal_lm(f"{folder}/policy", device, torch.float32)
+    copy = dtype != torch.float32 if copy is None else copy
+    if copy:
+        model = dtype_copy(model, dtype)
     rows = [json.loads(line)["prompt"] for line in open(f"{folder}/prompts.jsonl")][:batch]
     tok = load_tokenizer(f"{folder}/policy", "ACTOR_MODEL")
     ids = tok(rows, return_tensors="pt")["input_ids"].to(device)
@@ -588,7 +593,8 @@ def measure_decode(shape, batch, prompt_len, response_len, compiled, bandwidth, 
     tokens = batch * out.shape[1]
     bound = decode_bound(shape, batch, prompt_len, response_len, bandwidth, dtype)[1]
     rate = tokens / statistics.mean(seconds[1:])
-    return {"compiled": compiled, "first_seconds": seconds[0], "tokens_per_sec": rate,
+    return {"compiled": compiled, "copy": copy, "first_seconds": seconds[0],
+            "tokens_per_sec": rate,
             "bound_tokens_per_sec": bound,
             "of_bound": rate / bound, "batch": batch, "prompt_len": prompt_len,
             "response_len": out.shape[1]}
@@ -887,6 +893,8 @@ def main():
     parser.add_argument("--decode", action="store_true",
                         help="with --shapes: time the sampler alone, as it is "
                         "and with COMPILE_DECODE, against the bandwidth bound, and exit")
+    parser.add_argument("--compiled-only", action="store_true",
+                        help="with --decode: COMPILE_DECODE on the rollout copy alone")
     parser.add_argument("--batch", type=int, default=16, help="with --shapes: prompts per step")
     parser.add_argument("--prompt-len", type=int, default=64, help="with --shapes: prompt tokens")
     parser.add_argument("--response-len", type=int, default=48,
@@ -901,13 +909,20 @@ def main():
         for shape in args.shapes.split(","):
             if args.decode:
                 bandwidth = memory_bandwidth("cuda" if torch.cuda.is_available() else "cpu")
+                # the default sampler and COMPILE_DECODE on the rollout copy; on a GPU also
+                # COMPILE_DECODE on the float32 master weights under autocast, side by side
+                variants = [(False, None), (True, None)] + \
+                    ([(True, False)] if torch.cuda.is_available() else [])
+                if args.compiled_only:
+                    variants = [(True, None)]
                 report[shape] = [measure_decode(shape, args.batch, args.prompt_len,
-                                                args.response_len, c, bandwidth)
-                                 for c in (False, True)]
+                                                args.response_len, c, bandwidth, copy=copy)
+                                 for c, copy in variants]
                 for r in report[shape]:
                     print(
                         f"{shape} decode, "
-                        f"{'COMPILE_DECODE' if r['compiled'] else 'default sampler'}: {r['batch']} "
+                        f"{'COMPILE_DECODE' if r['compiled'] else 'default sampler'}"
+                        f"{', rollout copy' if r['copy'] else ', master weights'}: {r['batch']} "
                         f"x ({r['prompt_len']} + {r['response_len']}) tokens: "
                         f"{r['tokens_per_sec']:.0f} tokens/s, {100 * r['of_bound']:.0f}% of the "
                         f"bandwidth bound {r['bound_tokens_per_sec']:.0f} (first rollout "

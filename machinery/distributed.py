@@ -247,6 +247,10 @@ def check_sharding(cfg, ranks):
         raise ConfigError(
             "COMPILE_DECODE=True is not supported with sharded models yet: set "
             "--COMPILE_DECODE=False, or --SHARDING=none when each process holds whole models")
+    if cfg.ROLLOUT_COPY is True and sharding_on(cfg.SHARDING, ranks.world):
+        raise ConfigError(
+            "ROLLOUT_COPY=True needs whole models, and these are sharded: set "
+            "--ROLLOUT_COPY=auto, or --SHARDING=none when each process can hold the policy twice")
 
 
 def is_sharded(model):

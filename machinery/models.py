@@ -74,6 +74,68 @@ def autocast(device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
 
+def rollout_copy_on(cfg, dtype, sharded):
+    """ROLLOUT_COPY: "auto" samples from a DTYPE copy of the policy when the models compute in a
+    16-bit DTYPE, unsharded and without LoRA (whose frozen base is stored in DTYPE already)."""
+    if cfg.ROLLOUT_COPY == "auto":
+        return dtype != torch.float32 and not sharded and not cfg.LORA_RANK
+    return bool(cfg.ROLLOUT_COPY)
+
+
+def dtype_copy(model, dtype):
+    """A frozen copy of model with its floating-point parameters in dtype, for the sampler
+    (ROLLOUT_COPY): a 16-bit forward then reads 2 bytes per weight, where autocast over float32
+    weights reads 4 and writes 2 more for each cast. Buffers stay as they are (rotary frequencies
+    in float32). Tied weights stay tied."""
+    import copy
+    twin = copy.deepcopy(model).requires_grad_(False).eval()
+    for p in twin.parameters():
+        if p.is_floating_point():
+            p.data = p.data.to(dtype)
+    return twin
+
+
+@torch.no_grad()
+def refresh_copy(twin, model):
+    """dtype_copy's twin given model's current weights, cast in place (no reload, no allocation)."""
+    for t, p in zip(twin.parameters(), model.parameters(), strict=True):
+        t.copy_(p)
+
+
+# Config fields of models whose logits are not the output layer's product alone (Gemma's soft cap,
+# Cohere's scale, Granite's divisor): their log-probs are not computed a chunk at a time.
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def output_layer_of(model):
+    """(parent module, attribute name, module) of a causal LM's output layer, found by identity
+    among its modules (so a LoRA- or otherwise wrapped model works), or None where the logits are
+    not that layer's output alone (LOGIT_TRANSFORMS) or it has none."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    config = getattr(model, "config", None)
+    if head is None or any(getattr(config, k, None) not in (None, 1, 1.0)
+                           for k in LOGIT_TRANSFORMS):
+        return None
+    for name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if child is head:
+                return module, child_name, head
+    return None
+
+
+@contextmanager
+def without_output_layer(found):
+    """The model of output_layer_of(model) = found with its output layer replaced by the identity,
+    so that its forward returns the final hidden states of the kept positions where it returned
+    logits; the layer is put back on exit."""
+    parent, name, head = found
+    setattr(parent, name, torch.nn.Identity())
+    try:
+        yield head
+    finally:
+        setattr(parent, name, head)
+
+
 @contextmanager
 def errors_only():
     """transformers' warnings and reports silenced for a load whose outcome is intended."""

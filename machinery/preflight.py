@@ -417,6 +417,9 @@ def check_settings(cfg):
          + ("" if ALGORITHMS[cfg.ALGORITHM].critic
             else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the whole batch of BATCH_SIZE * "
                                                          "GROUP_SIZE sequences)"))
+    need(not (cfg.ROLLOUT_COPY is True and cfg.LORA_RANK),
+         "ROLLOUT_COPY=True with LoRA: the frozen base weights are stored in DTYPE already, so the "
+         "sampler runs the policy itself; set --ROLLOUT_COPY=auto")
     need(not cfg.LORA_RANK or importlib.util.find_spec("peft") is not None,
          "LORA_RANK > 0 needs the peft package: pip install peft (or LORA_RANK=0 for full "
          "fine-tuning)")
@@ -1195,7 +1198,7 @@ class RunLock:
 RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES",
                      "PLOT_EVERY",
                      "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES",
-                     "MAX_SKIPPED_IN_A_ROW", "HEALTH",
+                     "MAX_SKIPPED_IN_A_ROW", "HEALTH", "LOGPROB_CHUNK",
                      "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "SHARDING",
                      "OUTPUT_DIR",
                      "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY", "EVAL_MAX_PROMPTS", "REPORT_TO",
@@ -1208,7 +1211,10 @@ ADDED_SETTINGS = {"ADAM_EPSILON": lambda saved: 1e-5,
                   "REWARD_WEIGHTS": lambda saved: None, "DATASET_CONFIG": lambda saved: None,
                   "SYSTEM_PROMPT": lambda saved: None, "ENABLE_THINKING": lambda saved: False,
                   "COMPILE_DECODE": lambda saved: False, "REWARD_LABEL": lambda saved: None,
-                  "MICRO_BATCH_TOKENS": lambda saved: None}
+                  "MICRO_BATCH_TOKENS": lambda saved: None,
+                  "ROLLOUT_COPY": lambda saved: "auto",
+                  "ROLLOUT_CORRECTION": lambda saved: "seq-mask",
+                  "ROLLOUT_CORRECTION_CAP": lambda saved: 3.0}
 # .prev: a kill fell between save_checkpoint's two renames
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")
 

@@ -48,6 +48,22 @@ def uniforms_for(seed, position, n_rows, rows):
     return uniforms
 
 
+# COMPILE_DECODE asks whether every row has ended once every this many decoding steps (a host
+# sync); the default sampler asks after each
+SYNC_EVERY = 8
+
+
+def draw_step(logits, u, finished, temperature, eos_ids, pad_id):
+    """One decoding step's draw: softmax(logits / temperature) sampled by inverse CDF with uniforms
+    u, pad_id for rows that had already ended. (B, V), (B,), (B,) -> the (B,) tokens, their (B,)
+    log-probs and the rows ended after this step."""
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    token = draw_tokens(logp_all.exp(), u)  # (B,)
+    token = torch.where(finished, torch.full_like(token, pad_id), token)
+    return token, logp_all.gather(1, token[:, None]).squeeze(1), finished | torch.isin(token,
+                                                                                      eos_ids)
+
+
 def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id,
            uniforms=None, all_done=None, compiled=False):
     """Ancestral sampling from softmax(logits / temperature) with a KV cache; no top-k, top-p or
@@ -55,62 +71,97 @@ def sample(model, input_ids, attention_mask, max_new_tokens, temperature, eos_id
     pad_id. uniforms(t) -> (B,) gives decoding step t's random numbers (default: torch's global
     generator); all_done(finished) says whether to stop (default: every row has ended; with a
     sharded model, every rank's rows, so that all run the same forwards). compiled (COMPILE_DECODE):
-    a static KV cache of Tp + max_new_tokens positions and the decoding step compiled (decode_step);
-    the same distribution and random numbers, not the same floats (attention runs over the whole
-    preallocated cache, its unwritten part masked), so a token drawn at a near-tie can differ from
-    the default's. (B, Tp), (B, Tp) -> response ids (B, Tr) and the sampling log-probs (B, Tr) (for
-    tests; training recomputes them in one batched forward, N+ detail 4)."""
+    decode_compiled, the same distribution and random numbers, not the same floats. (B, Tp), (B, Tp)
+    -> response ids (B, Tr) and the sampling log-probs (B, Tr) (the rollout copy's, which the
+    importance correction compares with the trained policy's)."""
     B, Tp = input_ids.shape
     uniforms = uniforms or (lambda t: torch.rand(B))
     all_done = all_done or (lambda finished: bool(finished.all()))
+    eos_ids = eos_ids.to(input_ids.device)
     with no_grad_for(model):  # inference mode, or no_grad for a sharded model
+        if compiled:
+            return decode_compiled(model, input_ids, attention_mask, max_new_tokens, temperature,
+                                   eos_ids, pad_id, uniforms, all_done)
         positions = position_ids_from_mask(attention_mask)  # (B, Tp)
-        cache = None
-        if compiled:  # the mask covers the whole cache from the start: one shape for every step
-            from transformers import StaticCache
-            cache = StaticCache(config=model.config, max_cache_len=Tp + max_new_tokens)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)],
-                                       dim=1)
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                    use_cache=True, logits_to_keep=1, **{CACHE: cache})
+                    use_cache=True, logits_to_keep=1)
         logits, cache = out.logits[:, -1], getattr(out, CACHE)  # (B, V)
         next_position = positions[:, -1:] + 1  # (B, 1)
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         tokens, logps = [], []
         for t in range(max_new_tokens):
-            logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
-            token = draw_tokens(logp_all.exp(), uniforms(t))  # (B,)
-            token = torch.where(finished, torch.full_like(token, pad_id), token)
+            token, logp, finished = draw_step(logits, uniforms(t), finished, temperature, eos_ids,
+                                              pad_id)
             tokens.append(token)
-            logps.append(logp_all.gather(1, token[:, None]).squeeze(1))
-            finished |= torch.isin(token, eos_ids)
+            logps.append(logp)
             if t == max_new_tokens - 1 or all_done(finished):
                 break
             # Rows that ended keep running on pad tokens; their outputs are discarded and never
             # reach other rows.
-            if compiled:
-                logits = decode_step(model)(token[:, None], attention_mask, next_position, cache)
-            else:
-                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])],
-                                           dim=1)
-                logits = model(input_ids=token[:, None], attention_mask=attention_mask,
-                               position_ids=next_position, use_cache=True,
-                               **{CACHE: cache}).logits[:, -1]
+            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])],
+                                       dim=1)
+            logits = model(input_ids=token[:, None], attention_mask=attention_mask,
+                           position_ids=next_position, use_cache=True,
+                           **{CACHE: cache}).logits[:, -1]
             next_position = next_position + 1
         return torch.stack(tokens, 1), torch.stack(logps, 1)
 
 
+def decode_compiled(model, input_ids, attention_mask, max_new_tokens, temperature, eos_ids, pad_id,
+                    uniforms, all_done):
+    """sample() with COMPILE_DECODE: a static KV cache of Tp + max_new_tokens positions whose mask
+    covers the whole cache from the start (one shape for every step), and each decoding step -
+    forward, temperature, log-softmax, the inverse-CDF draw, the EOS test - one compiled graph
+    (decode_step). Every step's uniforms are made up front and moved to the device once; whether
+    all rows have ended is asked every SYNC_EVERY steps, and the steps run past the last EOS (all
+    rows padding) are cut off, so the tokens are the default sampler's from the same logits.
+    Attention runs over the whole preallocated cache, its unwritten part masked, so the logits are
+    not the default's floats, and a token drawn at a near-tie can differ."""
+    from transformers import StaticCache
+    B, Tp = input_ids.shape
+    device = input_ids.device
+    u = torch.stack([uniforms(t) for t in range(max_new_tokens)]).to(device)  # (Tr, B)
+    positions = position_ids_from_mask(attention_mask)  # (B, Tp)
+    cache = StaticCache(config=model.config, max_cache_len=Tp + max_new_tokens)
+    attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   use_cache=True, logits_to_keep=1, **{CACHE: cache}).logits[:, -1]  # (B, V)
+    token, logp, finished = draw_step(logits, u[0], torch.zeros(B, dtype=torch.bool,
+                                                                device=device),
+                                      temperature, eos_ids, pad_id)
+    tokens, logps, step = [token], [logp], decode_step(model)
+    next_position = positions[:, -1:] + 1  # (B, 1)
+    for t in range(1, max_new_tokens):
+        if t % SYNC_EVERY == 0 and all_done(finished):
+            break
+        # the graph's outputs live in its own buffers, overwritten by its next run: copied out
+        token, logp, finished = (x.clone() for x in step(token[:, None], attention_mask,
+                                                         next_position, cache, u[t], finished,
+                                                         eos_ids, temperature, pad_id))
+        tokens.append(token)
+        logps.append(logp)
+        next_position = next_position + 1
+    tokens, logps = torch.stack(tokens, 1), torch.stack(logps, 1)
+    is_eos = torch.isin(tokens, eos_ids)  # (B, n)
+    if bool(is_eos.any(1).all()):  # every row ended: cut after the last row's first EOS
+        width = int(is_eos.int().argmax(1).max()) + 1
+        tokens, logps = tokens[:, :width], logps[:, :width]
+    return tokens, logps
+
+
 def decode_step(model):
-    """model's one-token decoding step with a static cache, compiled once per model by torch.compile
-    (shapes fixed: a new batch size or cache length compiles again). On a GPU mode "reduce-overhead"
-    records it as a CUDA graph: one launch per step instead of one per kernel, which is what bounds
-    a small model's decoding. (B, 1) ids, (B, Tp + Tr) mask, (B, 1) positions, cache -> (B, V)
-    logits."""
+    """model's whole decoding step with a static cache, compiled once per model by torch.compile
+    (shapes fixed: a new batch size or cache length compiles again): the forward on the previous
+    token and draw_step. On a GPU mode "reduce-overhead" records it as a CUDA graph: one launch
+    per step instead of one per kernel, which is what bounds a small model's decoding. (B, 1) ids,
+    (B, Tp + Tr) mask, (B, 1) positions, cache, (B,) uniforms, (B,) ended, EOS ids, temperature,
+    pad id -> draw_step's (token, log-prob, ended)."""
     step = getattr(model, "_compiled_decode_step", None)
     if step is None:
-        def forward(ids, mask, positions, cache):
-            return model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, **{CACHE: cache}).logits[:, -1]
+        def forward(ids, mask, positions, cache, u, finished, eos_ids, temperature, pad_id):
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           use_cache=True, **{CACHE: cache}).logits[:, -1]
+            return draw_step(logits, u, finished, temperature, eos_ids, pad_id)
         on_gpu = next(model.parameters()).device.type == "cuda"
         step = torch.compile(forward, mode="reduce-overhead" if on_gpu else None, dynamic=False)
         model._compiled_decode_step = step
@@ -201,7 +252,8 @@ def concat_rollouts(parts, pad_id):
     Tp = max(p["prompt_ids"].shape[1] for p in parts)
     Tr = max(p["response_ids"].shape[1] for p in parts)
     widths = {"prompt_ids": (Tp, pad_id, True), "prompt_mask": (Tp, 0, True),
-              "response_ids": (Tr, pad_id, False), "mask": (Tr, 0, False)}
+              "response_ids": (Tr, pad_id, False), "mask": (Tr, 0, False),
+              "sample_logp": (Tr, 0.0, False)}
     joined = {}
     for key, first in parts[0].items():
         if key in widths:

@@ -9,7 +9,8 @@ import torch
 
 from .distributed import shard_model, sharding_on
 from .models import (Scorer, ValueModel, add_lora, as_seen, enable_gradient_checkpointing,
-                     load_causal_lm, load_tokenizer, resolve_devices, resolve_dtype)
+                     dtype_copy, load_causal_lm, load_tokenizer, resolve_devices, resolve_dtype,
+                     rollout_copy_on)
 from .preflight import (check_models, check_output_dir, check_positions, check_same_data,
                         check_vocabulary, data_fingerprint, load_prompts)
 from .sampling import eos_token_ids, tokenize_prompts
@@ -106,6 +107,11 @@ class Setup:
                 enable_gradient_checkpointing(model)
         if cfg.RESUME:  # the checkpoint's weights, into the whole models
             self.load_weights(self.resume_from)
+        # The sampler's copy of the policy in DTYPE (ROLLOUT_COPY), refreshed after each update;
+        # else the sampler runs the policy itself.
+        self.rollout_copy = rollout_copy_on(cfg, self.dtype, self.sharded)
+        self.rollout_policy = dtype_copy(self.policy, self.dtype) if self.rollout_copy else \
+            self.policy
         shard_reward = None
         if self.sharded:
             from torch.distributed.device_mesh import init_device_mesh

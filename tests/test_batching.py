@@ -100,3 +100,66 @@ def test_any_micro_batching_gives_the_whole_minibatchs_gradient(captured, loss_a
         for name, micros in packings.items():
             torch.testing.assert_close(gradient(trainer, model, accumulate, rollout, Tp, micros),
                                        expected, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def logprob_case(tiny, lora=False):
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny["policy"])
+    if lora:
+        from peft import LoraConfig, get_peft_model
+        # the output layer itself adapted: the chunks run the wrapped layer
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "lm_head"],
+                                                 init_lora_weights=False))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    return model, ids, mask, torch.randn(3, 8, generator=g)
+
+
+@pytest.mark.parametrize("entropy", ["grad", "value", None])
+@pytest.mark.parametrize("temperature,lora", [(1.0, False), (0.7, False), (0.7, True)])
+def test_chunked_logprobs_equal_the_whole_computation_with_their_gradients(tiny, entropy,
+                                                                           temperature, lora,
+                                                                           monkeypatch):
+    """LOGPROB_CHUNK: the output layer a few positions at a time (chunks that split rows; with
+    LoRA on the output layer, the wrapped layer), the same log-probs, entropies and gradients as
+    the whole (B, Tr, V) computation, to float rounding."""
+    model, ids, mask, weight = logprob_case(tiny, lora)
+    chunked, calls = ppo.chunked_logprobs, []
+    monkeypatch.setattr(ppo, "chunked_logprobs", lambda *a: calls.append(a[4]) or chunked(*a))
+    results = []
+    for chunk in (None, 5, 7, 24):  # 24 = B * Tr: one chunk, the whole path
+        model.zero_grad(set_to_none=True)
+        logp, ent = ppo.response_logprobs(model, ids, mask, 4, temperature, entropy=entropy,
+                                          chunk=chunk)
+        loss = (logp * weight).sum() + (0 if ent is None or entropy != "grad" else ent.sum())
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((logp.detach(), None if ent is None else ent.detach(), grads))
+        assert (ent is None) == (entropy is None)
+        if ent is not None:
+            assert ent.requires_grad == (entropy == "grad")
+    assert calls == [5, 7]  # the chunked path ran, and not for a single chunk
+    whole = results[0]
+    assert whole[2] and all(g.abs().max() > 0 for g in whole[2][-1:])
+    for logp, ent, grads in results[1:]:
+        torch.testing.assert_close(logp, whole[0], rtol=1e-5, atol=1e-6)
+        if ent is not None:
+            torch.testing.assert_close(ent, whole[1], rtol=1e-5, atol=1e-6)
+        assert len(grads) == len(whole[2])
+        for a, b in zip(grads, whole[2]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_logits_that_are_not_the_output_layer_alone_are_computed_whole(tiny):
+    """A soft cap (Gemma), a scale (Cohere), a divisor (Granite): the chunks would skip it, so such
+    models keep the whole computation."""
+    from machinery.models import output_layer_of
+    model, *_ = logprob_case(tiny)
+    assert output_layer_of(model)[1] == "lm_head"
+    model.config.final_logit_softcapping = 30.0
+    assert output_layer_of(model) is None
+    model.config.final_logit_softcapping = None
+    model.config.logits_scaling = 8.0
+    assert output_layer_of(model) is None

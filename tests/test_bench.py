@@ -8,6 +8,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3
 
 from bench import speed as bench
 import ppo
+from machinery import sampling
 from conftest import tiny_args
 
 
@@ -111,19 +112,33 @@ def test_decoding_bytes_count_weights_once_and_the_growing_cache():
     assert bench.decode_bytes(dict(cfg, tie_word_embeddings=False), n, Tp, Tr, 2, 2) == expected
 
 
-def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatch):
+@pytest.mark.parametrize("eos_every,steps", [(None, 9), (7, 20), (5, 20), (15, 40)])
+def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatch, eos_every,
+                                                                 steps):
     """COMPILE_DECODE's static cache (a mask over the whole preallocated cache, one shape for every
-    step), with torch.compile replaced by the identity so that the test checks the cache and the
-    mask, not the compiler: the same tokens from the same uniforms and log-probs equal to rounding,
-    with left padding."""
+    step), its whole step in one function with every step's uniforms made up front, and its EOS
+    test every SYNC_EVERY steps, with torch.compile replaced by the identity so that the test checks
+    these, not the compiler: the same tokens from the same uniforms, cut at the same step, and
+    log-probs equal to rounding, with left padding. eos_every: every eos_every-th token id ends a
+    row (rows end at different steps, and all before the limit); None: none does."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     model = AutoModelForCausalLM.from_pretrained(tiny["policy"]).eval()
     ids, mask = ppo.left_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], pad_id=0)
     uniforms = ppo.uniforms_for(0, 0, 3, slice(None))
-    args = (model, ids, mask, 9, 0.8, torch.tensor([-1]), 0, uniforms)
+    eos = torch.tensor([-1]) if eos_every is None else \
+        torch.arange(1, model.config.vocab_size, eos_every)
+    args = (model, ids, mask, steps, 0.8, eos, 0, uniforms)
     plain, plain_logp = ppo.sample(*args)
     static, static_logp = ppo.sample(*args, compiled=True)
-    assert torch.equal(plain, static) and plain.shape == (3, 9)
+    assert torch.equal(plain, static)
+    if eos_every is None:
+        assert plain.shape == (3, steps)
+    else:  # ended early, rows at different steps, and past the first EOS test
+        ended_at = torch.isin(plain, eos).int().argmax(1)
+        assert plain.shape[1] < steps and len(set(ended_at.tolist())) > 1
+        # 7: all ended before the first test; 5 and 15 (widths 12, 27): after one or three
+        if eos_every != 7:
+            assert plain.shape[1] > sampling.SYNC_EVERY
     torch.testing.assert_close(static_logp, plain_logp, rtol=0, atol=1e-5)
 
 
@@ -178,3 +193,16 @@ def test_the_real_model_record_adds_up_runs_of_several_machines(tmp_path, monkey
         real_model.record("addition")
     assert "ppo-lrdefault-seed1" not in json.loads((tmp_path / "record.json").read_text())[
         "addition"]["runs"]
+
+
+def test_packing_by_tokens_cuts_the_counted_flops_by_about_the_padding(capsys):
+    """bench/update_cost.py flops: packed micro-batches compute fewer tokens, none below the valid
+    ones, and their FLOPs fall at least as much as the tokens (attention is quadratic)."""
+    from types import SimpleNamespace
+    from bench import update_cost
+    update_cost.flops(SimpleNamespace(seed=0, minibatch=16, micro_size=4, budget=4 * 96,
+                                      prompt_len=32, response_len=64))
+    r = json.loads(capsys.readouterr().out)
+    rows, packed = r["micro_batch_size"], r["micro_batch_tokens"]
+    assert r["valid_tokens"] <= packed["tokens_computed"] < rows["tokens_computed"]
+    assert r["flops_cut"] >= 1 - packed["tokens_computed"] / rows["tokens_computed"] > 0
