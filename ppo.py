@@ -48,8 +48,7 @@ import torch.utils.checkpoint
 from machinery import loop, preflight
 from machinery.checkpoint import Checkpoints
 from machinery.distributed import (Ranks, micro_batch_count, micro_batches, no_grad_for,
-                                   rank_minibatch,
-                                   sum_gradients, whole)
+                                   rank_minibatch, sum_gradients, whole)
 from machinery.loop import RunLoop
 from machinery.setup import Setup
 from machinery.run import Timings

@@ -142,6 +142,22 @@ def test_compiled_decoding_draws_what_the_default_sampler_draws(tiny, monkeypatc
     torch.testing.assert_close(static_logp, plain_logp, rtol=0, atol=1e-5)
 
 
+def test_compiled_decoding_compiles_and_draws_the_same_tokens(tiny):
+    """The same with torch.compile itself (inductor on the CPU; 30 s, most of it compiling): the
+    graph that holds the draw and the EOS test compiles, and the tokens are the default sampler's,
+    rows ending at different steps and after the first EOS test; a second rollout reuses the
+    graph."""
+    model = AutoModelForCausalLM.from_pretrained(tiny["policy"]).eval()
+    ids, mask = ppo.left_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], pad_id=0)
+    eos = torch.arange(1, model.config.vocab_size, 15)
+    args = (model, ids, mask, 40, 0.8, eos, 0, ppo.uniforms_for(0, 0, 3, slice(None)))
+    plain, plain_logp = ppo.sample(*args)
+    for _ in range(2):
+        static, static_logp = ppo.sample(*args, compiled=True)
+        assert torch.equal(plain, static) and sampling.SYNC_EVERY < plain.shape[1] < 40
+        torch.testing.assert_close(static_logp, plain_logp, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("argv,message",
                          [(["--shapes=medium,2B"], "unknown 2B; the shapes are medium, 0.6B"),
                                           (["--shapes=medium", "--", "--LORA_RANK=x"],
