@@ -86,13 +86,13 @@ def dtype_copy(model, dtype):
     """A frozen copy of model with its floating-point parameters in dtype, for the sampler
     (ROLLOUT_COPY): a 16-bit forward then reads 2 bytes per weight, where autocast over float32
     weights reads 4 and writes 2 more for each cast. Buffers stay as they are (rotary frequencies
-    in float32). Tied weights stay tied."""
+    in float32). Tied weights stay tied. Each parameter is cast as the copy is made (deepcopy's memo
+    given the casts), so no second float32 copy of the model ever exists."""
     import copy
-    twin = copy.deepcopy(model).requires_grad_(False).eval()
-    for p in twin.parameters():
-        if p.is_floating_point():
-            p.data = p.data.to(dtype)
-    return twin
+    memo = {id(p): nn.Parameter(p.detach().to(dtype) if p.is_floating_point() else
+                                p.detach().clone(), requires_grad=False)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo).requires_grad_(False).eval()
 
 
 @torch.no_grad()

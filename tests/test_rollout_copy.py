@@ -68,6 +68,8 @@ def test_a_bfloat16_run_samples_from_a_refreshed_copy_and_corrects_for_it(tiny, 
     assert trainer.rollout_copy and trainer.rollout_policy is not trainer.policy
     assert not trainer.single_pass(8)
     assert {p.dtype for p in trainer.rollout_policy.parameters()} == {torch.bfloat16}
+    copy = trainer.rollout_policy  # tied weights stay tied (the tiny Qwen3 ties its output layer)
+    assert copy.lm_head.weight is copy.model.embed_tokens.weight
     assert {p.dtype for p in trainer.policy.parameters()} == {torch.float32}
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     row, _ = trainer.step()
