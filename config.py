@@ -82,7 +82,7 @@ TEMPERATURE: "float > 0" = 1.0
 # static KV cache + compiled decoding (CUDA graphs on GPU); samples not bitwise the default's
 COMPILE_DECODE: "bool" = False
 # sample from a DTYPE copy of the policy refreshed after each update; auto: when DTYPE is 16-bit,
-# unsharded, without LoRA (it halves what each decoding step reads from memory)
+# unsharded, without LoRA (a decoding step reads 2 bytes per weight, not 4 and autocast's casts)
 ROLLOUT_COPY: "one of 'auto', True, False" = "auto"
 # a rollout copy's samples weighted by pi_train / pi_rollout, per sequence or token, dropped
 # ("mask", TRL's default at the sequence level) or capped ("cap") above ROLLOUT_CORRECTION_CAP
