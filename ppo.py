@@ -348,7 +348,9 @@ def rollout_correction(logp, rollout_logp, mask, mode="seq-mask", cap=3.0):
     C = 3) and verl's rollout_is; the policy-gradient term of each token is multiplied by its
     weight. (B, Tr) x3 -> the weights (B, Tr), 0 at masked positions, and where the cap acted
     (B, Tr)."""
-    log_w = (logp - rollout_logp) * mask
+    # padding gets log-weight 0 before any sum or exp(), as in probability_ratio: an inf there
+    # cannot turn a sequence's weight into NaN
+    log_w = torch.where(mask.bool(), logp - rollout_logp, 0.0)
     if mode.startswith("seq"):
         log_w = log_w.sum(1, keepdim=True).expand_as(mask)
     w = torch.exp(log_w.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
@@ -361,9 +363,8 @@ def rollout_mismatch(logp, rollout_logp, mask):
     """How far the sampler's log-probs of its tokens are from the trained policy's: the mean and the
     largest |log pi_train - log pi_rollout| over valid tokens (rollout_logprob_diff, _max). Rounding
     alone with no copy; a copy's 16-bit weights add their own."""
-    diff = (logp - rollout_logp).abs() * mask
-    return {"rollout_logprob_diff": diff.sum() / mask.sum().clamp(min=1),
-            "rollout_logprob_diff_max": diff.max()}
+    diff = torch.where(mask.bool(), (logp - rollout_logp).abs(), 0.0)
+    return {"rollout_logprob_diff": masked_mean(diff, mask), "rollout_logprob_diff_max": diff.max()}
 
 
 def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):

@@ -34,11 +34,17 @@ def test_rollout_correction_against_brute_force(mode, cap):
     mask = torch.ones(6, 5)
     mask[1, 3:] = mask[4, 1:] = 0
     rollout_logp[1, 3:] = 50.0  # padding: no part in any weight
+    rollout_logp[4, 1:] = float("-inf")  # not even an infinite one
     weights, over = ppo.rollout_correction(logp, rollout_logp, mask, mode, cap)
     expected, expected_over = brute_force_correction(logp, rollout_logp, mask, mode, cap)
     torch.testing.assert_close(weights, expected, rtol=1e-5, atol=1e-6)
     assert torch.equal(over, expected_over)
     assert 0 < over.sum() < mask.sum()  # the cap acts on some weights, not all
+    stats = ppo.rollout_mismatch(logp, rollout_logp, mask)
+    diff = [abs(float(logp[b, t] - rollout_logp[b, t])) for b in range(6) for t in range(5)
+            if mask[b, t]]
+    assert stats["rollout_logprob_diff"].item() == pytest.approx(sum(diff) / len(diff), rel=1e-5)
+    assert stats["rollout_logprob_diff_max"].item() == pytest.approx(max(diff), rel=1e-6)
 
 
 def test_identical_log_probs_weigh_one_and_the_loss_is_unchanged():
