@@ -187,8 +187,9 @@ def micro_batch_count(mb, n_rows, world, micro_size, lengths=None, prompt_width=
     if token_budget is None:
         held = torch.bincount(mb // per_rank, minlength=world)  # (world,) rows of mb per rank
         return int(-(-held.max() // micro_size))
-    return max(len(micro_batches(mb[mb // per_rank == r], lengths[mb[mb // per_rank == r]],
-                                 prompt_width, micro_size, token_budget)) for r in range(world))
+    held = [mb[mb // per_rank == r] for r in range(world)]  # each rank's rows of mb
+    return max(len(micro_batches(rows, lengths[rows], prompt_width, micro_size, token_budget))
+               for rows in held)
 
 
 def sum_gradients(model, ranks, group, bucket_size=2 ** 24):

@@ -73,7 +73,7 @@ def captured(tiny, tmp_path_factory):
     return trainer, rollout, Tp
 
 
-def gradient(trainer, model, accumulate, rollout, Tp, micros):
+def gradient(model, accumulate, rollout, Tp, micros):
     model.zero_grad(set_to_none=True)
     n_tokens, n_seqs = rollout["lengths"].sum().float(), len(rollout["lengths"])
     for micro in micros:
@@ -95,10 +95,10 @@ def test_any_micro_batching_gives_the_whole_minibatchs_gradient(captured, loss_a
     assert len(partitions) == len(packings)
     for model, accumulate in ((trainer.policy, trainer.accumulate_gradients),
                               (trainer.critic, trainer.critic_gradients)):
-        expected = gradient(trainer, model, accumulate, rollout, Tp, packings["whole"])
+        expected = gradient(model, accumulate, rollout, Tp, packings["whole"])
         assert expected.abs().max() > 0
         for name, micros in packings.items():
-            torch.testing.assert_close(gradient(trainer, model, accumulate, rollout, Tp, micros),
+            torch.testing.assert_close(gradient(model, accumulate, rollout, Tp, micros),
                                        expected, rtol=1e-4, atol=1e-7, msg=name)
 
 
