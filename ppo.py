@@ -611,11 +611,10 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         uniforms = uniforms_for(cfg.SEED, self.data_position, len(prompt_indices) * G,
                                 slice(my_prompts.start * G, my_prompts.stop * G))
         with self.timings("generate"), autocast(dev["policy"], self.dtype):
-            response_ids, sample_logp = sample(self.rollout_policy, prompt_ids, prompt_mask,
-                                               cfg.MAX_NEW_TOKENS,
-                                     cfg.TEMPERATURE,
-                                     self.eos_ids, tok.pad_token_id, uniforms, self.all_done,
-                                     cfg.COMPILE_DECODE)  # (B, Tr)
+            response_ids, sample_logp = sample(
+                self.rollout_policy, prompt_ids, prompt_mask, cfg.MAX_NEW_TOKENS, cfg.TEMPERATURE,
+                self.eos_ids, tok.pad_token_id, uniforms, self.all_done,
+                cfg.COMPILE_DECODE)  # (B, Tr) x2
         # (B, Tr): tokens after the first EOS are masked
         mask, ended = response_mask(response_ids, self.eos_ids)
         with self.timings("reward"):  # (B,) rewards, (B, number of scorers) each scorer's
