@@ -68,6 +68,7 @@ TITLES = {
     "eval_reward_se": "held-out reward: standard error",
     "eval_response_length": "held-out response length (tokens)",
     "time_eval": "seconds: evaluation",
+    "rollout_is_capped": "share of tokens above the rollout weight's cap",
 }
 
 
@@ -75,6 +76,8 @@ TITLES = {
 SHARED_PANELS = [
     ("entropy (nats/token): rollout, update", ["entropy", "update_entropy"]),
     ("fraction of tokens clipped", ["clipfrac", "clipfrac_low", "clipfrac_high", "value_clipfrac"]),
+    ("|log pi - log pi_sampler| per token: mean, max",
+     ["rollout_logprob_diff", "rollout_logprob_diff_max"]),
     ("value prediction and return", ["value", "return"]),
     ("gradient norms (before clipping)", ["grad_norm", "critic_grad_norm"]),
     ("KL penalty and reward + KL penalty", ["non_score_reward", "rlhf_reward"]),
