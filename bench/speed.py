@@ -36,6 +36,7 @@ import torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 sys.path.insert(0, HERE)  # run as python bench/speed.py
+from machinery import script  # noqa: E402
 import plotting  # noqa: E402
 import ppo  # noqa: E402
 from machinery import preflight, run  # noqa: E402
@@ -861,8 +862,8 @@ def check_arguments(args, settings):
         sys.exit(2)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv=None):
+    parser = script.ArgumentParser(prog="bench/speed.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
@@ -900,7 +901,7 @@ def main():
     parser.add_argument("--response-len", type=int, default=48,
                         help="with --shapes: response tokens")
     parser.add_argument("--epochs", type=int, default=4, help="with --shapes: PPO epochs")
-    args, settings = parser.parse_known_args()
+    args, settings = parser.parse_known_args(argv)
     settings = [a for a in settings if a != "--"]
     check_arguments(args, settings)
     if args.shapes:
@@ -1017,4 +1018,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script.run(main))

@@ -17,13 +17,27 @@ import sys
 import time
 
 t0 = time.time()
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+from machinery import script  # noqa: E402
+
+USAGE = ("usage: VENV/bin/python bench/trl_runner.py grpo|dapo|rloo OUTPUT_DIR [SEED], or ppo, "
+         "family or addition with the arguments its docstring lists")
+if __name__ == "__main__":  # one line, before the slow imports, for what cannot run at all
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        print("error: bench/trl_runner.py runs in a virtualenv with TRL (pip install trl==1.16.0; "
+              "trl==1.0.0 for ppo): run it with that virtualenv's python", file=sys.stderr)
+        sys.exit(2)
+    if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
+        print(f"error: {USAGE}", file=sys.stderr)
+        sys.exit(2)
 import datasets  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # noqa: E402
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, HERE)
 from tasks import sentiment  # noqa: E402
 
 # Our settings in TRL's terms (bench/compare.py TRL_MATCHED_ARGS): 8 prompts x 4 responses per step,
@@ -230,14 +244,25 @@ def main_addition(out_dir, seed, learning_rate, steps=12):
         json.dump({"log_history": trainer.state.log_history, "seconds": time.time() - t0}, f)
 
 
+def cli(argv):
+    """The command line (the docstring's forms); a wrong number or kind of argument is one line."""
+    try:
+        if argv[0] == "addition":
+            run, args = main_addition, [argv[1], int(argv[2]), float(argv[3]),
+                                        *map(int, argv[4:5])]
+        elif argv[0] == "family":
+            run, args = main_family, [argv[1], argv[2], int(argv[3]), argv[4], float(argv[5])]
+        elif argv[0] == "ppo":
+            shape = [] if len(argv) < 7 else [argv[6], *map(int, argv[7:10]), float(argv[10])]
+            run, args = main_ppo, [argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5], *shape]
+        elif argv[0] in ("grpo", "dapo", "rloo"):
+            run, args = main, [argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 0]
+        else:
+            raise IndexError
+    except (IndexError, ValueError):
+        raise script.Refusal(f"{USAGE} (got {' '.join(argv)})") from None
+    return run(*args)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "addition":
-        main_addition(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *map(int, sys.argv[5:6]))
-    elif sys.argv[1] == "family":
-        main_family(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
-    elif sys.argv[1] == "ppo":
-        shape = [] if len(sys.argv) < 8 else [sys.argv[7], *map(int, sys.argv[8:11]),
-                                              float(sys.argv[11])]
-        main_ppo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], *shape)
-    else:
-        main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    sys.exit(script.run(cli))

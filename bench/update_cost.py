@@ -21,6 +21,7 @@ import torch
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
+from machinery import script  # noqa: E402
 import ppo  # noqa: E402
 from bench.speed import QWEN3_06B  # noqa: E402
 from machinery.distributed import micro_batches  # noqa: E402
@@ -99,8 +100,8 @@ def flops(args):
         "flops_cut": round(1 - packed["tflops"] / base["tflops"], 4)}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
+def main(argv=None):
+    parser = script.ArgumentParser(prog="bench/update_cost.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["memory", "flops", "memory-one"])
     parser.add_argument("--layers", type=int, default=2)
@@ -114,9 +115,9 @@ def main():
     parser.add_argument("--micro-size", type=int, default=4, help="flops: MICRO_BATCH_SIZE")
     parser.add_argument("--budget", type=int, default=4 * 640, help="flops: MICRO_BATCH_TOKENS")
     parser.add_argument("--seed", type=int, default=0, help="flops: the lengths' draw")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     {"memory": memory, "flops": flops, "memory-one": memory_one}[args.what](args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script.run(main))

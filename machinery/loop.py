@@ -5,6 +5,7 @@ signals, and the exit codes: 0 done, 1 a fault (saved where it could be), 2 refu
 RunLoop; ppo.main calls main here."""
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from .models import check_distributed
 from .preflight import (ALGORITHMS, ConfigError, RewardError, check_output_path, check_settings,
                         config_files, debug_requested, embedded_task, first_line, load_config,
                         settings_help)
+from .script import command, script_path
 from .run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt,
                   Timings, json_line, keep_rows_before, lock_output_dir, quiet_progress_bars,
                   write_file)
@@ -29,14 +31,17 @@ class RunLoop:
     """train() and its logs, for a PPOTrainer: step() repeated, with evaluations, checkpoints and
     plots on their schedules, and every way a run can end."""
 
-    def train(self, resume_command="python ppo.py <the same settings> --RESUME=True"):
+    def train(self, resume_command="python ppo.py <the same settings> --RESUME=True",
+              restart_command="python ppo.py <the same settings> --OVERWRITE=True"):
         """Runs to the end and returns 0; or stops early, after saving a checkpoint and the plots,
         and returns the exit code: 3 on a health alarm with HEALTH="stop", 130/143 on
         Ctrl-C/SIGTERM, 1 on a fault (the reward function fails, the guard gives up, an error in a
         step, a save that cannot be written). A fault
         before the step's update rolls the step back and saves; one during the update, or a second
         Ctrl-C/SIGTERM, keeps the last checkpoint instead. Under torchrun only rank 0 writes files,
-        and every decision to stop is taken by all ranks together."""
+        and every decision to stop is taken by all ranks together. The commands are what the user
+        is told to paste to go on (a checkpoint exists) or to start again (none does)."""
+        self.resume_command, self.restart_command = resume_command, restart_command
         try:
             return self.run(resume_command)
         finally:
@@ -45,7 +50,7 @@ class RunLoop:
 
     def run(self, resume_command):
         from tqdm import tqdm
-        cfg, hint, before = self.cfg, f"continue with: {resume_command}", None
+        cfg, before = self.cfg, None
         with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps,
                                                      initial=self.step_count,
                                                      desc=cfg.ALGORITHM, dynamic_ncols=True,
@@ -63,9 +68,7 @@ class RunLoop:
                     # raised while scoring, before any update: roll the step back
                     except RewardError as e:
                         self.restore_light_state(before)
-                        return self.stop_early(
-                            f"error: {e}\nThe run is saved; fix the reward function, then {hint}",
-                            1)
+                        return self.stop_early(f"error: {e}\nFix the reward function, then", 1)
                     metrics.update(evaluation)
                     last = self.step_count == self.total_steps or (
                         cfg.MAX_RESPONSES is not None
@@ -76,16 +79,15 @@ class RunLoop:
                     if cfg.HEALTH == "stop" and self.ranks.any(bool(alarms)):
                         return self.stop_early(
                             f"stopped by the health alarm above after step {metrics['step']} "
-                            "(HEALTH='stop'); the run is saved. Start again with what the alarm "
-                            f"says (--OVERWRITE=True), or go on as it is: {resume_command}",
-                            health.EXIT_CODE)
+                            "(HEALTH='stop'): start again with what the alarm says "
+                            "(--OVERWRITE=True), or go on as it is;", health.EXIT_CODE)
                     if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:
                         return self.stop_early(
                             f"error: {self.skipped_in_a_row} updates in a row were skipped for "
                             "NaN/inf (last: "
                             f"{metrics.get('skip_reason', 'a non-finite gradient')}). Check the "
                             "reward, lower LEARNING_RATE, or use DTYPE=bfloat16 rather than "
-                            f"float16. The run is saved; {hint}", 1)
+                            "float16; then", 1)
                     if last:
                         break
                     # a signal to any rank stops all after this step
@@ -93,7 +95,7 @@ class RunLoop:
                     if signum:
                         return self.stop_early(
                             f"stopped by {signal.Signals(signum).name} after step "
-                            f"{metrics['step']}; {hint}", 128 + signum)
+                            f"{metrics['step']};", 128 + signum)
                     if self.step_count % cfg.SAVE_EVERY == 0:
                         self.save_checkpoint()
                     if self.step_count % cfg.PLOT_EVERY == 0:
@@ -115,14 +117,14 @@ class RunLoop:
                     return self.stop_early(
                         f"stopped by {name} at the end of the run, once its final checkpoint and "
                         f"folders were written: the run is complete in {cfg.OUTPUT_DIR}/",
-                        128 + signals.signum, save=False)
+                        128 + signals.signum, save=False, go_on=False)
             except Interrupted as e:
                 return self.stop_early(
-                    f"stopped at once by a second {signal.Signals(e.signum).name}; {hint}",
+                    f"stopped at once by a second {signal.Signals(e.signum).name};",
                     128 + e.signum, save=False)
             except SaveError as e:
                 return self.stop_early(
-                    f"error: {e}. {'Free some space' if e.full else 'Fix that'}, then {hint}", 1,
+                    f"error: {e}. {'Free some space' if e.full else 'Fix that'}, then", 1,
                     save=False)
             # any other fault: one line (the traceback with --DEBUG=True), saved if it can be
             except Exception as e:
@@ -135,8 +137,7 @@ class RunLoop:
                 # Sharded, saving is a collective that the other ranks, which may not have failed,
                 # would never join.
                 return self.stop_early(f"error: step {self.step_count} failed: {type(e).__name__}: "
-                                       f"{first_line(e)}. {hint}", 1,
-                                       save=rollback and not self.sharded)
+                                       f"{first_line(e)}.", 1, save=rollback and not self.sharded)
         self.health_summary()
         self.log(
             f"done in {time.time() - self.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ (ppo_metrics.png, "
@@ -238,22 +239,23 @@ class RunLoop:
         if self.tracker is not None:
             self.tracker.log(metrics, metrics["step"])
 
-    def stop_early(self, message, code, save=True):
+    def stop_early(self, message, code, save=True, go_on=True):
         """Saves the checkpoint (or, with save=False, keeps the last one), redraws the plots, says
-        why it stopped and how to continue, and returns the exit code."""
+        why it stopped and (go_on) the command that continues the run, or, where no checkpoint was
+        ever written, the one that starts it again; returns the exit code."""
         if save:
             try:
                 self.save_checkpoint()
             except SaveError as e:
                 save, message = False, f"{message}\nerror: {e}"
-        if not save:
-            message += (f"\nThe last checkpoint is kept (it resumes at step {self.saved_step})."
-                        if self.saved_step is not None else "\nNo checkpoint was written yet.")
-        try:
-            self.plot()
-        # the plots are redrawn from metrics.jsonl on the next save; never lose the message
-        except Exception as e:
-            message += f"\nwarning: the plots could not be redrawn ({type(e).__name__}: {e})"
+        if go_on and (save or self.saved_step is not None):
+            kept = "The run is saved" if save else \
+                f"The last checkpoint is kept (it resumes at step {self.saved_step})"
+            message += f" continue with:\n  {self.resume_command}\n({kept}.)"
+        elif go_on:
+            message += (" start again with:\n  {}\n(No checkpoint was written yet, so there is "
+                        "nothing to resume.)").format(self.restart_command)
+        self.plot()
         if self.bar is not None:
             self.bar.close()  # ends the bar's line: the message starts one of its own
         self.log(message)
@@ -261,11 +263,20 @@ class RunLoop:
 
     def plot(self):
         """Redraws the PNGs from metrics.jsonl (~2 s on 2 CPU cores, hence PLOT_EVERY); rank 0
-        only."""
+        only. A chart that cannot be drawn is a warning, never a fault: metrics.jsonl holds every
+        figure, and `python plotting.py OUTPUT_DIR` draws them later."""
         import plotting
         path = os.path.join(self.cfg.OUTPUT_DIR, "metrics.jsonl")
-        if self.ranks.writes and os.path.exists(path) and os.path.getsize(path):
+        if not (self.ranks.writes and os.path.exists(path) and os.path.getsize(path)):
+            return
+        try:
             plotting.plot_run(self.cfg.OUTPUT_DIR)
+        except Exception as e:
+            warning = f"warning: the charts could not be redrawn ({type(e).__name__}: " \
+                      f"{first_line(e)}); training goes on"
+            if warning != self.plot_warning:  # said once, not at every PLOT_EVERY
+                self.plot_warning = warning
+                (self.bar.write if self.bar is not None else self.log)(warning)
 
     def check_ranks_agree(self):
         """Under torchrun: every rank must end with the same weights (they took the same summed
@@ -304,6 +315,7 @@ class RunLoop:
         self.saved_step = None  # step_count of the last checkpoint written or loaded
         self.tracker = None  # REPORT_TO's, opened by start_logs on rank 0
         self.bar = None  # the progress bar, while run() goes
+        self.plot_warning = None  # the last chart failure said (plot)
         self.health_rows = []  # the rows the health checks read (start_logs: a resumed run's)
         self.health_fired = {}  # {check: steps it fired on}, in the order they first fired
         # The critic trains in a thread of its own beside the policy (update()).
@@ -381,6 +393,26 @@ class RunLoop:
                 "responses_generated": self.responses_generated}
 
 
+def commands_to_paste(argv, ranks):
+    """(the command that resumes this run, the one that starts it again): this run's own arguments
+    with --RESUME=True or --OVERWRITE=True, shell-quoted, naming ppo.py as the user did (else by its
+    absolute path), so either works pasted where the user ran it. Under torchrun on one machine the
+    launcher is `torchrun --standalone --nproc_per_node=N`; across machines the user's own."""
+    kept = [a for a in argv if not a.startswith(("--RESUME=", "--OVERWRITE="))]
+    script = script_path("ppo.py")
+    if not ranks.active:
+        launcher = [os.path.basename(sys.executable) if shutil.which(
+            os.path.basename(sys.executable)) == sys.executable else sys.executable]
+    elif ranks.world == ranks.local_world:
+        launcher = ["torchrun", "--standalone", f"--nproc_per_node={ranks.world}"]
+    else:
+        return (f"torchrun <your launcher's options> {command([script, *kept, '--RESUME=True'])}",
+                f"torchrun <your launcher's options> "
+                f"{command([script, *kept, '--OVERWRITE=True'])}")
+    return (command([*launcher, script, *kept, "--RESUME=True"]),
+            command([*launcher, script, *kept, "--OVERWRITE=True"]))
+
+
 def main(argv, trainer_class):
     """python ppo.py [--NAME=value ...], or under torchrun (data parallel: see Ranks). Returns the
     exit code: 0 done, 1 a fault (saved where it could be), 2 refused before any work, 130/143
@@ -400,7 +432,7 @@ def main(argv, trainer_class):
         # leaves: torchrun stops the other ranks as soon as one exits, and rank 0 could be stopped
         # before it had printed.
         ranks.start()
-        cfg = load_config(argv)
+        cfg = load_config(argv, log)
         check_settings(cfg)
         check_distributed(cfg, ranks.world)
         check_sharding(cfg, ranks)
@@ -450,9 +482,8 @@ def main(argv, trainer_class):
         held = [f"{name} {local:,} of {total:,}" for name, model in trainer.models().items()
                 for local, total in [shard_sizes(model)]]
         log(f"parameters held by each process: {', '.join(held)}")
-    resume = [a for a in argv if not a.startswith("--RESUME=") and not a.startswith("--OVERWRITE=")]
-    launcher = "torchrun <the same options> ppo.py" if ranks.active else "python ppo.py"
-    code = trainer.train(resume_command=" ".join([launcher, *resume, "--RESUME=True"]))
+    resume_command, restart_command = commands_to_paste(argv, ranks)
+    code = trainer.train(resume_command, restart_command)
     if lock is not None:
         lock.release()
     ranks.stop()

@@ -79,7 +79,8 @@ def rollout_copy_on(cfg, dtype, sharded):
     16-bit DTYPE, unsharded and without LoRA (whose frozen base is stored in DTYPE already)."""
     if cfg.ROLLOUT_COPY == "auto":
         return dtype != torch.float32 and not sharded and not cfg.LORA_RANK
-    return bool(cfg.ROLLOUT_COPY)
+    # in float32 the copy would be the policy itself (preflight.settings_without_effect says so)
+    return bool(cfg.ROLLOUT_COPY) and dtype != torch.float32
 
 
 def dtype_copy(model, dtype):

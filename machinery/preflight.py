@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import tempfile
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
@@ -192,9 +192,10 @@ def is_config_file(arg):
 
 
 def read_config_file(path, defaults):
-    """The UPPER_CASE constants a config file (Python, nanoGPT-style: `BATCH_SIZE = 64`) sets, as a
-    dict. Its lower-case names (imports, helpers) are ignored; an UPPER_CASE name config.py lacks is
-    refused."""
+    """The settings a config file (Python, nanoGPT-style: `BATCH_SIZE = 64`) sets, as a dict. Every
+    top-level name must be a setting of config.py, an imported module (`import os`), or a helper of
+    the file's own named with a leading underscore (`_ROOT = ...`); any other name (lower-case,
+    misspelt) is refused with the command line's "did you mean", since it would be ignored."""
     try:
         with open(path) as f:
             source = f.read()
@@ -211,10 +212,13 @@ def read_config_file(path, defaults):
     except (Exception, SystemExit) as e:
         raise ConfigError(
             f"the config file {path!r} raised {type(e).__name__}: {first_line(e)}") from None
-    settings = {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+    settings = {k: v for k, v in namespace.items()
+                if not k.startswith("_") and not isinstance(v, ModuleType)}
     for name in settings:
         if name not in defaults:
-            raise unknown_setting(name, defaults, f"{{}} in {path}")
+            error = unknown_setting(name, defaults, f"{{}} in {path}")
+            raise ConfigError(f"{error} A helper of the file's own is named with a leading "
+                              f"underscore (_{name}).")
     return settings
 
 
@@ -287,28 +291,49 @@ def settings_help(config_module):
     return "\n".join(lines)
 
 
-def load_config(argv=()):
+def load_config(argv=(), log=None):
     """The UPPER_CASE constants of config.py, then those of any config file named in argv (a path
     ending in .py), then the --NAME=value overrides, each checked against its kind in
     preflight.SETTINGS, and each None that stands for "the algorithm's default" resolved, as a
-    namespace (printed at start and saved as config.json)."""
+    namespace (printed at start and saved as config.json). With RESUME=True the run's own saved
+    settings take config.py's place (resumed_settings), before anything is built. `log` says the
+    notices of a resume."""
     import config as config_module
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper()
                 and not k.startswith("_")}
-    settings = dict(defaults)
-    # nanoGPT-style: python ppo.py configs/NAME.py --BATCH_SIZE=64
-    for path in filter(is_config_file, argv):
-        settings.update(read_config_file(path, defaults))
-    settings.update(parse_overrides([a for a in argv if not is_config_file(a)], defaults))
+    from_files, from_command_line = given_settings(argv, defaults)
+    given = {**from_files, **from_command_line}
+    settings = {**defaults, **given}
     check_types(settings)
+    if settings["RESUME"]:
+        settings = resumed_settings(settings, given, defaults, log)
+    return SimpleNamespace(**resolve_settings(settings))
+
+
+def given_settings(argv, defaults=None):
+    """(the settings the config files in argv set, in order, each later file's winning; the
+    --NAME=value overrides), each a dict, as the user wrote them. nanoGPT-style: `python ppo.py
+    configs/NAME.py --BATCH_SIZE=64`."""
+    if defaults is None:
+        defaults = {k: v for k, v in vars(config).items() if k.isupper() and not k.startswith("_")}
+    from_files = {}
+    for path in filter(is_config_file, argv):
+        from_files.update(read_config_file(path, defaults))
+    return from_files, parse_overrides([a for a in argv if not is_config_file(a)], defaults)
+
+
+def resolve_settings(settings):
+    """The settings with `~` expanded in paths, each None that stands for a default resolved (the
+    algorithm's, the clip range's, the learning rate for the policy's size), and lists as
+    settings.json reads them back. Resolving resolved settings changes nothing."""
+    settings = dict(settings)
     for name in ("ACTOR_MODEL", "CRITIC_MODEL", "REWARD_MODEL", "DATASET", "EVAL_DATASET",
                  "OUTPUT_DIR"):
         # ~ is the home folder, as a shell would read it (from a config file too)
         value = settings[name]
-        settings[
-            name] = [
-                os.path.expanduser(v) for v in value] if isinstance(value, (list, tuple)) else \
-            os.path.expanduser(value) if isinstance(value, str) else value
+        settings[name] = [os.path.expanduser(v) for v in value] if isinstance(
+            value, (list, tuple)) else os.path.expanduser(value) if isinstance(value, str) \
+            else value
     for name, value in ALGORITHMS[settings["ALGORITHM"]].defaults.items():
         if settings[name] is None:
             settings[name] = value(settings) if callable(value) else value
@@ -327,7 +352,7 @@ def load_config(argv=()):
         settings["REWARD_MODEL"] = settings["REWARD_MODEL"][0]  # one scorer is written as a name
     if settings["REWARD_WEIGHTS"] is not None:
         settings["REWARD_WEIGHTS"] = [float(w) for w in settings["REWARD_WEIGHTS"]]
-    return SimpleNamespace(**settings)
+    return settings
 
 
 TINY_PARAMETERS = 10_000_000  # below: a model trained from scratch here, not a pretrained one
@@ -864,6 +889,40 @@ def check_scorer(name, prompts, columns, eval_columns=None, label=None):
         check_tokenizer_files("REWARD_MODEL", name)
 
 
+def settings_without_effect(cfg, chat_template, rollout_copy, prompts, eval_prompts):
+    """One line for each setting that does nothing in this run's combination, said at start-up:
+    REWARD_LABEL without a reward model of several outputs, ENABLE_THINKING=True where the chat
+    template has no such switch (or none is used), ROLLOUT_COPY=True where the copy would be the
+    policy in its own dtype (`rollout_copy`: whether one is made), held-out prompts that are all
+    training prompts. `chat_template`: the policy's template text where prompts go through one."""
+    lines = []
+    if cfg.REWARD_LABEL is not None:
+        models = [n for n in reward_names(cfg.REWARD_MODEL) if not is_reward_function(n)]
+        if not any(max(c.num_labels, len(c.id2label or {})) > 1
+                   for c in (load_model_config("REWARD_MODEL", n) for n in models)):
+            lines.append(
+                f"REWARD_LABEL={cfg.REWARD_LABEL!r} has no effect: it picks the output of a reward "
+                "model with several, and REWARD_MODEL has "
+                + ("one-output models only" if models else "reward functions only"))
+    if cfg.ENABLE_THINKING and "enable_thinking" not in str(chat_template or ""):
+        lines.append(
+            "ENABLE_THINKING=True has no effect: " + (
+                "ACTOR_MODEL's chat template has no enable_thinking switch (Qwen3's has)"
+                if chat_template else "the prompts go through no chat template"))
+    if cfg.ROLLOUT_COPY is True and not rollout_copy:
+        lines.append(
+            "ROLLOUT_COPY=True has no effect: the models compute in float32, so the copy would "
+            "be the policy in its own dtype; the sampler runs the policy itself")
+    if eval_prompts is not None:
+        seen = {json.dumps(p, sort_keys=True) for p in prompts}
+        if all(json.dumps(p, sort_keys=True) in seen for p in eval_prompts):
+            lines.append(
+                f"EVAL_DATASET={cfg.EVAL_DATASET!r} holds only training prompts (DATASET's): "
+                "eval_reward measures the prompts the run trains on, and the reward-hacking alarm "
+                "compares training with training; give prompts the run does not train on")
+    return lines
+
+
 def check_positions(cfg, prompt_ids):
     """The longest sequence a step makes (the longest tokenised prompt, at most MAX_PROMPT_LENGTH
     tokens, plus MAX_NEW_TOKENS) must fit the positions of the policy and the critic, which read the
@@ -902,19 +961,36 @@ def check_vocabulary(cfg, tokenizer):
             "save this model's own tokenizer beside its weights.")
 
 
-def data_fingerprint(prompts):
-    """What a checkpoint records of its prompts (data.json): their number and a hash of them in
-    order."""
+def data_fingerprint(prompts, columns=None):
+    """What a checkpoint records of its data (data.json): the number of prompts, a hash of them in
+    order, and a hash of each column a reward function reads (`columns`: name -> values), so that
+    an edited answer column is a different dataset, wherever the file lies."""
     import hashlib
-    digest = hashlib.sha256(
-        json.dumps(list(prompts), sort_keys=True, default=str).encode()).hexdigest()
-    return {"prompts": len(prompts), "sha256": digest}
+
+    def digest(values):
+        return hashlib.sha256(json.dumps(list(values), sort_keys=True, default=str).encode()
+                              ).hexdigest()
+    found = {"prompts": len(prompts), "sha256": digest(prompts)}
+    if columns:
+        found["columns"] = {name: digest(values) for name, values in sorted(columns.items())}
+    return found
 
 
-def check_same_data(checkpoint, prompts):
-    """A resumed run must read the prompts its checkpoint was trained on: the prompt stream is a
-    function of their number and order, so added, removed or edited rows would silently continue on
-    another order."""
+def reward_columns(reward_model, columns):
+    """The dataset columns (name -> values) that the reward functions of REWARD_MODEL read: those
+    their parameters name, every one for a function that takes **kwargs."""
+    read = {}
+    for name in reward_names(reward_model):
+        if is_reward_function(name):
+            read.update(columns_for(load_reward_function(name), columns))
+    return read
+
+
+def check_same_data(checkpoint, prompts, columns=None):
+    """A resumed run must read the data its checkpoint was trained on: the prompt stream is a
+    function of the prompts' number and order, and the rewards of the columns the reward functions
+    read, so added, removed, reordered or edited rows would silently continue on other data. Where
+    the file lies does not matter."""
     path = os.path.join(checkpoint, "data.json")
     if not os.path.exists(path):  # a checkpoint written before data.json was recorded
         return
@@ -924,14 +1000,22 @@ def check_same_data(checkpoint, prompts):
     except ValueError:
         raise ConfigError(f"{path} is damaged: resume from a copy of the run, or start again with "
                           f"--OVERWRITE=True.") from None
-    now = data_fingerprint(prompts)
-    if saved != now:
-        change = (f"{saved.get('prompts')} prompts then, {now['prompts']} now"
-                  if saved.get("prompts") !=
-                  now["prompts"] else "the same number of prompts, but not the same prompts")
-        raise ConfigError(
-            f"RESUME=True but DATASET is not what the checkpoint was trained on ({change}): resume "
-            f"with the run's own data, or start a new run in another --OUTPUT_DIR.")
+    now = data_fingerprint(prompts, columns)
+    if saved.get("prompts") != now["prompts"]:
+        change = f"{saved.get('prompts')} prompts then, {now['prompts']} now"
+    elif saved.get("sha256") != now["sha256"]:
+        change = "the same number of prompts, but not the same prompts"
+    else:  # a checkpoint records the columns its reward functions read (none: nothing to compare)
+        edited = [name for name, value in saved.get("columns", {}).items()
+                  if now.get("columns", {}).get(name) != value]
+        if not edited:
+            return
+        change = (f"the same prompts, but the column{'s' if len(edited) > 1 else ''} "
+                  f"{', '.join(map(repr, edited))} that the reward function reads "
+                  f"{'differ' if len(edited) > 1 else 'differs'}")
+    raise ConfigError(
+        f"RESUME=True but DATASET is not what the checkpoint was trained on ({change}): resume "
+        f"with the run's own data, or start a new run in another --OUTPUT_DIR.")
 
 
 # ==================================================================================================
@@ -1193,16 +1277,17 @@ class RunLock:
         os.close(self.fd)
 
 
-# Settings that may differ when resuming: run length, logging, devices, and how the folder is
-# spelled.
+# Settings that may differ when resuming: run length, logging, evaluation, where the data lies (its
+# rows must be the same: check_same_data), how the folder is spelled, and what changes memory but
+# not the arithmetic beyond rounding (MEMORY_SETTINGS, said in one line).
+MEMORY_SETTINGS = ("MICRO_BATCH_SIZE", "MICRO_BATCH_TOKENS", "LOGPROB_CHUNK",
+                   "GRADIENT_CHECKPOINTING", "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC",
+                   "DEVICE_REWARD", "SHARDING")
 RESUMABLE_CHANGES = {"RESUME", "OVERWRITE", "DEBUG", "MAX_STEPS", "NUM_EPOCHS", "MAX_RESPONSES",
-                     "PLOT_EVERY",
-                     "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES",
-                     "MAX_SKIPPED_IN_A_ROW", "HEALTH", "LOGPROB_CHUNK",
-                     "DEVICE_POLICY", "DEVICE_REF", "DEVICE_CRITIC", "DEVICE_REWARD", "SHARDING",
-                     "OUTPUT_DIR",
-                     "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY", "EVAL_MAX_PROMPTS", "REPORT_TO",
-                     "RUN_NAME"}
+                     "PLOT_EVERY", "SAMPLE_EVERY", "NUM_SAMPLES", "SAVE_EVERY", "EVAL_SAMPLES",
+                     "MAX_SKIPPED_IN_A_ROW", "HEALTH", "OUTPUT_DIR", "DATASET", "DATASET_CONFIG",
+                     "DATASET_SPLIT", "EVAL_DATASET", "EVAL_SPLIT", "EVAL_EVERY",
+                     "EVAL_MAX_PROMPTS", "REPORT_TO", "RUN_NAME", *MEMORY_SETTINGS}
 # Settings added since checkpoints were first written, with the value that reproduces what a
 # checkpoint saved before them did (a function of its saved settings), so that such a checkpoint
 # still resumes.
@@ -1235,19 +1320,30 @@ def load_trainer_state(path, mmap=False):
         raise
 
 
-def checkpoint_problem(path, trained):
-    """What is damaged or missing in a checkpoint folder, named by file, or None. `trained`: the
-    model folders it must hold (policy, and critic for ppo). Reads trainer_state.pt memory-mapped:
-    cheap at any size."""
-    for name in ("settings.json", "trainer_state.pt", *(f"{m}/" for m in trained)):
+def checkpoint_problem(path, trained=None):
+    """What is damaged or missing in a checkpoint folder, named by file, or None: every JSON file in
+    it parsed, trainer_state.pt read memory-mapped (cheap at any size), every weights file's header
+    read. `trained`: the model folders it must hold (policy, and critic for an algorithm with one;
+    by default those of the ALGORITHM its settings.json names)."""
+    settings_path = os.path.join(path, "settings.json")
+    if not os.path.exists(settings_path):
+        return f"{settings_path} is missing"
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(n for n in files if n.endswith(".json")):
+            try:
+                with open(os.path.join(root, name)) as f:
+                    found = json.load(f)
+            except (OSError, ValueError) as e:
+                return f"{os.path.join(root, name)} is damaged ({first_line(e)[:120]})"
+            if name == "settings.json" and root == path and not isinstance(found, dict):
+                return f"{settings_path} is damaged (not a JSON object)"
+    if trained is None:
+        with open(settings_path) as f:
+            algorithm = ALGORITHMS.get(json.load(f).get("ALGORITHM"))
+        trained = ["policy"] + (["critic"] if algorithm is None or algorithm.critic else [])
+    for name in ("trainer_state.pt", *(f"{m}/" for m in trained)):
         if not os.path.exists(os.path.join(path, name)):
             return f"{os.path.join(path, name)} is missing"
-    try:
-        with open(os.path.join(path, "settings.json")) as f:
-            if not isinstance(json.load(f), dict):
-                raise ValueError("not a JSON object")
-    except ValueError as e:
-        return f"{os.path.join(path, 'settings.json')} is damaged ({e})"
     state_path = os.path.join(path, "trainer_state.pt")
     try:
         # a pickle of more than data: the refusal says why
@@ -1268,6 +1364,82 @@ def checkpoint_problem(path, trained):
         if problem:
             return f"{folder}/: {problem}"
     return None
+
+
+def resume_checkpoint(out, log=print):
+    """The checkpoint a RESUME=True run in `out` continues from, checked whole (checkpoint_problem):
+    `checkpoint`, else a whole `checkpoint.prev` (a kill fell between a save's two renames, or the
+    newer one is damaged), said in one line. Refused in one line when there is none."""
+    found = [os.path.join(out, name) for name in CHECKPOINTS
+             if os.path.isdir(os.path.join(out, name))]
+    if not found:
+        metrics = os.path.join(out, "metrics.jsonl")
+        if os.path.exists(metrics) and os.path.getsize(metrics) > 0:
+            raise ConfigError(
+                f"RESUME=True but the run in OUTPUT_DIR={out!r} stopped before its first "
+                "checkpoint (one is written every SAVE_EVERY steps), so there is nothing to "
+                "resume: start it again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
+        raise ConfigError(
+            f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint: start the run without "
+            "--RESUME, or point OUTPUT_DIR at the run.")
+    problems = []
+    for path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            break
+        problems.append(problem)
+    else:
+        raise ConfigError(
+            f"RESUME=True but {'; '.join(problems)}, and no other whole checkpoint is left: start "
+            f"again with --OVERWRITE=True, or resume from a copy of the run.")
+    if problems and log is not None:
+        log(f"notice: {problems[0]}; resuming from {path} instead")
+    return path
+
+
+def saved_settings(checkpoint):
+    """A checkpoint's settings.json, with the value that reproduces an older checkpoint's behaviour
+    for each setting added since it was written (ADDED_SETTINGS)."""
+    with open(os.path.join(checkpoint, "settings.json")) as f:
+        saved = json.load(f)
+    saved.update({k: was(saved) for k, was in ADDED_SETTINGS.items() if k not in saved})
+    return saved
+
+
+def resumed_settings(settings, given, defaults, log=print):
+    """RESUME=True: the run's own settings, from its checkpoint's settings.json, with what the
+    config files and the command line set (`given`) applied only where it may change on resume
+    (RESUMABLE_CHANGES; a memory setting is said in one line). Any other given setting that differs
+    from the run's is refused, naming each; config.py's values are not read, and one line names
+    those that would have changed the run. Reads nothing but files."""
+    if settings["OVERWRITE"]:
+        raise ConfigError("RESUME=True and OVERWRITE=True contradict each other: set one of them.")
+    out = os.path.expanduser(settings["OUTPUT_DIR"])
+    checkpoint = resume_checkpoint(out, log)
+    saved = {k: v for k, v in saved_settings(checkpoint).items() if k in defaults}
+    own = {**defaults, **saved}
+    wanted = resolve_settings({**own, **given})  # each given setting resolved as the run would
+    changed = [f"{k} {own.get(k)!r} -> {wanted[k]!r}" for k in given
+               if k not in RESUMABLE_CHANGES and wanted[k] != own.get(k)]
+    if changed:
+        raise ConfigError(
+            f"RESUME=True with settings that differ from the checkpoint's: {'; '.join(changed)}. "
+            f"Resume with the run's own settings (see {checkpoint}/settings.json); only run "
+            "length, logging, evaluation and memory settings may change.")
+    say = log or (lambda line: None)
+    memory = [f"{k} {own.get(k)!r} -> {wanted[k]!r}" for k in MEMORY_SETTINGS
+              if k in given and wanted[k] != own.get(k)]
+    if memory:
+        say(f"notice: resuming with {'; '.join(memory)}: memory and devices only, the arithmetic "
+            "is the same beyond rounding")
+    unused = [f"{k}={defaults[k]!r}" for k in sorted(RESUMABLE_CHANGES - {"RESUME", "OVERWRITE",
+                                                                        "DEBUG", "OUTPUT_DIR"})
+              if k in saved and k not in given and defaults[k] != saved[k]]
+    if unused:
+        say(f"notice: a resumed run keeps its own settings ({checkpoint}/settings.json); "
+            f"config.py's {', '.join(unused)} differ from them and are not used: give "
+            "--NAME=value to change one")
+    return {**own, **{k: wanted[k] for k in given}, "RESUME": True}
 
 
 def check_output_dir(cfg, log=print):
@@ -1292,31 +1464,8 @@ def check_output_dir(cfg, log=print):
             f"OUTPUT_DIR={out!r} holds the logs of a run that stopped before its first checkpoint, "
             "so it cannot be resumed: replace it with --OVERWRITE=True, or choose another "
             "--OUTPUT_DIR.")
-    if not found:
-        if logged:
-            raise ConfigError(
-                f"RESUME=True but the run in OUTPUT_DIR={out!r} stopped before its first "
-                "checkpoint (one is written every SAVE_EVERY steps), so there is nothing to "
-                "resume: start it again with --OVERWRITE=True, or choose another --OUTPUT_DIR.")
-        raise ConfigError(
-            f"RESUME=True but OUTPUT_DIR={out!r} holds no checkpoint: start the run without "
-            "--RESUME, or point OUTPUT_DIR at the run.")
-    trained = ["policy"] + (["critic"] if ALGORITHMS[cfg.ALGORITHM].critic else [])
-    problems = []
-    for path in found:
-        problem = checkpoint_problem(path, trained)
-        if problem is None:
-            break
-        problems.append(problem)
-    else:
-        raise ConfigError(
-            f"RESUME=True but {'; '.join(problems)}, and no other whole checkpoint is left: start "
-            f"again with --OVERWRITE=True, or resume from a copy of the run.")
-    if problems:
-        log(f"notice: {problems[0]}; resuming from {path} instead")
-    with open(os.path.join(path, "settings.json")) as f:
-        saved = json.load(f)
-    saved.update({k: was(saved) for k, was in ADDED_SETTINGS.items() if k not in saved})
+    path = resume_checkpoint(out, None)  # load_config said which one, when it read its settings
+    saved = saved_settings(path)
     changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in vars(cfg).items()
                if k not in RESUMABLE_CHANGES and saved.get(k) != v]
     if changed:

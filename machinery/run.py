@@ -144,15 +144,16 @@ def write_failure(error, path):
 
 
 def write_file(path, text):
-    """Writes path.tmp and renames it into place: a reader, or a kill, never meets a half-written
-    file."""
+    """Writes path.tmp.PID (this process's own name) and renames it into place: a reader, or a
+    kill, never meets a half-written file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with open(path + ".tmp", "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
-        os.replace(path + ".tmp", path)
+        os.replace(tmp, path)
     except OSError as e:
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
+        if os.path.exists(tmp):
+            os.remove(tmp)
         reason, full = write_failure(e, path)
         raise SaveError(f"could not write {path} ({reason}); the previous one is kept", full) from e
 

@@ -12,7 +12,8 @@ from .models import (Scorer, ValueModel, add_lora, as_seen, enable_gradient_chec
                      dtype_copy, load_causal_lm, load_tokenizer, resolve_devices, resolve_dtype,
                      rollout_copy_on)
 from .preflight import (check_models, check_output_dir, check_positions, check_same_data,
-                        check_vocabulary, data_fingerprint, load_prompts)
+                        check_vocabulary, data_fingerprint, load_prompts,
+                        reward_columns, settings_without_effect)
 from .sampling import eos_token_ids, tokenize_prompts
 
 
@@ -32,7 +33,8 @@ class Setup:
         # against, say).
         prompts, self.columns = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         self.prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
-        self.data_fingerprint = data_fingerprint(self.prompts)
+        self.data_fingerprint = data_fingerprint(
+            self.prompts, reward_columns(cfg.REWARD_MODEL, self.columns))
         self.eval_prompts = self.eval_columns = None
         if cfg.EVAL_DATASET is not None:
             prompts, self.eval_columns = load_prompts(cfg, held_out=True)
@@ -54,15 +56,25 @@ class Setup:
         self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
         check_vocabulary(cfg, self.tokenizer)
         self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
+        # every prompt through the chat template, before any weight loads
         tokenize = partial(tokenize_prompts, self.tokenizer, chat_template=cfg.CHAT_TEMPLATE,
                            max_length=cfg.MAX_PROMPT_LENGTH, system_prompt=cfg.SYSTEM_PROMPT,
                            enable_thinking=cfg.ENABLE_THINKING)
-        self.prompt_ids, self.prompts_truncated = tokenize(self.prompts)
+        self.prompt_ids, self.prompts_truncated = tokenize(
+            self.prompts, source=f"DATASET={cfg.DATASET!r}, column {cfg.PROMPT_KEY!r}")
         self.eval_prompt_ids = tokenize(
-            self.eval_prompts)[0] if self.eval_prompts is not None else None
+            self.eval_prompts, source=f"EVAL_DATASET={cfg.EVAL_DATASET!r}, column "
+                                      f"{cfg.PROMPT_KEY!r}")[0] \
+            if self.eval_prompts is not None else None
         check_positions(cfg, self.prompt_ids + (self.eval_prompt_ids or []))
+        uses_template = bool(self.tokenizer.chat_template) and cfg.CHAT_TEMPLATE in (True, "auto")
+        for line in settings_without_effect(
+                cfg, self.tokenizer.chat_template if uses_template else None,
+                rollout_copy_on(cfg, self.dtype, self.sharded), self.prompts, self.eval_prompts):
+            log(f"notice: {line}")
         if cfg.RESUME:
-            check_same_data(self.resume_from, self.prompts)
+            check_same_data(self.resume_from, self.prompts,
+                            reward_columns(cfg.REWARD_MODEL, self.columns))
         # all checked
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
 
