@@ -341,8 +341,22 @@ def main(argv=None):
     parser.add_argument("--trl116",
                         help="Python of a virtualenv with trl==1.16.0 (GRPO, DAPO loss, RLOO)")
     args = parser.parse_args(argv)
-    tasks, arms, seeds = args.tasks.split(
-        ","), args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    tasks, arms = args.tasks.split(","), args.arms.split(",")
+    for given, known, what in ((tasks, TASKS, "--tasks"), (arms, ARMS, "--arms")):
+        unknown = [x for x in given if x not in known]
+        if unknown:
+            parser.error(f"{what}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds={args.seeds}: give integers separated by commas, e.g. 0,1,2")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    needed = {ARMS[a][0] for a in arms} - {"ours"}
+    missing = [f"--{p}" for p in sorted(needed) if args.command == "run" and not getattr(args, p)]
+    if missing:
+        parser.error(f"--arms={args.arms} runs TRL: give {' and '.join(missing)}=PYTHON "
+                     "(a virtualenv's python with that TRL)")
     for task in tasks:
         build(task)
     if args.command == "build":

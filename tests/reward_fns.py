@@ -120,3 +120,9 @@ def sentiment_on_training_prompts_only(prompts, responses, held_out, **_):
     held_out): what raises the training reward lowers the held-out one, as a trick that only pays
     on the training data would."""
     return [-s if h else s for s, h in zip(sentiment(prompts, responses), held_out)]
+
+
+def answer_only(prompts, responses, answer):
+    """1.0 where the response is the answer column's text: a reward that reads one column by
+    name."""
+    return [float(r.strip() == str(a).strip()) for r, a in zip(responses, answer)]

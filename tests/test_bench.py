@@ -205,7 +205,8 @@ def test_the_real_model_record_adds_up_runs_of_several_machines(tmp_path, monkey
     assert json.loads((tmp_path / "record.json").read_text())["addition"] == kept
     shutil.rmtree(tmp_path / "runs")
     machine({"ppo-lrdefault-seed1": (0.4, [0.2, 0.2])}, base_score=0.030)
-    with pytest.raises(SystemExit, match="the base model scored 0.0300 here and 0.0250"):
+    with pytest.raises(real_model.script.Refusal,
+                       match="the base model scored 0.0300 here and 0.0250"):
         real_model.record("addition")
     assert "ppo-lrdefault-seed1" not in json.loads((tmp_path / "record.json").read_text())[
         "addition"]["runs"]

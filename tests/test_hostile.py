@@ -91,8 +91,24 @@ def variants(tiny, tmp_path_factory):
     shutil.copytree(tiny["policy"], d / "no_tokenizer",
                     ignore=lambda folder,
                     names: [n for n in names if n not in ("config.json", "model.safetensors")])
+    # the policy under a chat template that refuses a system turn and roles out of turn, as Gemma's
+    # and Mistral's do
+    shutil.copytree(tiny["policy"], d / "strict_template")
+    tok = AutoTokenizer.from_pretrained(d / "strict_template")
+    tok.chat_template = STRICT_TEMPLATE
+    tok.save_pretrained(d / "strict_template")
     return {"sentiment": str(d / "sentiment"), "classifier": str(d / "classifier"),
-            "no_tokenizer": str(d / "no_tokenizer"), "dir": d}
+            "no_tokenizer": str(d / "no_tokenizer"),
+            "strict_template": str(d / "strict_template"), "dir": d}
+
+
+STRICT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
 
 
 # ---- the cases -----------------------------------------------------------------------------------
@@ -458,6 +474,71 @@ CASES += [
 ]
 
 
+def config_file(text):
+    """A config file of the user's, given before the command line's settings."""
+    def prepare(c):
+        (c.tmp / "mine.py").write_text(text)
+        c.argv = [str(c.tmp / "mine.py")]
+        return {}
+    return prepare
+
+
+def conversations(rows, name="chats.jsonl"):
+    """A dataset of conversations (lists of [role, content]) with the tiny prompts' row count."""
+    def prepare(c):
+        path = c.tmp / name
+        with open(path, "w") as f:
+            for i in range(8):
+                turns = rows.get(i, [("user", f"prompt {i}")])
+                messages = [{"role": r, "content": t} for r, t in turns]
+                f.write(json.dumps({"prompt": messages}) + "\n")
+        return {}
+    return prepare
+
+
+# Classes numbered on: 17 nothing said to a program goes unread (config files); 18 chat templates
+# are checked at start-up; 19 checkpoints are checked whole; 20 resume reads the run's own settings.
+CASES += [
+    C(17, "config-file-lowercase", config_file("learning_rate = 1e-6\n"), 2,
+      r"unknown setting learning_rate in .*mine.py. Did you mean LEARNING_RATE in"),
+    C(17, "config-file-misspelt", config_file("LEARNIG_RATE = 1e-6\n"), 2,
+      r"unknown setting LEARNIG_RATE in .*Did you mean LEARNING_RATE in"),
+    C(17, "config-file-helper", config_file("import os\nroot = os.sep\nSEED = 3\n"), 2,
+      r"unknown setting root in .*leading underscore \(_root\)"),
+    C(17, "config-file-function", config_file("def pick(x):\n    return x\nSEED = 3\n"), 2,
+      r"unknown setting pick in"),
+    C(18, "template-refuses-system", None, 2,
+      "SYSTEM_PROMPT='be brief': ACTOR_MODEL's chat template refuses a system turn "
+      r"\(TemplateError: System role not supported\): set --SYSTEM_PROMPT=None",
+      ACTOR_MODEL="{strict_template}", CRITIC_MODEL="{strict_template}",
+      SYSTEM_PROMPT="be brief"),
+    C(18, "template-refuses-a-row", conversations({5: [("user", "a"), ("user", "b")]}), 2,
+      r"DATASET='.*chats.jsonl', column 'prompt', row 5: ACTOR_MODEL's chat template cannot "
+      r"render it \(TemplateError: Conversation roles must alternate",
+      ACTOR_MODEL="{strict_template}", CRITIC_MODEL="{strict_template}",
+      DATASET="{tmp}/chats.jsonl"),
+    C(18, "template-refuses-a-held-out-row",
+      conversations({0: [("assistant", "hi"), ("user", "b")]}, "held.jsonl"), 2,
+      r"EVAL_DATASET='.*held.jsonl', column 'prompt', row 0: ACTOR_MODEL's chat template",
+      ACTOR_MODEL="{strict_template}", CRITIC_MODEL="{strict_template}",
+      EVAL_DATASET="{tmp}/held.jsonl"),
+    C(19, "policy-config-garbage", damage("checkpoint/policy/config.json", "garbage"), 2,
+      "checkpoint/policy/config.json is damaged"),
+    C(19, "critic-config-truncated", damage("checkpoint/critic/config.json", "truncate"), 2,
+      "checkpoint/critic/config.json is damaged"),
+    C(19, "tokenizer-truncated", damage("checkpoint/policy/tokenizer.json", "truncate"), 2,
+      "checkpoint/policy/tokenizer.json is damaged"),
+    C(19, "data-json-garbage", damage("checkpoint/data.json", "garbage"), 2,
+      "checkpoint/data.json is damaged"),
+    C(20, "resume-another-algorithm", copy_run, 2, "ALGORITHM 'ppo' -> 'grpo'", RESUME=True,
+      MAX_STEPS=3, ALGORITHM="grpo", GROUP_SIZE=2),
+    C(20, "resume-from-a-config-file", chain(copy_run, config_file("KL_COEF = 0.2\n")), 2,
+      "KL_COEF 0.05 -> 0.2", RESUME=True, MAX_STEPS=3),
+    C(20, "resume-no-checkpoint-names-nothing-built", None, 2,
+      "holds no checkpoint: start the run without --RESUME", RESUME=True),
+]
+
+
 class Context:
     def __init__(self, tiny, tmp, finished, modules, monkeypatch, variants):
         self.tiny, self.tmp, self.out = tiny, tmp, tmp / "run"
@@ -494,9 +575,10 @@ def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, cap
 
 
 def test_the_table_covers_every_class_three_times():
-    counts = {k: sum(c.cls == k for c in CASES) for k in range(1, 17)}
+    counts = {k: sum(c.cls == k for c in CASES) for k in range(1, 21)}
     # 7, 8, 12, 15: below
-    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9, 11, 13, 14, 16)), counts
+    assert all(counts[k] >= 3 for k in (1, 2, 3, 4, 5, 6, 9, 11, 13, 14, 16, 17, 18, 19, 20)), \
+        counts
     assert len(CASES) >= 60
 
 
@@ -1107,3 +1189,219 @@ def test_only_a_full_disk_is_told_to_free_space(tmp_path):
             == ("Permission denied", False))
     assert write_failure(OSError(errno.ENOSPC, "No space left on device"), path)[1] is True
     assert write_failure(OSError(errno.EDQUOT, "Disk quota exceeded"), path)[1] is True
+
+
+# ---- 21. readers never harm a writer -------------------------------------------------------------
+READER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+import plotting
+from bench import health
+out, codes, start = sys.argv[1], [], time.time()
+while not os.path.exists(os.path.join(out, "policy")) and time.time() < start + 300:
+    codes.append(plotting.main([out]))
+    try:
+        health.report([out])
+    except health.Refusal:
+        pass
+print("reader codes", sorted(set(codes)), len(codes), flush=True)
+"""
+
+
+def test_readers_hammering_a_live_run_never_harm_it(tiny, tmp_path):
+    """plotting.py and bench/health.py's report read and redraw a run's folder in a loop while it
+    trains with PLOT_EVERY=1: the run ends as usual, the readers never fail, and no temporary file
+    is left."""
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "ppo.py", *args_for(
+        tiny, out, MAX_STEPS=8, PLOT_EVERY=1, SAVE_EVERY=100)], cwd=ROOT, env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    readers = [subprocess.Popen([sys.executable, "-c", READER, str(out), ROOT], cwd=ROOT, env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    output = run.communicate(timeout=600)[0]
+    said = [r.communicate(timeout=120)[0] for r in readers]
+    assert run.returncode == 0 and "warning" not in output, output[-3000:]
+    for text, reader in zip(said, readers):
+        assert reader.returncode == 0 and "Traceback" not in text, text[-3000:]
+        codes = eval(text.split("reader codes", 1)[1].split("]")[0] + "]")
+        assert set(codes) <= {0, 2}, text  # 2: no rows yet
+    assert not [n for n in os.listdir(out) if ".tmp" in n], os.listdir(out)
+    assert len(plotting_rows(out)) == 8
+
+
+def test_a_chart_that_cannot_be_drawn_is_a_warning_not_a_fault(tiny, tmp_path, monkeypatch,
+                                                               capsys):
+    import plotting
+
+    def broken(out_dir):
+        raise FileNotFoundError(2, "No such file or directory", "training_metrics.png.tmp.png")
+    monkeypatch.setattr(plotting, "plot_run", broken)
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=3, PLOT_EVERY=1)) == 0
+    printed = "".join(capsys.readouterr())
+    assert printed.count("warning: the charts could not be redrawn (FileNotFoundError") == 1
+    assert len(plotting_rows(out)) == 3 and (out / "policy").is_dir()
+
+
+def test_a_fault_before_the_first_checkpoint_prints_no_resume_command(tiny, tmp_path, monkeypatch,
+                                                                     capsys):
+    """A fault inside the first update leaves no checkpoint: the run says to start again, and the
+    command it prints does."""
+    def update(self, *a, **k):
+        self.updating = True
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    monkeypatch.setattr(ppo.PPOTrainer, "update", update)
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=2)) == 1
+    printed = "".join(capsys.readouterr())
+    assert "--RESUME=True" not in printed and "No checkpoint was written yet" in printed, printed
+    command = printed.split("start again with:\n", 1)[1].splitlines()[0].strip()
+    assert command.endswith("--OVERWRITE=True")
+    monkeypatch.undo()
+    monkeypatch.chdir(ROOT)
+    done = subprocess.run(command, shell=True, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ---- 22. printed commands work when pasted -------------------------------------------------------
+def test_the_printed_resume_command_works_pasted_where_the_user_ran(tiny, tmp_path):
+    """Run from another folder, with ppo.py named by a relative path and an OUTPUT_DIR with a space
+    and a quote in it: a reward server that dies at step 1 stops the run; the printed command,
+    pasted into a shell in the same folder, resumes it to the end."""
+    where = tmp_path / "work"
+    where.mkdir()
+    script = os.path.relpath(os.path.join(ROOT, "ppo.py"), where)
+    args = args_for(tiny, "my run's out", MAX_STEPS=3,
+                    REWARD_MODEL="reward_fns:sentiment_with_faults")
+    failed = subprocess.run([sys.executable, script, *args], cwd=where,
+                            env={**ENV, "PPO_TEST_RAISE_AT": "3"}, capture_output=True, text=True)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    said = failed.stdout + failed.stderr
+    command = said.split("continue with:\n", 1)[1].splitlines()[0].strip()
+    assert script in command and "--RESUME=True" in command, command
+    resumed = subprocess.run(command, shell=True, cwd=where, env=ENV, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["step"] for r in plotting_rows(where / "my run's out")] == [0, 1, 2]
+
+
+# ---- 23. resume as a user expects ----------------------------------------------------------------
+def test_resume_needs_only_the_folder_and_refuses_before_building(tiny, tmp_path, finished,
+                                                                  monkeypatch, capsys):
+    """`--OUTPUT_DIR=RUN --RESUME=True` resumes with the run's own settings, whatever config.py
+    says; a setting that differs is refused before anything is built; memory settings and a moved
+    dataset with the same rows are accepted, the former with one line."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    monkeypatch.setattr("tasks.sentiment.build", lambda: pytest.fail("built before deciding"))
+    assert ppo.main([f"--OUTPUT_DIR={out}", "--RESUME=True", "--LEARNING_RATE=1e-3"]) == 2
+    assert_one_message(capsys.readouterr().err, 2, "LEARNING_RATE 0.0003 -> 0.001")
+    moved = tmp_path / "elsewhere.jsonl"
+    shutil.copy(tiny["prompts"], moved)
+    assert ppo.main([f"--OUTPUT_DIR={out}", "--RESUME=True", "--MAX_STEPS=3",
+                     "--MICRO_BATCH_SIZE=2", f"--DATASET={moved}"]) == 0
+    printed = capsys.readouterr().out
+    assert "notice: resuming with MICRO_BATCH_SIZE 4 -> 2: memory and devices only" in printed
+    assert "config.py's MAX_STEPS" not in printed  # given: used
+    assert [r["step"] for r in plotting_rows(out)] == [0, 1, 2]
+    with open(out / "checkpoint" / "settings.json") as f:
+        assert json.load(f)["ACTOR_MODEL"] == tiny["policy"]
+
+
+def test_an_edited_answer_column_is_another_dataset(tiny, tmp_path, capsys):
+    """The checkpoint fingerprints the columns a reward function reads: an edited answer is
+    refused, an edited column no reward reads is not."""
+    data = tmp_path / "qa.jsonl"
+
+    def write(answers, notes):
+        with open(tiny["prompts"]) as f:
+            rows = [json.loads(line) for line in f]
+        data.write_text("".join(json.dumps({**r, "answer": a, "note": n}) + "\n"
+                                for r, a, n in zip(rows, answers, notes)))
+    write(["yes"] * 8, ["n"] * 8)
+    out = tmp_path / "run"
+    args = args_for(tiny, out, REWARD_MODEL="reward_fns:answer_only", DATASET=str(data),
+                    MAX_STEPS=1)
+    assert ppo.main(args) == 0
+    write(["yes"] * 8, ["edited"] * 8)
+    resume = [f"--OUTPUT_DIR={out}", "--RESUME=True", "--MAX_STEPS=2"]
+    assert ppo.main(resume) == 0
+    write(["yes"] * 7 + ["no"], ["edited"] * 8)
+    capsys.readouterr()
+    assert ppo.main(resume[:2] + ["--MAX_STEPS=3"]) == 2
+    assert_one_message(capsys.readouterr().err, 2,
+                       "the same prompts, but the column 'answer' that the reward function reads "
+                       "differs")
+
+
+# ---- 24. settings without effect are said --------------------------------------------------------
+def test_settings_without_effect_are_said_at_start_up(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=1, REWARD_LABEL="POSITIVE",
+                             REWARD_MODEL="reward_fns:word_count", ENABLE_THINKING=True,
+                             ROLLOUT_COPY=True, EVAL_DATASET=tiny["prompts"], EVAL_SAMPLES=1)) == 0
+    notices = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("notice:")]
+    assert len(notices) == 4, notices
+    for expected in ("REWARD_LABEL='POSITIVE' has no effect: it picks the output of a reward model "
+                     "with several, and REWARD_MODEL has reward functions only",
+                     "ENABLE_THINKING=True has no effect: the prompts go through no chat template",
+                     "ROLLOUT_COPY=True has no effect: the models compute in float32",
+                     "holds only training prompts (DATASET's)"):
+        assert any(expected in line for line in notices), (expected, notices)
+
+
+def test_evaluate_refuses_a_setting_it_does_not_read_and_names_a_config_files(tiny, tmp_path,
+                                                                              capsys):
+    data = f"--DATASET={tiny['prompts']}"
+    for arg, expected in (
+            ("--EVAL_DATASET=data/eval_prompts.jsonl",
+             "--EVAL_DATASET is not read by evaluate.py, which scores the policies it is given on "
+             "the prompts of DATASET: give --DATASET='data/eval_prompts.jsonl'"),
+            ("--LEARNING_RATE=1e-3", "--LEARNING_RATE is not read by evaluate.py"),
+            ("--RESUME=True", "--RESUME is not read by evaluate.py")):
+        assert evaluate_main([tiny["policy"], data, "--REWARD_MODEL=reward_fns:word_count",
+                              arg]) == 2
+        assert_one_message(capsys.readouterr().err, 2, expected)
+    config = tmp_path / "train.py"
+    config.write_text(f"EVAL_DATASET = {tiny['prompts']!r}\nLEARNING_RATE = 1e-3\n"
+                      "RESUME = True\n")
+    assert evaluate_main([tiny["policy"], str(config), "--REWARD_MODEL=reward_fns:word_count",
+                          "--EVAL_SAMPLES=1", "--MAX_NEW_TOKENS=2", data]) == 0
+    printed = capsys.readouterr().out
+    assert "notice: evaluate.py does not read EVAL_DATASET, LEARNING_RATE, RESUME from the " \
+           "config file" in printed, printed
+
+
+# ---- 25. every script speaks in one line ---------------------------------------------------------
+@pytest.mark.parametrize("argv, code, expected", [
+    (["plotting.py", "{tmp}/nope"], 2, "is no folder"),
+    (["plotting.py", "{tmp}/blocked"], 1, r"IsADirectoryError: .*ppo_metrics.png"),
+    (["plotting.py", "{tmp}/empty", "{tmp}/nope"], 2, "usage: python plotting.py OUTPUT_DIR"),
+    (["evaluate.py", "{tiny_policy}", "--MAX_STEPS=3"], 2, "--MAX_STEPS is not read by evaluate"),
+    (["bench/health.py", "report", "{tmp}/nope"], 2, r"no such run folder: '.*nope'"),
+    (["bench/health.py", "report", "{tmp}/empty"], 2, r"none of the 1 folder\(s\) holds a run"),
+    (["bench/health.py", "report", "{tmp}/no-config"], 2, "no config.json"),
+    (["bench/health.py", "check"], 2, "argument command: invalid choice: 'check'"),
+    (["bench/real_model.py", "decode", "--new-tokens=1"], 2, "--new-tokens must be at least 2"),
+    (["bench/real_model.py", "report", "--task=chess"], 2, "argument --task: invalid choice"),
+    (["bench/arithmetic.py", "report", "--seeds", "x"], 2, "invalid int value: 'x'"),
+    (["bench/family.py", "run", "--jobs=0"], 2, "--jobs must be at least 1"),
+    (["bench/update_cost.py", "memory", "--chunks"], 2, "expected at least one argument"),
+    (["bench/speed.py", "--warmup=-1"], 2, "--warmup must be at least 0"),
+    (["bench/trl_runner.py", "grpo"], 2, "runs in a virtualenv with TRL"),
+])
+def test_every_script_says_one_line(argv, code, expected, tiny, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no-config").mkdir()
+    (tmp_path / "no-config" / "metrics.jsonl").write_text('{"step": 0, "reward": 1}\n{"st')
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "metrics.jsonl").write_text('{"step": 0, "reward": 1}\n')
+    (tmp_path / "blocked" / "ppo_metrics.png").mkdir()  # a folder where the chart goes
+    argv = [a.format(tmp=tmp_path, tiny_policy=tiny["policy"]) for a in argv]
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == code, done.stderr[-3000:]
+    assert_one_message(done.stdout + done.stderr, code, expected)
+    assert sorted(os.listdir(tmp_path / "blocked")) == ["metrics.jsonl", "ppo_metrics.png"]
