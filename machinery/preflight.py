@@ -1439,7 +1439,9 @@ def resumed_settings(settings, given, defaults, log=print):
         say(f"notice: a resumed run keeps its own settings ({checkpoint}/settings.json); "
             f"config.py's {', '.join(unused)} differ from them and are not used: give "
             "--NAME=value to change one")
-    return {**own, **{k: wanted[k] for k in given}, "RESUME": True}
+    # how this invocation runs is its own: a run started with --OVERWRITE=True resumes all the same
+    now = {k: settings[k] for k in ("RESUME", "OVERWRITE", "DEBUG", "OUTPUT_DIR")}
+    return {**own, **{k: wanted[k] for k in given}, **now}
 
 
 def check_output_dir(cfg, log=print):

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1030,13 +1031,14 @@ def evaluate_main(argv):
     return evaluate.main(argv)
 
 
-def test_evaluate_needs_no_actor_or_critic_model(tiny, tmp_path, capsys):
+def test_evaluate_needs_no_actor_or_critic_model(tiny, tmp_path, monkeypatch, capsys):
     """config.py's ACTOR_MODEL and CRITIC_MODEL (not built in a fresh clone) are not evaluation's
     business."""
+    import config
+    monkeypatch.setattr(config, "ACTOR_MODEL", str(tmp_path / "not-built"))
+    monkeypatch.setattr(config, "CRITIC_MODEL", str(tmp_path / "nor"))
     args = [f"--DATASET={tiny['prompts']}", "--REWARD_MODEL=reward_fns:bf16_tensor",
-            "--EVAL_SAMPLES=1",
-            "--MAX_NEW_TOKENS=4", f"--ACTOR_MODEL={tmp_path / 'not-built'}",
-            f"--CRITIC_MODEL={tmp_path / 'nor'}"]
+            "--EVAL_SAMPLES=1", "--MAX_NEW_TOKENS=4"]
     assert evaluate_main([tiny["policy"], *args]) == 0, capsys.readouterr().err
 
 
@@ -1210,15 +1212,14 @@ print("reader codes", sorted(set(codes)), len(codes), flush=True)
 
 def test_readers_hammering_a_live_run_never_harm_it(tiny, tmp_path):
     """plotting.py and bench/health.py's report read and redraw a run's folder in a loop while it
-    trains with PLOT_EVERY=1: the run ends as usual, the readers never fail, and no temporary file
-    is left."""
+    trains with PLOT_EVERY=1 (so both draw the same charts at once): the run ends as usual, the
+    reader never fails, and no temporary file is left."""
     out = tmp_path / "run"
     run = subprocess.Popen([sys.executable, "ppo.py", *args_for(
-        tiny, out, MAX_STEPS=8, PLOT_EVERY=1, SAVE_EVERY=100)], cwd=ROOT, env=ENV,
+        tiny, out, MAX_STEPS=4, PLOT_EVERY=1, SAVE_EVERY=100)], cwd=ROOT, env=ENV,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     readers = [subprocess.Popen([sys.executable, "-c", READER, str(out), ROOT], cwd=ROOT, env=ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
     output = run.communicate(timeout=600)[0]
     said = [r.communicate(timeout=120)[0] for r in readers]
     assert run.returncode == 0 and "warning" not in output, output[-3000:]
@@ -1227,7 +1228,7 @@ def test_readers_hammering_a_live_run_never_harm_it(tiny, tmp_path):
         codes = eval(text.split("reader codes", 1)[1].split("]")[0] + "]")
         assert set(codes) <= {0, 2}, text  # 2: no rows yet
     assert not [n for n in os.listdir(out) if ".tmp" in n], os.listdir(out)
-    assert len(plotting_rows(out)) == 8
+    assert len(plotting_rows(out)) == 4
 
 
 def test_a_chart_that_cannot_be_drawn_is_a_warning_not_a_fault(tiny, tmp_path, monkeypatch,
@@ -1256,12 +1257,12 @@ def test_a_fault_before_the_first_checkpoint_prints_no_resume_command(tiny, tmp_
     assert ppo.main(args_for(tiny, out, MAX_STEPS=2)) == 1
     printed = "".join(capsys.readouterr())
     assert "--RESUME=True" not in printed and "No checkpoint was written yet" in printed, printed
-    command = printed.split("start again with:\n", 1)[1].splitlines()[0].strip()
-    assert command.endswith("--OVERWRITE=True")
+    command = shlex.split(printed.split("start again with:\n", 1)[1].splitlines()[0])
+    script = command.index(os.path.join(ROOT, "ppo.py"))  # pytest ran it: named absolute
+    assert command[-1] == "--OVERWRITE=True" and command[script + 1:-1] == args_for(
+        tiny, out, MAX_STEPS=2)
     monkeypatch.undo()
-    monkeypatch.chdir(ROOT)
-    done = subprocess.run(command, shell=True, env=ENV, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert ppo.main(command[script + 1:]) == 0  # the pasted command, in this process
 
 
 # ---- 22. printed commands work when pasted -------------------------------------------------------
@@ -1272,7 +1273,7 @@ def test_the_printed_resume_command_works_pasted_where_the_user_ran(tiny, tmp_pa
     where = tmp_path / "work"
     where.mkdir()
     script = os.path.relpath(os.path.join(ROOT, "ppo.py"), where)
-    args = args_for(tiny, "my run's out", MAX_STEPS=3,
+    args = args_for(tiny, "my run's out", MAX_STEPS=2,
                     REWARD_MODEL="reward_fns:sentiment_with_faults")
     failed = subprocess.run([sys.executable, script, *args], cwd=where,
                             env={**ENV, "PPO_TEST_RAISE_AT": "3"}, capture_output=True, text=True)
@@ -1283,10 +1284,10 @@ def test_the_printed_resume_command_works_pasted_where_the_user_ran(tiny, tmp_pa
     resumed = subprocess.run(command, shell=True, cwd=where, env=ENV, capture_output=True,
                              text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r["step"] for r in plotting_rows(where / "my run's out")] == [0, 1, 2]
+    assert [r["step"] for r in plotting_rows(where / "my run's out")] == [0, 1]
 
 
-# ---- 23. resume as a user expects ----------------------------------------------------------------
+# ---- 20. resume as a user expects ----------------------------------------------------------------
 def test_resume_needs_only_the_folder_and_refuses_before_building(tiny, tmp_path, finished,
                                                                   monkeypatch, capsys):
     """`--OUTPUT_DIR=RUN --RESUME=True` resumes with the run's own settings, whatever config.py
@@ -1294,6 +1295,8 @@ def test_resume_needs_only_the_folder_and_refuses_before_building(tiny, tmp_path
     dataset with the same rows are accepted, the former with one line."""
     out = tmp_path / "run"
     shutil.copytree(finished, out)
+    saved = out / "checkpoint" / "settings.json"  # as if the run had replaced an earlier one
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "OVERWRITE": True}))
     monkeypatch.setattr("tasks.sentiment.build", lambda: pytest.fail("built before deciding"))
     assert ppo.main([f"--OUTPUT_DIR={out}", "--RESUME=True", "--LEARNING_RATE=1e-3"]) == 2
     assert_one_message(capsys.readouterr().err, 2, "LEARNING_RATE 0.0003 -> 0.001")
@@ -1335,7 +1338,7 @@ def test_an_edited_answer_column_is_another_dataset(tiny, tmp_path, capsys):
                        "differs")
 
 
-# ---- 24. settings without effect are said --------------------------------------------------------
+# ---- 17. settings without effect are said, settings not read are refused -------------------------
 def test_settings_without_effect_are_said_at_start_up(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, MAX_STEPS=1, REWARD_LABEL="POSITIVE",
@@ -1374,25 +1377,34 @@ def test_evaluate_refuses_a_setting_it_does_not_read_and_names_a_config_files(ti
            "config file" in printed, printed
 
 
-# ---- 25. every script speaks in one line ---------------------------------------------------------
-@pytest.mark.parametrize("argv, code, expected", [
-    (["plotting.py", "{tmp}/nope"], 2, "is no folder"),
-    (["plotting.py", "{tmp}/blocked"], 1, r"IsADirectoryError: .*ppo_metrics.png"),
-    (["plotting.py", "{tmp}/empty", "{tmp}/nope"], 2, "usage: python plotting.py OUTPUT_DIR"),
-    (["evaluate.py", "{tiny_policy}", "--MAX_STEPS=3"], 2, "--MAX_STEPS is not read by evaluate"),
-    (["bench/health.py", "report", "{tmp}/nope"], 2, r"no such run folder: '.*nope'"),
-    (["bench/health.py", "report", "{tmp}/empty"], 2, r"none of the 1 folder\(s\) holds a run"),
-    (["bench/health.py", "report", "{tmp}/no-config"], 2, "no config.json"),
-    (["bench/health.py", "check"], 2, "argument command: invalid choice: 'check'"),
-    (["bench/real_model.py", "decode", "--new-tokens=1"], 2, "--new-tokens must be at least 2"),
-    (["bench/real_model.py", "report", "--task=chess"], 2, "argument --task: invalid choice"),
-    (["bench/arithmetic.py", "report", "--seeds", "x"], 2, "invalid int value: 'x'"),
-    (["bench/family.py", "run", "--jobs=0"], 2, "--jobs must be at least 1"),
-    (["bench/update_cost.py", "memory", "--chunks"], 2, "expected at least one argument"),
-    (["bench/speed.py", "--warmup=-1"], 2, "--warmup must be at least 0"),
-    (["bench/trl_runner.py", "grpo"], 2, "runs in a virtualenv with TRL"),
-])
-def test_every_script_says_one_line(argv, code, expected, tiny, tmp_path):
+# ---- 23. every script speaks in one line ---------------------------------------------------------
+# (the script, its arguments, the exit code, the one line); each runs in this process through
+# machinery/script.py, and those marked "process" as the command a user types
+SCRIPT_CASES = [
+    ("process", ["plotting.py", "{tmp}/blocked"], 1, r"IsADirectoryError: .*ppo_metrics.png"),
+    ("plotting", ["{tmp}/nope"], 2, "is no folder"),
+    ("plotting", ["{tmp}/empty", "{tmp}/nope"], 2, "usage: python plotting.py OUTPUT_DIR"),
+    ("evaluate", ["{tiny_policy}", "--MAX_STEPS=3"], 2, "--MAX_STEPS is not read by evaluate"),
+    ("process", ["bench/health.py", "report", "{tmp}/nope"], 2, r"no such run folder: '.*nope'"),
+    ("bench.health", ["report", "{tmp}/empty"], 2, r"none of the 1 folder\(s\) holds a run"),
+    ("bench.health", ["report", "{tmp}/no-config"], 2, "no config.json"),
+    ("bench.health", ["check"], 2, "argument command: invalid choice: 'check'"),
+    ("bench.real_model", ["decode", "--new-tokens=1"], 2, "--new-tokens must be at least 2"),
+    ("bench.real_model", ["report", "--task=chess"], 2, "argument --task: invalid choice"),
+    ("bench.arithmetic", ["report", "--seeds", "x"], 2, "invalid int value: 'x'"),
+    ("bench.family", ["run", "--jobs=0"], 2, "--jobs must be at least 1"),
+    ("bench.family", ["run", "--arms=ours-ppo,theirs"], 2, "--arms: unknown theirs"),
+    ("bench.update_cost", ["memory", "--chunks"], 2, "expected at least one argument"),
+    ("bench.speed", ["--warmup=-1"], 2, "--warmup must be at least 0"),
+    ("process", ["bench/trl_runner.py", "grpo"], 2, "runs in a virtualenv with TRL"),
+]
+
+
+@pytest.mark.parametrize("how, argv, code, expected", SCRIPT_CASES,
+                         ids=[f"{c[0]}-{'-'.join(c[1][:2])}" for c in SCRIPT_CASES])
+def test_every_script_says_one_line(how, argv, code, expected, tiny, tmp_path, capsys):
+    import importlib
+    from machinery import script
     (tmp_path / "empty").mkdir()
     (tmp_path / "no-config").mkdir()
     (tmp_path / "no-config" / "metrics.jsonl").write_text('{"step": 0, "reward": 1}\n{"st')
@@ -1400,8 +1412,13 @@ def test_every_script_says_one_line(argv, code, expected, tiny, tmp_path):
     (tmp_path / "blocked" / "metrics.jsonl").write_text('{"step": 0, "reward": 1}\n')
     (tmp_path / "blocked" / "ppo_metrics.png").mkdir()  # a folder where the chart goes
     argv = [a.format(tmp=tmp_path, tiny_policy=tiny["policy"]) for a in argv]
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == code, done.stderr[-3000:]
-    assert_one_message(done.stdout + done.stderr, code, expected)
+    if how == "process":
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=ENV, capture_output=True,
+                              text=True, timeout=300)
+        returned, said = done.returncode, done.stdout + done.stderr
+    else:
+        returned = script.run(importlib.import_module(how).main, argv)
+        said = "".join(capsys.readouterr())
+    assert returned == code, said[-3000:]
+    assert_one_message(said, code, expected)
     assert sorted(os.listdir(tmp_path / "blocked")) == ["metrics.jsonl", "ppo_metrics.png"]

@@ -196,7 +196,7 @@ def test_a_reward_model_with_a_chat_template_reads_the_whole_conversation(chat, 
 def test_a_config_file_applies_over_config_py_and_the_command_line_over_it(tmp_path):
     path = tmp_path / "mine.py"
     path.write_text(
-        "import math\nBATCH_SIZE = 64\nLEARNING_RATE = 1e-5 * math.sqrt(4)\nhelper = 3\n")
+        "import math\nBATCH_SIZE = 64\nLEARNING_RATE = 1e-5 * math.sqrt(4)\n_helper = 3\n")
     cfg = preflight.load_config([str(path), "--BATCH_SIZE=16"])
     assert cfg.BATCH_SIZE == 16 and cfg.LEARNING_RATE == pytest.approx(2e-5)
     assert preflight.load_config([str(path)]).BATCH_SIZE == 64
@@ -468,15 +468,18 @@ def test_a_checkpoint_saved_before_the_newer_settings_existed_still_resumes(tiny
     torch.save({"counters": {}, "rng": {}, "optimizers": [], "schedulers": []},
                checkpoint / "trainer_state.pt")
     args = tiny_args(tiny, tmp_path / "run", RESUME=True, CRITIC_MAX_GRAD_NORM=1.0)
-    old = vars(preflight.load_config(args))
+    old = vars(preflight.load_config(tiny_args(tiny, tmp_path / "run", CRITIC_MAX_GRAD_NORM=1.0)))
     for name in ("ADAM_EPSILON", "CRITIC_MAX_GRAD_NORM", "REWARD_WEIGHTS", "SYSTEM_PROMPT",
                  "ENABLE_THINKING", "DATASET_CONFIG", "EVAL_DATASET", "REPORT_TO"):
         del old[name]
     (checkpoint / "settings.json").write_text(json.dumps(old))
     assert preflight.check_output_dir(preflight.load_config(args)) == str(checkpoint)
+    # resumed without them, the run keeps its own (the critic's clip was MAX_GRAD_NORM's)
+    resumed = preflight.load_config(tiny_args(tiny, tmp_path / "run", RESUME=True))
+    assert (resumed.CRITIC_MAX_GRAD_NORM, resumed.ADAM_EPSILON) == (1.0, 1e-5)
     with pytest.raises(preflight.ConfigError, match=r"CRITIC_MAX_GRAD_NORM 1.0 -> None"):
-        preflight.check_output_dir(
-            preflight.load_config(tiny_args(tiny, tmp_path / "run", RESUME=True)))
+        preflight.check_output_dir(preflight.load_config(
+            tiny_args(tiny, tmp_path / "run", RESUME=True, CRITIC_MAX_GRAD_NORM=None)))
 
 
 @pytest.mark.parametrize("overrides,message", [
