@@ -45,12 +45,20 @@ def run(seeds):
 
 
 def evaluations(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
+    """(step, held-out accuracy, its s.e.) of each evaluation a run logged ([] for none)."""
+    import plotting  # a half-written last line (a live run) is skipped
+    path = os.path.join(out, "metrics.jsonl")
+    rows = plotting.read_metrics(path) if os.path.isfile(path) else []
     return [(r["step"], r["eval_reward"], r["eval_reward_se"]) for r in rows if "eval_reward" in r]
 
 
 def report():
+    runs = sorted(os.listdir(OUT)) if os.path.isdir(OUT) else []
+    skipped = [name for name in runs if not evaluations(os.path.join(OUT, name))]
+    for name in skipped:
+        print(f"skipped: {os.path.join(OUT, name)} (no held-out evaluation in its metrics.jsonl)")
+    if len(skipped) == len(runs):
+        raise script.Refusal(f"no evaluated runs in {OUT}: python bench/arithmetic.py run first")
     from matplotlib.figure import Figure
     fig = Figure(figsize=(6.4, 3.8))
     ax = fig.subplots()
@@ -60,7 +68,7 @@ def report():
     for algorithm in ALGORITHMS:
         gains = []
         for name in sorted(os.listdir(OUT)):
-            if not name.startswith(algorithm + "-seed"):
+            if not name.startswith(algorithm + "-seed") or name in skipped:
                 continue
             out, seed = os.path.join(OUT, name), name.rsplit("seed", 1)[1]
             evals = evaluations(out)
@@ -87,7 +95,7 @@ def report():
 
 
 def main(argv=None):
-    parser = script.ArgumentParser(prog="bench/arithmetic.py", )
+    parser = script.ArgumentParser(prog="bench/arithmetic.py")
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)

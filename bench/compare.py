@@ -234,7 +234,7 @@ def table(runs, evals, wall, responses):
 
 def main(argv=None):
     parser = script.ArgumentParser(prog="bench/compare.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--responses", type=int, default=3200,
                         help="responses each algorithm generates")
     parser.add_argument("--algorithms", default="ppo,grpo,dapo,reinforce")

@@ -330,7 +330,7 @@ def report(tasks, arms, seeds):
 
 def main(argv=None):
     parser = script.ArgumentParser(prog="bench/family.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "run", "report"])
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--arms", default="trl-ppo,ours-ppo")

@@ -864,7 +864,7 @@ def check_arguments(args, settings):
 
 def main(argv=None):
     parser = script.ArgumentParser(prog="bench/speed.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--sweep", action="store_true",

@@ -102,7 +102,7 @@ def flops(args):
 
 def main(argv=None):
     parser = script.ArgumentParser(prog="bench/update_cost.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["memory", "flops", "memory-one"])
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--rows", type=int, default=4, help="memory: rows per micro-batch")
@@ -116,6 +116,13 @@ def main(argv=None):
     parser.add_argument("--budget", type=int, default=4 * 640, help="flops: MICRO_BATCH_TOKENS")
     parser.add_argument("--seed", type=int, default=0, help="flops: the lengths' draw")
     args = parser.parse_args(argv)
+    for name in ("layers", "rows", "prompt_len", "response_len", "minibatch", "micro_size",
+                 "budget"):
+        value = getattr(args, name)
+        if value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if min(args.chunks + [args.chunk]) < 0:
+        parser.error("--chunks and --chunk must be at least 0 (0: the whole logits)")
     {"memory": memory, "flops": flops, "memory-one": memory_one}[args.what](args)
 
 
