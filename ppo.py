@@ -6,11 +6,12 @@ clipped updates.
         --REWARD_MODEL=OpenAssistant/reward-model-deberta-v3-large-v2 --DATASET=my_prompts.jsonl
 
 Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as
---NAME=value. --ALGORITHM=grpo|dr_grpo|dapo|reinforce runs GRPO, Dr. GRPO, DAPO or REINFORCE through
-the same step(): they differ only by their traits in ALGORITHMS (the models loaded, the advantage,
-where the KL goes, the loss). machinery/preflight.py checks every setting and input (types and
-ranges, folders and hub ids, the dataset, the output folder and its lock, checkpoints) before any
-weight loads; machinery/ holds the loading, the sampler and the run's files.
+--NAME=value. --ALGORITHM=grpo|dr_grpo|dapo|reinforce|gspo|cispo runs GRPO, Dr. GRPO, DAPO,
+REINFORCE, GSPO or CISPO through the same step(): they differ only by their traits in ALGORITHMS
+(the models loaded, the advantage, where the KL goes, the loss). machinery/preflight.py checks
+every setting and input (types and ranges, folders and hub ids, the dataset, the output folder and
+its lock, checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the
+run's files.
 
 Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a
 backbone with a scalar head read at every position) and a reward model (frozen; its own tokenizer)
@@ -69,8 +70,9 @@ from machinery.sampling import (concat_rollouts, left_pad, position_ids_from_mas
 #   advantage  "gae" | "group-normalised" | "group-centred" | "leave-one-out" (advantages_for)
 #   kl         where the KL to the reference goes: "reward" (a per-token or sequence penalty) or
 #              "loss"
-#   surrogate  "clipped" (PPO's ratio clip) or "plain" (the policy gradient, one update on fresh
-#              samples)
+#   surrogate  the policy-gradient term (SURROGATES): "clipped" (PPO's ratio clip), "gspo" (the
+#              clip on a sequence's ratio), "cispo" (a clipped weight times log pi) or "plain" (the
+#              policy gradient, one update on fresh samples)
 #   groups     compares the GROUP_SIZE responses to each prompt, so needs at least 2
 # Updates per batch: PPO makes 4 passes of minibatches of 8 (Ziegler et al.: 4 epochs; N+ detail 5);
 # the critic-free algorithms one update on the whole batch, as GRPO's paper (one update per
@@ -83,6 +85,8 @@ def algorithm(critic, advantage, kl, surrogate, groups, **defaults):
 
 
 ONE_UPDATE = dict(PPO_EPOCHS=1, MINI_BATCH_SIZE=lambda s: s["BATCH_SIZE"] * s["GROUP_SIZE"])
+FOUR_MINIBATCHES = dict(PPO_EPOCHS=1, MINI_BATCH_SIZE=lambda s: s["BATCH_SIZE"] * s["GROUP_SIZE"]
+                        // 4)
 GRPO = dict(KL_COEF=0.04, KL_ESTIMATOR="k3", LOSS_AGG="seq-mean-token-mean", CLIP_RANGE_HIGH=None,
             OVERLONG_BUFFER=0, DYNAMIC_SAMPLING=False, **ONE_UPDATE)
 ALGORITHMS = {
@@ -117,6 +121,20 @@ ALGORITHMS = {
                            KL_ESTIMATOR="k1",
                            LOSS_AGG="seq-mean-token-sum", CLIP_RANGE_HIGH=None, OVERLONG_BUFFER=0,
                            DYNAMIC_SAMPLING=False, **ONE_UPDATE),
+    # Zheng et al. 2025 (GSPO, arXiv:2507.18071) sec. 5.1: the clip on each sequence's
+    # length-normalised ratio, 3e-4 below and 4e-4 above, no KL (as TRL's paper index and verl's
+    # recipe set beta = 0), the loss averaged over sequences, and each batch split into 4
+    # minibatches, since on one update per batch the ratio is 1 and GSPO is GRPO's gradient.
+    "gspo": algorithm(False, "group-normalised", "loss", "gspo", True,
+                      **{**GRPO, "KL_COEF": 0.0, "CLIP_RANGE_LOW": 3e-4, "CLIP_RANGE_HIGH": 4e-4,
+                         **FOUR_MINIBATCHES}),
+    # MiniMax 2025 (MiniMax-M1, arXiv:2506.13585) eq. 4-5: the clipped importance weight, without
+    # a gradient, times A * log pi, over the batch's tokens, no KL. The paper sets no lower bound
+    # (CLIP_RANGE_LOW = 1: a weight of 0) and tunes the upper one without publishing it: 0.28 here,
+    # Trinity-RFT's default (DAPO's clip-higher). Off-policy minibatches as for GSPO.
+    "cispo": algorithm(False, "group-normalised", "loss", "cispo", True,
+                       **{**GRPO, "KL_COEF": 0.0, "LOSS_AGG": "token-mean", "CLIP_RANGE_LOW": 1.0,
+                          "CLIP_RANGE_HIGH": 0.28, **FOUR_MINIBATCHES}),
 }
 # the checks ask these traits too (preflight cannot import this file)
 preflight.ALGORITHMS.update(ALGORITHMS)
@@ -375,10 +393,43 @@ def policy_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None)
     branch was the active one."""
     clip_high = clip_low if clip_high is None else clip_high
     ratio = probability_ratio(logp, old_logp, mask)
+    return (*clipped_surrogate(ratio, advantages, clip_low, clip_high), ratio)
+
+
+def clipped_surrogate(ratio, advantages, clip_low, clip_high):
+    """PPO's pessimistic bound per token, max(-A r, -A clip(r, 1 - clip_low, 1 + clip_high)).
+    Returns (loss, clipped): clipped is 1 where the clipped branch was the active one."""
     loss_unclipped = -advantages * ratio
     loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    return torch.maximum(
-        loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float(), ratio
+    return torch.maximum(loss_unclipped, loss_clipped), (loss_clipped > loss_unclipped).float()
+
+
+def gspo_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):
+    """GSPO (Zheng et al. 2025, arXiv:2507.18071) eq. 5-7: the sequence's ratio s_i = (pi(y_i) /
+    pi_old(y_i))^(1 / |y_i|), the exp of its mean token log-ratio, clipped to [1 - clip_low,
+    1 + clip_high] in PPO's pessimistic bound with the sequence's advantage. Written per token as
+    verl's GSPO-token with a constant advantage: log s_i,t = sg(log s_i) + log pi_t - sg(log pi_t),
+    whose value is s_i at every token and whose gradient, averaged over the sequence's tokens
+    (LOSS_AGG "seq-mean-token-mean"), is GSPO's s_i * mean_t grad log pi_t. All (B, Tr); masked
+    positions count in no mean. Returns (loss, clipped, ratio) per token."""
+    clip_high = clip_low if clip_high is None else clip_high
+    valid = torch.ones_like(logp) if mask is None else mask.to(logp.dtype)
+    log_ratio = torch.where(valid.bool(), logp - old_logp, 0.0)
+    log_s = log_ratio.sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+    ratio = torch.exp((logp - logp.detach() + log_s.detach()).clamp(max=LOG_RATIO_LIMIT))
+    loss, clipped = clipped_surrogate(ratio, advantages, clip_low, clip_high)
+    return loss, clipped * valid, ratio
+
+
+def cispo_loss(logp, old_logp, advantages, clip_low, clip_high=None, mask=None):
+    """CISPO (MiniMax-M1, arXiv:2506.13585) eq. 4-5: -sg(clip(r, 1 - clip_low, 1 + clip_high)) *
+    A * log pi per token. The clip bounds the weight, not the update: every token keeps a gradient,
+    where PPO's clip gives a clipped token none. (B, Tr) -> (loss, clipped, ratio) per token, as
+    policy_loss."""
+    clip_high = clip_low if clip_high is None else clip_high
+    ratio = probability_ratio(logp.detach(), old_logp, mask)
+    weight = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    return -weight * advantages * logp, (weight != ratio).float(), ratio
 
 
 def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, clip_low, clip_high,
@@ -390,12 +441,14 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
     minibatch's totals); is_weight (rollout_correction) scales the policy-gradient term of each
     token, as in TRL (the entropy and KL terms are the policy's own). All (b, Tr). Returns (loss,
     stats): policy_loss (and kl_loss) scalars, clipped and ratio per token for the statistics."""
-    if ALGORITHMS[algorithm].surrogate == "plain":
+    surrogate = ALGORITHMS[algorithm].surrogate
+    if surrogate == "plain":
         pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
         # a statistic only: one update, no clipping
         ratio = probability_ratio(logp.detach(), old_logp, mask)
     else:
-        pg, clipped, ratio = policy_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
+        pg, clipped, ratio = SURROGATES[surrogate](logp, old_logp, advantages, clip_low, clip_high,
+                                                   mask)
     if is_weight is not None:
         pg = pg * is_weight
     pg_loss = (pg * weights).sum()
@@ -405,6 +458,10 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
         stats["kl_loss"] = (kl_penalty(logp, ref_logp, kl_estimator) * weights).sum()
         loss = loss + kl_coef * stats["kl_loss"]
     return loss, stats
+
+
+# the policy-gradient term of each ALGORITHMS surrogate but "plain" (reinforce_loss)
+SURROGATES = {"clipped": policy_loss, "gspo": gspo_loss, "cispo": cispo_loss}
 
 
 def reinforce_loss(logp, advantages):
@@ -555,8 +612,8 @@ def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy,
 
 
 class PPOTrainer(Setup, Checkpoints, RunLoop):
-    """PPO (and, through ALGORITHM, GRPO, DAPO and REINFORCE) for a causal LM. step() is one
-    iteration."""
+    """PPO (and, through ALGORITHM, GRPO, DAPO, REINFORCE, GSPO and CISPO) for a causal LM. step()
+    is one iteration."""
 
     def __init__(self, cfg, log=print, ranks=None, settings_checked=False, config_files=()):
         self.cfg, self.log, self.config_files = cfg, log, config_files  # files copied to OUTPUT_DIR

@@ -1,8 +1,8 @@
-"""The verifiable-reward example measured: GRPO and PPO on the embedded arithmetic task, several
-seeds.
+"""The verifiable-reward example measured: GRPO and PPO (and GSPO, CISPO on GRPO's config) on the
+embedded arithmetic task, several seeds.
 
     # python ppo.py configs/arithmetic_{grpo,ppo}.py per seed
-    python bench/arithmetic.py run [--seeds 0 1 2]
+    python bench/arithmetic.py run [--seeds 0 1 2] [--algorithms grpo ppo gspo cispo]
     # the table of docs/benchmarks.md and docs/arithmetic.png
     python bench/arithmetic.py report
 
@@ -21,21 +21,25 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)  # machinery/, run as python bench/arithmetic.py
 from machinery import script  # noqa: E402
 OUT = os.path.join(HERE, "runs", "arithmetic")
-ALGORITHMS = ("grpo", "ppo")
+ALGORITHMS = ("grpo", "ppo", "gspo", "cispo")
+# each algorithm's config: GSPO and CISPO run GRPO's (the same model, data, batch and rate)
+CONFIGS = {"grpo": ["configs/arithmetic_grpo.py"], "ppo": ["configs/arithmetic_ppo.py"],
+           "gspo": ["configs/arithmetic_grpo.py", "--ALGORITHM=gspo"],
+           "cispo": ["configs/arithmetic_grpo.py", "--ALGORITHM=cispo"]}
 
 
 def run_dir(algorithm, seed):
     return os.path.join(OUT, f"{algorithm}-seed{seed}")
 
 
-def run(seeds):
+def run(seeds, algorithms):
     for seed in seeds:
-        for algorithm in ALGORITHMS:
+        for algorithm in algorithms:
             out = run_dir(algorithm, seed)
             if os.path.exists(os.path.join(out, "policy", "config.json")):
                 continue
             t0 = time.time()
-            cmd = [sys.executable, "ppo.py", f"configs/arithmetic_{algorithm}.py", f"--SEED={seed}",
+            cmd = [sys.executable, "ppo.py", *CONFIGS[algorithm], f"--SEED={seed}",
                    f"--OUTPUT_DIR={out}", "--OVERWRITE=True", "--SAMPLE_EVERY=1000",
                    "--PLOT_EVERY=1000"]
             subprocess.run(cmd, cwd=HERE, check=True, stdout=subprocess.DEVNULL)
@@ -64,7 +68,7 @@ def report():
     ax = fig.subplots()
     lines = ["| algorithm | seed | held-out accuracy, step 0 | at the end | gain (z) | seconds |",
              "|---|---|---|---|---|---|"]
-    colors = {"grpo": "tab:blue", "ppo": "tab:orange"}
+    colors = {"grpo": "tab:blue", "ppo": "tab:orange", "gspo": "tab:green", "cispo": "tab:red"}
     for algorithm in ALGORITHMS:
         gains = []
         for name in sorted(os.listdir(OUT)):
@@ -98,9 +102,10 @@ def main(argv=None):
     parser = script.ArgumentParser(prog="bench/arithmetic.py")
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--algorithms", nargs="+", default=["grpo", "ppo"], choices=ALGORITHMS)
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.seeds)
+        run(args.seeds, args.algorithms)
     else:
         report()
 

@@ -33,6 +33,8 @@ ALGORITHM_ARGS = {  # 32 responses per step for every algorithm
     "grpo": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
     "dapo": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
     "reinforce": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
+    "gspo": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
+    "cispo": ["--BATCH_SIZE=8", "--GROUP_SIZE=4"],
 }
 DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggregation | updates per batch | sampling |
 |---|---|---|---|---|---|---|---|
@@ -40,6 +42,8 @@ DIFFERENCES = """| | critic | advantage | KL to the reference | clip | loss aggr
 | grpo | no | (r - group mean) / group std | k3 term in the loss (beta 0.04) | 0.2 / 0.2 | sequence mean of token means | one, on the whole batch | GROUP_SIZE per prompt |
 | dapo | no | as GRPO | none | 0.2 / 0.28 (clip-higher) | token mean | one, on the whole batch | GROUP_SIZE per prompt; groups with equal rewards dropped and refilled; overlong shaping when OVERLONG_BUFFER is set |
 | reinforce | no | r - mean of the other responses (leave-one-out) | penalty in the sequence reward (k1, beta 0.05) | none | sequence sum of log-probs | one, on the whole batch | GROUP_SIZE per prompt |
+| gspo | no | as GRPO | none | 3e-4 / 4e-4 on each sequence's ratio (pi / pi_old)^(1/len) | sequence mean of token means | one pass over 4 minibatches | GROUP_SIZE per prompt |
+| cispo | no | as GRPO | none | none on the update; the weight clip(r, 0, 1.28), without gradient, times A log pi | token mean | one pass over 4 minibatches | GROUP_SIZE per prompt |
 """
 
 

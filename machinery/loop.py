@@ -43,12 +43,12 @@ class RunLoop:
         is told to paste to go on (a checkpoint exists) or to start again (none does)."""
         self.resume_command, self.restart_command = resume_command, restart_command
         try:
-            return self.run(resume_command)
+            return self.run()
         finally:
             if self.tracker is not None:  # flushed and closed however the run ends
                 self.tracker.close()
 
-    def run(self, resume_command):
+    def run(self):
         from tqdm import tqdm
         cfg, before = self.cfg, None
         with StopOnSignal(self.log) as signals, tqdm(total=self.total_steps,

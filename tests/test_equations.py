@@ -260,6 +260,75 @@ def test_actor_loss_matches_a_per_token_reference(gen, algorithm):
     assert ("kl_loss" in stats) == (algorithm == "grpo") and stats["ratio"].shape == (B, T)
 
 
+def sequence_objectives(logp, old, adv, mask, eps_low, eps_high):
+    """GSPO's loss by the paper's formula, one sequence at a time in plain Python floats (ratio,
+    clip, pessimistic bound, mean over sequences), and its gradient by central differences."""
+    def loss_of(lp):  # lp: lists of floats
+        total = 0.0
+        for i in range(len(lp)):
+            n = int(mask[i].sum())
+            s = math.exp(sum(lp[i][t] - old[i, t].item() for t in range(n)) / n)
+            a = adv[i, 0].item()
+            total += -min(s * a, min(max(s, 1 - eps_low), 1 + eps_high) * a)
+        return total / len(lp)
+    base = logp.tolist()
+    grad = torch.zeros_like(logp)
+    for i in range(logp.shape[0]):
+        for t in range(logp.shape[1]):
+            up, down = [r[:] for r in base], [r[:] for r in base]
+            up[i][t] += 1e-6
+            down[i][t] -= 1e-6
+            grad[i, t] = (loss_of(up) - loss_of(down)) / 2e-6
+    return loss_of(base), grad
+
+
+@pytest.mark.parametrize("eps", [(0.2, 0.28), (3e-4, 4e-4)])
+def test_gspo_loss_and_gradient_match_the_papers_sequence_objective(gen, eps):
+    """gspo_loss aggregated as GSPO's default LOSS_AGG (a mean of each sequence's token mean) equals
+    the paper's sequence-level objective, and so does its gradient, clipped sequences (gradient 0)
+    included; padding counts in no ratio."""
+    B, T = 6, 5
+    logp = (torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3).requires_grad_()
+    old = logp.detach() + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.5
+    adv = torch.randn(B, 1, generator=gen, dtype=torch.float64).expand(B, T)
+    mask = (torch.arange(T) < torch.tensor([[5], [3], [1], [4], [2], [5]])).double()
+    old = torch.where(mask.bool(), old, old + 50.0)  # padding that would overflow a ratio
+    weights = ppo.loss_weights(mask, ppo.ALGORITHMS["gspo"].defaults["LOSS_AGG"], mask.sum(), B)
+    loss, clipped, ratio = ppo.gspo_loss(logp, old, adv, *eps, mask)
+    total = (loss * weights).sum()
+    total.backward()
+    expected, grad = sequence_objectives(logp, old, adv, mask, *eps)
+    assert total.item() == pytest.approx(expected, rel=1e-10)
+    torch.testing.assert_close(logp.grad * mask, grad * mask, atol=1e-7, rtol=1e-5)
+    assert 0 < clipped.sum() < mask.sum()  # both branches taken in these cases
+    s = torch.exp(((logp - old) * mask).sum(1) / mask.sum(1)).detach()
+    torch.testing.assert_close(ratio.detach() * mask, s[:, None] * mask)
+
+
+def test_cispo_loss_and_gradient_against_a_loop(gen):
+    """CISPO's loss as a token mean, -sg(clip(r)) A log pi, against a loop; its gradient is the
+    clipped weight times A times grad log pi, nonzero for clipped tokens too (where PPO's clip gives
+    none)."""
+    B, T, lo, hi = 4, 5, 1.0, 0.28
+    logp = (torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.3).requires_grad_()
+    old = logp.detach() + torch.randn(B, T, generator=gen, dtype=torch.float64) * 0.4
+    adv = torch.randn(B, T, generator=gen, dtype=torch.float64)
+    mask = (torch.arange(T) < torch.tensor([[5], [2], [4], [1]])).double()
+    weights = ppo.loss_weights(mask, "token-mean", mask.sum(), B)
+    loss, clipped, _ = ppo.cispo_loss(logp, old, adv, lo, hi, mask)
+    (loss * weights).sum().backward()
+    expected, n = 0.0, int(mask.sum())
+    for i in range(B):
+        for t in range(int(mask[i].sum())):
+            r = math.exp(logp[i, t].item() - old[i, t].item())
+            w = min(max(r, 1 - lo), 1 + hi)
+            expected += -w * adv[i, t].item() * logp[i, t].item() / n
+            assert logp.grad[i, t].item() == pytest.approx(-w * adv[i, t].item() / n, rel=1e-12)
+            assert clipped[i, t].item() == float(r > 1 + hi)
+    assert (loss * weights).sum().item() == pytest.approx(expected, rel=1e-12)
+    assert clipped.sum() > 0 and (logp.grad.abs() * clipped > 0).sum() == clipped.sum()
+
+
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "reinforce"])
 def test_advantages_for_each_algorithm_against_loops(gen, algorithm):
     """advantages_for against per-row loops: GAE with gamma = lam = 1 is reward-to-go minus value,
