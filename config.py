@@ -14,7 +14,8 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # ---- algorithm (a setting left at None takes the algorithm's own default: ALGORITHMS in ppo.py) --
-# "ppo" (critic + GAE), "grpo" (group-normalised), "dr_grpo", "dapo" (clip-higher etc.), "reinforce"
+# "ppo" (critic + GAE), "grpo" (group-normalised), "dr_grpo", "dapo" (clip-higher etc.),
+# "reinforce", "gspo" (a clip on each sequence's ratio), "cispo" (a clipped weight on log pi)
 ALGORITHM: "one of ALGORITHMS" = "ppo"
 GROUP_SIZE: "int >= 1" = 1  # responses sampled per prompt; grpo, dr_grpo and dapo need at least 2
 
@@ -110,7 +111,8 @@ LEARNING_RATE: "float >= 0 or None" = None
 CRITIC_LEARNING_RATE: "float >= 0 or None" = None
 # "linear": decay to 0 over the run (Huang et al. 2024, detail 10); "constant"
 LR_SCHEDULE: "one of 'linear', 'constant'" = "linear"
-# sequences per optimizer step (None: ppo 8; grpo, dapo, reinforce the whole batch)
+# sequences per optimizer step (None: ppo 8; grpo, dapo, reinforce the whole batch; gspo, cispo a
+# quarter of it)
 MINI_BATCH_SIZE: "int >= 1 or None" = None
 # sequences per forward/backward (gradient accumulation); MINI_BATCH_SIZE must divide by it
 MICRO_BATCH_SIZE: "int >= 1" = 8
@@ -122,9 +124,11 @@ LOGPROB_CHUNK: "int >= 1 or None" = 1024
 # passes over each batch of rollouts (None: ppo 4; grpo, dapo 1; reinforce: always 1)
 PPO_EPOCHS: "int >= 1 or None" = None
 CLIP_RANGE: "float > 0" = 0.2  # policy ratio clip epsilon (Schulman et al. 2017)
-# lower clip epsilon: the ratio is kept above 1 - CLIP_RANGE_LOW (None: CLIP_RANGE)
+# lower clip epsilon: the ratio is kept above 1 - CLIP_RANGE_LOW (None: CLIP_RANGE; gspo 3e-4,
+# cispo 1: no lower bound)
 CLIP_RANGE_LOW: "float in (0, 1] or None" = None
-# upper clip epsilon: the ratio is kept below 1 + CLIP_RANGE_HIGH (None: CLIP_RANGE; dapo 0.28)
+# upper clip epsilon: the ratio is kept below 1 + CLIP_RANGE_HIGH (None: CLIP_RANGE; dapo and
+# cispo 0.28, gspo 4e-4)
 CLIP_RANGE_HIGH: "float > 0 or None" = None
 # "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm" (None: its
 # own)
@@ -138,7 +142,8 @@ ADAM_EPSILON: "float > 0" = 1e-5  # AdamW epsilon, policy and critic (TRL: 1e-8)
 # AdamW weight decay on matrices (biases and norms exempt); TRL and OpenRLHF use 0
 WEIGHT_DECAY: "float >= 0" = 0.0
 ENTROPY_COEF: "float" = 0.0  # entropy bonus weight in the policy loss
-# beta, the KL weight, in the reward (ppo, reinforce) or loss (grpo); None: 0.05, grpo 0.04, dapo 0
+# beta, the KL weight, in the reward (ppo, reinforce) or loss (grpo); None: 0.05, grpo 0.04, dapo,
+# gspo and cispo 0
 KL_COEF: "float >= 0 or None" = None
 # "k1": log p - log q (unbiased); "k3": (q/p - 1) - log(q/p) (>= 0). None: k1, grpo k3
 KL_ESTIMATOR: "one of 'k1', 'k3' or None" = None

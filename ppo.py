@@ -70,7 +70,7 @@ from machinery.sampling import (concat_rollouts, left_pad, position_ids_from_mas
 #   advantage  "gae" | "group-normalised" | "group-centred" | "leave-one-out" (advantages_for)
 #   kl         where the KL to the reference goes: "reward" (a per-token or sequence penalty) or
 #              "loss"
-#   surrogate  the policy-gradient term (SURROGATES): "clipped" (PPO's ratio clip), "gspo" (the
+#   surrogate  the policy-gradient term (actor_loss): "clipped" (PPO's ratio clip), "gspo" (the
 #              clip on a sequence's ratio), "cispo" (a clipped weight times log pi) or "plain" (the
 #              policy gradient, one update on fresh samples)
 #   groups     compares the GROUP_SIZE responses to each prompt, so needs at least 2
@@ -446,9 +446,12 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
         pg, clipped = reinforce_loss(logp, advantages), torch.zeros_like(logp)
         # a statistic only: one update, no clipping
         ratio = probability_ratio(logp.detach(), old_logp, mask)
+    elif surrogate == "gspo":
+        pg, clipped, ratio = gspo_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
+    elif surrogate == "cispo":
+        pg, clipped, ratio = cispo_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
     else:
-        pg, clipped, ratio = SURROGATES[surrogate](logp, old_logp, advantages, clip_low, clip_high,
-                                                   mask)
+        pg, clipped, ratio = policy_loss(logp, old_logp, advantages, clip_low, clip_high, mask)
     if is_weight is not None:
         pg = pg * is_weight
     pg_loss = (pg * weights).sum()
@@ -458,10 +461,6 @@ def actor_loss(logp, old_logp, advantages, entropy, weights, mask, algorithm, cl
         stats["kl_loss"] = (kl_penalty(logp, ref_logp, kl_estimator) * weights).sum()
         loss = loss + kl_coef * stats["kl_loss"]
     return loss, stats
-
-
-# the policy-gradient term of each ALGORITHMS surrogate but "plain" (reinforce_loss)
-SURROGATES = {"clipped": policy_loss, "gspo": gspo_loss, "cispo": cispo_loss}
 
 
 def reinforce_loss(logp, advantages):

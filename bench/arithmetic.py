@@ -21,11 +21,14 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)  # machinery/, run as python bench/arithmetic.py
 from machinery import script  # noqa: E402
 OUT = os.path.join(HERE, "runs", "arithmetic")
-ALGORITHMS = ("grpo", "ppo", "gspo", "cispo")
+ALGORITHMS = ("grpo", "ppo", "gspo", "cispo", "cispo_lr2.5e-4")
 # each algorithm's config: GSPO and CISPO run GRPO's (the same model, data, batch and rate)
 CONFIGS = {"grpo": ["configs/arithmetic_grpo.py"], "ppo": ["configs/arithmetic_ppo.py"],
            "gspo": ["configs/arithmetic_grpo.py", "--ALGORITHM=gspo"],
-           "cispo": ["configs/arithmetic_grpo.py", "--ALGORITHM=cispo"]}
+           "cispo": ["configs/arithmetic_grpo.py", "--ALGORITHM=cispo"],
+           # GRPO's rate spread over CISPO's 4 updates per batch (at 1e-3 it collapsed)
+           "cispo_lr2.5e-4": ["configs/arithmetic_grpo.py", "--ALGORITHM=cispo",
+                              "--LEARNING_RATE=2.5e-4"]}
 
 
 def run_dir(algorithm, seed):
@@ -68,7 +71,8 @@ def report():
     ax = fig.subplots()
     lines = ["| algorithm | seed | held-out accuracy, step 0 | at the end | gain (z) | seconds |",
              "|---|---|---|---|---|---|"]
-    colors = {"grpo": "tab:blue", "ppo": "tab:orange", "gspo": "tab:green", "cispo": "tab:red"}
+    colors = {"grpo": "tab:blue", "ppo": "tab:orange", "gspo": "tab:green", "cispo": "tab:red",
+              "cispo_lr2.5e-4": "tab:purple"}
     for algorithm in ALGORITHMS:
         gains = []
         for name in sorted(os.listdir(OUT)):

@@ -298,9 +298,7 @@ def load_config(argv=(), log=None):
     namespace (printed at start and saved as config.json). With RESUME=True the run's own saved
     settings take config.py's place (resumed_settings), before anything is built. `log` says the
     notices of a resume."""
-    import config as config_module
-    defaults = {k: v for k, v in vars(config_module).items() if k.isupper()
-                and not k.startswith("_")}
+    defaults = config_defaults()
     from_files, from_command_line = given_settings(argv, defaults)
     given = {**from_files, **from_command_line}
     settings = {**defaults, **given}
@@ -310,12 +308,16 @@ def load_config(argv=(), log=None):
     return SimpleNamespace(**resolve_settings(settings))
 
 
+def config_defaults():
+    """config.py's settings as they are now: its UPPER_CASE constants."""
+    return {k: v for k, v in vars(config).items() if k.isupper() and not k.startswith("_")}
+
+
 def given_settings(argv, defaults=None):
     """(the settings the config files in argv set, in order, each later file's winning; the
     --NAME=value overrides), each a dict, as the user wrote them. nanoGPT-style: `python ppo.py
     configs/NAME.py --BATCH_SIZE=64`."""
-    if defaults is None:
-        defaults = {k: v for k, v in vars(config).items() if k.isupper() and not k.startswith("_")}
+    defaults = config_defaults() if defaults is None else defaults
     from_files = {}
     for path in filter(is_config_file, argv):
         from_files.update(read_config_file(path, defaults))
@@ -418,6 +420,15 @@ def debug_requested(argv):
                if a.startswith("--DEBUG="))
 
 
+def default_minibatch(cfg):
+    """What MINI_BATCH_SIZE=None means for a critic-free ALGORITHM, in words (ppo.ALGORITHMS: the
+    whole batch, or a quarter of it for gspo and cispo)."""
+    default = ALGORITHMS[cfg.ALGORITHM].defaults.get("MINI_BATCH_SIZE")
+    size = default(vars(cfg)) if callable(default) else default
+    whole = cfg.BATCH_SIZE * cfg.GROUP_SIZE
+    return "the whole batch of" if size == whole else f"a quarter ({size}) of the"
+
+
 def check_settings(cfg):
     """Checks that involve several settings (each one alone was checked by check_types)."""
     def need(ok, message):
@@ -440,8 +451,8 @@ def check_settings(cfg):
          f"MINI_BATCH_SIZE ({cfg.MINI_BATCH_SIZE}) must be divisible by MICRO_BATCH_SIZE "
          f"({cfg.MICRO_BATCH_SIZE})"
          + ("" if ALGORITHMS[cfg.ALGORITHM].critic
-            else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is the whole batch of BATCH_SIZE * "
-                                                         "GROUP_SIZE sequences)"))
+            else f" (for {cfg.ALGORITHM}, MINI_BATCH_SIZE=None is {default_minibatch(cfg)} "
+                 "BATCH_SIZE * GROUP_SIZE sequences)"))
     need(not (cfg.ROLLOUT_COPY is True and cfg.LORA_RANK),
          "ROLLOUT_COPY=True with LoRA: the frozen base weights are stored in DTYPE already, so the "
          "sampler runs the policy itself; set --ROLLOUT_COPY=auto")
@@ -889,12 +900,18 @@ def check_scorer(name, prompts, columns, eval_columns=None, label=None):
         check_tokenizer_files("REWARD_MODEL", name)
 
 
+# what only an algorithm with a critic reads (CRITIC_LEARNING_RATE apart: its None is resolved)
+CRITIC_SETTINGS = ("CRITIC_MODEL", "CRITIC_MAX_GRAD_NORM", "VALUE_CLIP_RANGE", "GAMMA", "LAM",
+                   "DEVICE_CRITIC")
+
+
 def settings_without_effect(cfg, chat_template, rollout_copy, prompts, eval_prompts):
     """One line for each setting that does nothing in this run's combination, said at start-up:
     REWARD_LABEL without a reward model of several outputs, ENABLE_THINKING=True where the chat
     template has no such switch (or none is used), ROLLOUT_COPY=True where the copy would be the
     policy in its own dtype (`rollout_copy`: whether one is made), held-out prompts that are all
-    training prompts. `chat_template`: the policy's template text where prompts go through one."""
+    training prompts, and the critic's settings set away from config.py's for an algorithm without
+    a critic. `chat_template`: the policy's template text where prompts go through one."""
     lines = []
     if cfg.REWARD_LABEL is not None:
         models = [n for n in reward_names(cfg.REWARD_MODEL) if not is_reward_function(n)]
@@ -913,6 +930,15 @@ def settings_without_effect(cfg, chat_template, rollout_copy, prompts, eval_prom
         lines.append(
             "ROLLOUT_COPY=True has no effect: the models compute in float32, so the copy would "
             "be the policy in its own dtype; the sampler runs the policy itself")
+    if not ALGORITHMS[cfg.ALGORITHM].critic:
+        # set away from config.py's values (CRITIC_LEARNING_RATE=None resolves to the policy's)
+        changed = [f"{k}={getattr(cfg, k)!r}" for k in CRITIC_SETTINGS
+                   if getattr(cfg, k) != getattr(config, k)]
+        if cfg.CRITIC_LEARNING_RATE != cfg.LEARNING_RATE:
+            changed.append(f"CRITIC_LEARNING_RATE={cfg.CRITIC_LEARNING_RATE!r}")
+        if changed:
+            lines.append(f"{', '.join(changed)} {'has' if len(changed) == 1 else 'have'} no "
+                         f"effect: ALGORITHM={cfg.ALGORITHM!r} trains no critic (they are PPO's)")
     if eval_prompts is not None:
         seen = {json.dumps(p, sort_keys=True) for p in prompts}
         if all(json.dumps(p, sort_keys=True) in seen for p in eval_prompts):
@@ -986,11 +1012,11 @@ def reward_columns(reward_model, columns):
     return read
 
 
-def check_same_data(checkpoint, prompts, columns=None):
-    """A resumed run must read the data its checkpoint was trained on: the prompt stream is a
-    function of the prompts' number and order, and the rewards of the columns the reward functions
-    read, so added, removed, reordered or edited rows would silently continue on other data. Where
-    the file lies does not matter."""
+def check_same_data(checkpoint, now):
+    """A resumed run must read the data its checkpoint was trained on (`now`: this run's
+    data_fingerprint): the prompt stream is a function of the prompts' number and order, and the
+    rewards of the columns the reward functions read, so added, removed, reordered or edited rows
+    would silently continue on other data. Where the file lies does not matter."""
     path = os.path.join(checkpoint, "data.json")
     if not os.path.exists(path):  # a checkpoint written before data.json was recorded
         return
@@ -1000,7 +1026,6 @@ def check_same_data(checkpoint, prompts, columns=None):
     except ValueError:
         raise ConfigError(f"{path} is damaged: resume from a copy of the run, or start again with "
                           f"--OVERWRITE=True.") from None
-    now = data_fingerprint(prompts, columns)
     if saved.get("prompts") != now["prompts"]:
         change = f"{saved.get('prompts')} prompts then, {now['prompts']} now"
     elif saved.get("sha256") != now["sha256"]:

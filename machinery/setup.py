@@ -33,6 +33,7 @@ class Setup:
         # against, say).
         prompts, self.columns = load_prompts(cfg, min_prompts=cfg.BATCH_SIZE)
         self.prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
+        # what a checkpoint records of the data: the prompts and the columns the rewards read
         self.data_fingerprint = data_fingerprint(
             self.prompts, reward_columns(cfg.REWARD_MODEL, self.columns))
         self.eval_prompts = self.eval_columns = None
@@ -73,8 +74,7 @@ class Setup:
                 rollout_copy_on(cfg, self.dtype, self.sharded), self.prompts, self.eval_prompts):
             log(f"notice: {line}")
         if cfg.RESUME:
-            check_same_data(self.resume_from, self.prompts,
-                            reward_columns(cfg.REWARD_MODEL, self.columns))
+            check_same_data(self.resume_from, self.data_fingerprint)
         # all checked
         log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
 

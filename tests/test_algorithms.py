@@ -111,6 +111,17 @@ def test_algorithm_defaults_resolve_and_overrides_win():
             == (4, 8))
     for name, algorithm in (("grpo", grpo), ("dapo", dapo)):
         assert (algorithm.PPO_EPOCHS, algorithm.MINI_BATCH_SIZE) == (1, 32 * 4), name
+    # GSPO's paper: its clip on the sequence's ratio, 4 minibatches; CISPO: no lower bound
+    gspo, cispo = (preflight.load_config([f"--ALGORITHM={a}", "--GROUP_SIZE=4"])
+                   for a in ("gspo", "cispo"))
+    assert (gspo.KL_COEF, gspo.CLIP_RANGE_LOW, gspo.CLIP_RANGE_HIGH, gspo.LOSS_AGG, gspo.PPO_EPOCHS,
+            gspo.MINI_BATCH_SIZE) == (0.0, 3e-4, 4e-4, "seq-mean-token-mean", 1, 32)
+    assert (cispo.KL_COEF, cispo.CLIP_RANGE_LOW, cispo.CLIP_RANGE_HIGH, cispo.LOSS_AGG,
+            cispo.MINI_BATCH_SIZE) == (0.0, 1.0, 0.28, "token-mean", 32)
+    with pytest.raises(preflight.ConfigError,
+                       match=r"\(for gspo, MINI_BATCH_SIZE=None is a quarter \(3\) of the"):
+        ppo.check_settings(preflight.load_config(["--ALGORITHM=gspo", "--GROUP_SIZE=3",
+                                                  "--BATCH_SIZE=4"]))
     grpo_args = ["--ALGORITHM=grpo", "--GROUP_SIZE=4", "--PPO_EPOCHS=2"]
     assert preflight.load_config(grpo_args).PPO_EPOCHS == 2
     with pytest.raises(preflight.ConfigError,
@@ -188,7 +199,8 @@ def test_dynamic_sampling_stops_after_its_rounds_and_trains_on_the_last_batch(ti
     assert len(batch["prompts"]) == 16 and trainer.data_position == 24
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "dapo", "reinforce"])
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo", "dr_grpo", "dapo", "reinforce", "gspo",
+                                       "cispo"])
 def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorithm):
     out = tmp_path / algorithm
     args = tiny_args(tiny, out, ALGORITHM=algorithm, GROUP_SIZE=4, BATCH_SIZE=2, MINI_BATCH_SIZE=4,
@@ -199,7 +211,8 @@ def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorit
     cfg = preflight.load_config(args)
     trainer = ppo.PPOTrainer(cfg)
     assert (trainer.critic is not None) == (algorithm == "ppo")
-    assert (trainer.ref_policy is not None) == (algorithm != "dapo")
+    # KL_COEF 0: dapo, gspo and cispo load no reference
+    assert (trainer.ref_policy is not None) == (algorithm not in ("dapo", "gspo", "cispo"))
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     for _ in range(2):
         metrics, _ = trainer.step()

@@ -255,7 +255,8 @@ CASES = [
       BATCH_SIZE=8.5),
     C(2, "debug-maybe", None, 2, "DEBUG must be True or False, got 'maybe'", DEBUG="maybe"),
     C(2, "algorithm-case", None, 2,
-      "ALGORITHM must be one of 'ppo', 'grpo', 'dr_grpo', 'dapo', 'reinforce', got " "'PPO'",
+      "ALGORITHM must be one of 'ppo', 'grpo', 'dr_grpo', 'dapo', 'reinforce', 'gspo', 'cispo', "
+      "got 'PPO'",
       ALGORITHM="PPO"),
     C(2, "lora-targets-missing", None, 2,
       "LORA_TARGET_MODULES names ['query_key_value'], which ACTOR_MODEL=",
@@ -1353,6 +1354,17 @@ def test_settings_without_effect_are_said_at_start_up(tiny, tmp_path, capsys):
                      "ROLLOUT_COPY=True has no effect: the models compute in float32",
                      "holds only training prompts (DATASET's)"):
         assert any(expected in line for line in notices), (expected, notices)
+
+
+def test_the_critics_settings_without_a_critic_are_said(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert ppo.main(args_for(tiny, out, MAX_STEPS=1, ALGORITHM="grpo", GROUP_SIZE=2, BATCH_SIZE=4,
+                             MINI_BATCH_SIZE=None, GAMMA=0.9, CRITIC_LEARNING_RATE=0.01)) == 0
+    notices = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("notice:")]
+    assert notices == [f"notice: CRITIC_MODEL={tiny['policy']!r}, GAMMA=0.9, "
+                       "CRITIC_LEARNING_RATE=0.01 have no effect: ALGORITHM='grpo' trains no "
+                       "critic (they are PPO's)"], notices
 
 
 def test_evaluate_refuses_a_setting_it_does_not_read_and_names_a_config_files(tiny, tmp_path,
