@@ -20,7 +20,7 @@ import sys
 import torch
 
 import ppo  # noqa: F401 (it fills preflight.ALGORITHMS, which the settings are checked against)
-from machinery import preflight
+from machinery import preflight, script
 from machinery.models import (Scorer, as_seen, load_causal_lm, load_tokenizer, resolve_devices,
                               resolve_dtype)
 from machinery.run import quiet_progress_bars
@@ -124,9 +124,9 @@ def main(argv):
         return 1
     # a fault while loading or sampling: one line, the traceback with --DEBUG=True
     except Exception as e:
-        if preflight.debug_requested(argv):
+        if script.debug_requested(argv):
             raise
-        print(f"error: evaluation failed: {type(e).__name__}: {preflight.first_line(e)}",
+        print(f"error: evaluation failed: {type(e).__name__}: {script.first_line(e)}",
               file=sys.stderr)
         return 1
     print(json.dumps([{k: v for k, v in r.items() if k != "examples"} for r in results]))

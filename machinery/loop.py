@@ -19,9 +19,8 @@ from . import health
 from .distributed import Ranks, check_sharding, shard_sizes, sharding_on, weights_fingerprint
 from .models import check_distributed
 from .preflight import (ALGORITHMS, ConfigError, RewardError, check_output_path, check_settings,
-                        config_files, debug_requested, embedded_task, first_line, load_config,
-                        settings_help)
-from .script import command, script_path
+                        config_files, embedded_task, load_config, settings_help)
+from .script import command, debug_requested, first_line, script_path
 from .run import (Interrupted, SaveError, StopOnSignal, clear_run, format_samples, interrupt,
                   Timings, json_line, keep_rows_before, lock_output_dir, quiet_progress_bars,
                   write_file)

@@ -27,6 +27,8 @@ import torch
 
 import config
 
+from .script import first_line
+
 
 class ConfigError(Exception):
     """Bad settings or inputs, found before any expensive work: the message says what to change."""
@@ -35,12 +37,6 @@ class ConfigError(Exception):
 class RewardError(RuntimeError):
     """The reward function raised or returned the wrong number of values: the run stops, after
     saving."""
-
-
-def first_line(error):
-    """The first line of an exception's message ("" if it has none): what a one-line refusal quotes
-    of it."""
-    return str(error).splitlines()[0] if str(error) else ""
 
 
 # ==================================================================================================
@@ -411,13 +407,6 @@ def learning_rate_for(settings):
 def config_files(argv):
     """The config files named on the command line, in the order they apply."""
     return [a for a in argv if is_config_file(a)]
-
-
-def debug_requested(argv):
-    """--DEBUG=True, read before the settings are parsed, so that a refusal while parsing shows its
-    traceback."""
-    return any(SETTINGS["DEBUG"].parse(a.split("=", 1)[1]) is True for a in argv
-               if a.startswith("--DEBUG="))
 
 
 def default_minibatch(cfg):

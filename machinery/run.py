@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .preflight import REPLACED, ConfigError, RunLock, first_line, run_file
+from .preflight import REPLACED, ConfigError, RunLock, run_file
+from .script import first_line
 
 
 class Timings:

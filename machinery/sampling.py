@@ -7,7 +7,8 @@ import transformers
 from packaging.version import Version
 
 from .distributed import no_grad_for
-from .preflight import ConfigError, first_line
+from .preflight import ConfigError
+from .script import first_line
 
 from .models import autocast, conversation
 
@@ -194,7 +195,7 @@ def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_promp
         raise ConfigError(
             "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
             "set CHAT_TEMPLATE to 'auto' or False.")
-    if has_template and chat_template in (True, "auto"):
+    if uses_chat_template(tokenizer, chat_template):
         # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block;
         # other templates ignore it.
         def render(messages):
@@ -223,6 +224,12 @@ def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_promp
                 "chat template.")
         ids = tokenizer(list(prompts))["input_ids"]
     return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
+
+
+def uses_chat_template(tokenizer, chat_template):
+    """Whether prompts go through the tokenizer's chat template: CHAT_TEMPLATE True, or "auto" and
+    the tokenizer has one."""
+    return bool(tokenizer.chat_template) and chat_template in (True, "auto")
 
 
 def template_refusal(render, messages, row, error, system_prompt, source):

@@ -13,14 +13,16 @@ class Refusal(Exception):
 
 
 def debug_requested(argv):
-    """--DEBUG=True (any case) among the arguments."""
+    """--DEBUG=True (any case) among the arguments, read before any setting is parsed, so that a
+    refusal while parsing shows its traceback."""
     return any(a.split("=", 1)[1].strip().lower() == "true" for a in argv
                if a.startswith("--DEBUG="))
 
 
 def first_line(error):
-    """An exception's message on one line (its first non-empty one)."""
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    """The first line of an exception's message ("" if it has none): what a one-line refusal quotes
+    of it."""
+    return str(error).splitlines()[0] if str(error) else ""
 
 
 class ArgumentParser(argparse.ArgumentParser):

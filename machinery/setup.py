@@ -14,7 +14,7 @@ from .models import (Scorer, ValueModel, add_lora, as_seen, enable_gradient_chec
 from .preflight import (check_models, check_output_dir, check_positions, check_same_data,
                         check_vocabulary, data_fingerprint, load_prompts,
                         reward_columns, settings_without_effect)
-from .sampling import eos_token_ids, tokenize_prompts
+from .sampling import eos_token_ids, tokenize_prompts, uses_chat_template
 
 
 class Setup:
@@ -68,9 +68,9 @@ class Setup:
                                       f"{cfg.PROMPT_KEY!r}")[0] \
             if self.eval_prompts is not None else None
         check_positions(cfg, self.prompt_ids + (self.eval_prompt_ids or []))
-        uses_template = bool(self.tokenizer.chat_template) and cfg.CHAT_TEMPLATE in (True, "auto")
         for line in settings_without_effect(
-                cfg, self.tokenizer.chat_template if uses_template else None,
+                cfg, self.tokenizer.chat_template if uses_chat_template(
+                    self.tokenizer, cfg.CHAT_TEMPLATE) else None,
                 rollout_copy_on(cfg, self.dtype, self.sharded), self.prompts, self.eval_prompts):
             log(f"notice: {line}")
         if cfg.RESUME:
