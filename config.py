@@ -5,7 +5,7 @@ Values are parsed as Python literals (32, 1e-5, None, True, "text"), anything el
 string. The defaults run the embedded task (tasks/sentiment.py) on a CPU in a few minutes.
 
 Each setting is declared here once: its annotation says what it accepts ("int >= 1", "float in
-[0, 1]", "one of 'a', 'b'", "... or None"; machinery/preflight.py checks every value against it
+[0, 1]", "one of 'a', 'b'", "... or None"; machinery/settings.py checks every value against it
 before anything loads), its value is the default, its comment (beside it or just above) what it
 does; `python ppo.py --help` shows all three.
 """

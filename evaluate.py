@@ -19,12 +19,17 @@ import sys
 
 import torch
 
-import ppo  # noqa: F401 (it fills preflight.ALGORITHMS, which the settings are checked against)
-from machinery import preflight, script
-from machinery.models import (Scorer, as_seen, load_causal_lm, load_tokenizer, resolve_devices,
+from machinery import script
+from machinery.data import as_seen, load_prompts, tokenize_prompts
+from machinery.models import (check_causal_lm, load_causal_lm, load_tokenizer, resolve_devices,
                               resolve_dtype)
-from machinery.run import quiet_progress_bars
-from machinery.sampling import eos_token_ids, sample_and_score, tokenize_prompts
+from machinery.rewards import RewardError, Scorer, check_scorers
+from machinery.run_files import quiet_progress_bars
+from machinery.sampling import eos_token_ids, sample_and_score
+from machinery.script import Refusal
+from machinery.settings import (config_files, given_settings, is_config_file, load_config,
+                                setting_kinds)
+from ppo import TABLES
 
 
 def evaluate_policy(path, cfg, prompts, columns, scorer, devices, dtype):
@@ -54,21 +59,21 @@ INSTEAD = {"EVAL_DATASET": "DATASET", "EVAL_SPLIT": "DATASET_SPLIT",
 def unread_settings(argv):
     """Refuses, in one line, a --NAME=value this script does not read (naming what to use instead);
     returns the line that names what the config files set and it does not read, or None."""
-    from_files, from_command_line = preflight.given_settings(argv)
+    from_files, from_command_line = given_settings(argv, setting_kinds(TABLES))
     for name, value in from_command_line.items():
         if name not in READS:
             instead = INSTEAD.get(name)
             hint = (f"give --{instead}={value!r}" if instead and instead.isupper() else
                     f"give {instead}" if instead else
                     f"it reads {', '.join(READS[:-1])} and DEBUG")
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--{name} is not read by evaluate.py, which scores the policies it is given on "
                 f"the prompts of DATASET: {hint}.")
     unread = [name for name in from_files if name not in READS]
     if not unread:
         return None
     line = (f"notice: evaluate.py does not read {', '.join(unread)} from the config file"
-            f"{'s' if len(preflight.config_files(argv)) > 1 else ''}")
+            f"{'s' if len(config_files(argv)) > 1 else ''}")
     if "EVAL_DATASET" in unread and "DATASET" not in from_command_line:
         line += (f"; it scores DATASET, not EVAL_DATASET={from_files['EVAL_DATASET']!r}: give "
                  f"--DATASET={from_files['EVAL_DATASET']!r} to score the held-out prompts")
@@ -81,7 +86,7 @@ def summary(scores):
 
 
 def main(argv):
-    paths = [a for a in argv if not a.startswith("-") and not preflight.is_config_file(a)]
+    paths = [a for a in argv if not a.startswith("-") and not is_config_file(a)]
     if not paths:
         print(
             "error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] "
@@ -92,19 +97,19 @@ def main(argv):
         settings = [a for a in argv if a not in paths]
         notice = unread_settings(settings)
         # a config file's RESUME is ppo.py's: evaluation reads no checkpoint
-        cfg = preflight.load_config(settings + ["--RESUME=False"])
+        cfg = load_config(settings + ["--RESUME=False"], TABLES)
         if notice:
             print(notice)
         for path in paths:
             run_folder = os.path.exists(os.path.join(path, "metrics.jsonl"))
             if run_folder and os.path.isdir(os.path.join(path, "policy")):
-                raise preflight.ConfigError(f"{path!r} is a run's folder: give its trained policy, "
+                raise Refusal(f"{path!r} is a run's folder: give its trained policy, "
                                             f"{os.path.join(path, 'policy')!r}")
-            preflight.check_causal_lm("policy", path)
-        prompts, columns = preflight.load_prompts(cfg)
+            check_causal_lm("policy", path)
+        prompts, columns = load_prompts(cfg)
         prompts = [as_seen(p, cfg.SYSTEM_PROMPT) for p in prompts]
         # the policies are given: ACTOR_MODEL is not evaluation's
-        preflight.check_scorers(cfg, prompts, columns)
+        check_scorers(cfg, prompts, columns)
         devices = resolve_devices(cfg, torch.cuda.device_count())
         dtype = resolve_dtype(cfg.DTYPE, devices["policy"])
         scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, devices["reward"], dtype,
@@ -116,10 +121,10 @@ def main(argv):
             scores, parts, lengths, examples = evaluate_policy(
                 path, cfg, prompts, columns, scorer, devices, dtype)
             results.append(report(path, scores, parts, lengths, examples, scorer.names, results))
-    except preflight.ConfigError as e:
+    except Refusal as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except preflight.RewardError as e:
+    except RewardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     # a fault while loading or sampling: one line, the traceback with --DEBUG=True

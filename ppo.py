@@ -8,10 +8,10 @@ clipped updates.
 Settings live in config.py (python ppo.py --help lists them); any of them can be overridden as
 --NAME=value. --ALGORITHM=grpo|dr_grpo|dapo|reinforce|gspo|cispo runs GRPO, Dr. GRPO, DAPO,
 REINFORCE, GSPO or CISPO through the same step(): they differ only by their traits in ALGORITHMS
-(the models loaded, the advantage, where the KL goes, the loss). machinery/preflight.py checks
-every setting and input (types and ranges, folders and hub ids, the dataset, the output folder and
-its lock, checkpoints) before any weight loads; machinery/ holds the loading, the sampler and the
-run's files.
+(the models loaded, the advantage, where the KL goes, the loss). Every setting and input is checked
+before any weight loads, each check beside what it checks in machinery/ (settings, data, models,
+rewards, checkpoints, run files), which also holds the loading, the sampler, torchrun and the run's
+files (docs/design.md).
 
 Four models: the policy (trained), a frozen reference copy of it (KL penalty), a critic (trained; a
 backbone with a scalar head read at every position) and a reward model (frozen; its own tokenizer)
@@ -37,7 +37,10 @@ V vocab.
 """
 
 import sys
-from contextlib import nullcontext
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from types import SimpleNamespace
 
@@ -46,19 +49,25 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint
 
-from machinery import loop, preflight
-from machinery.checkpoint import Checkpoints
-from machinery.distributed import (Ranks, micro_batch_count, micro_batches, no_grad_for,
-                                   rank_minibatch, sum_gradients, whole)
-from machinery.loop import RunLoop
-from machinery.setup import Setup
-from machinery.run import Timings
-from machinery.models import (autocast, check_distributed, output_layer_of, refresh_copy,
-                              without_output_layer)
-from machinery.preflight import (check_settings)
-from machinery.sampling import (concat_rollouts, left_pad, position_ids_from_mask,
+import config
+from machinery import checkpoints
+from machinery.checkpoints import check_output_dir
+from machinery.data import (check_positions, check_same_data, check_vocabulary, data_fingerprint,
+                            load_datasets, tokenize_datasets, uses_chat_template)
+from machinery.distributed import (Ranks, check_same_weights, minibatch_plan, my_share, no_grad_for,
+                                   shard_models, shard_summary, sharding_on, sum_gradients, whole)
+from machinery.exits import Startup, Stop, Stops, commands_to_paste, what_next
+from machinery.logs import RunLog
+from machinery.models import (autocast, check_trained_models, dtype_copy, load_models,
+                              load_tokenizer, output_layer_of, refresh_copy, resolve_devices,
+                              resolve_dtype, rollout_copy_on, without_output_layer)
+from machinery.rewards import RewardError, Scorer, check_scorers, non_finite_reward, reward_columns
+from machinery.run_files import SaveError
+from machinery.sampling import (concat_rollouts, eos_token_ids, left_pad, position_ids_from_mask,
                                 sample, sample_and_score, select_rows, stream_indices,
                                 uniforms_for)
+from machinery.settings import (check_settings, config_files, embedded_tasks, load_config,
+                                one_update, planned_steps, settings_help, settings_without_effect)
 
 
 # ==================================================================================================
@@ -136,8 +145,7 @@ ALGORITHMS = {
                        **{**GRPO, "KL_COEF": 0.0, "LOSS_AGG": "token-mean", "CLIP_RANGE_LOW": 1.0,
                           "CLIP_RANGE_HIGH": 0.28, **FOUR_MINIBATCHES}),
 }
-# the checks ask these traits too (preflight cannot import this file)
-preflight.ALGORITHMS.update(ALGORITHMS)
+
 
 
 # ==================================================================================================
@@ -321,7 +329,8 @@ LOSS_AGGREGATIONS = {
     "seq-mean-token-sum-norm":
         lambda mask, n_tokens, n_seqs, horizon: mask / (horizon * n_seqs),
 }
-preflight.LOSS_AGGREGATIONS.update(LOSS_AGGREGATIONS)
+# the tables whose keys config.py's ALGORITHM and LOSS_AGG name (machinery/settings.py checks them)
+TABLES = {"ALGORITHMS": ALGORITHMS, "LOSS_AGGREGATIONS": LOSS_AGGREGATIONS}
 
 
 def shaped_scores(scores, ended, lengths, missing_eos_penalty, overlong_penalty_weight,
@@ -375,6 +384,17 @@ def rollout_correction(logp, rollout_logp, mask, mode="seq-mask", cap=3.0):
     over = (w > cap).float() * mask
     w = w.clamp(max=cap) if mode.endswith("cap") else torch.where(w > cap, 0.0, w)
     return w * mask, over
+
+
+def rollout_weights(logp, rollout_logp, mask, mode, cap):
+    """(each token's weight for the loss, or None; the mismatch statistics): rollout_correction's
+    weights where a rollout copy sampled (mode != "off"), rollout_mismatch's statistics where the
+    policy's log-probs were computed (logp not None). (B, Tr) each."""
+    stats = rollout_mismatch(logp, rollout_logp, mask) if logp is not None else {}
+    if mode == "off":
+        return None, stats
+    weight, over = rollout_correction(logp, rollout_logp, mask, mode, cap)
+    return weight, {**stats, "rollout_is_capped": masked_mean(over, mask)}
 
 
 def rollout_mismatch(logp, rollout_logp, mask):
@@ -582,9 +602,19 @@ def chunked_logprobs(head, hidden, tokens, temperature, chunk, entropy="grad"):
     return logp, None if entropy is None else torch.cat([p[1] for p in pieces]).view(B, Tr)
 
 
-def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats,
-                    seq_kl, kl_coef,
-                    kl, rewards, values, returns, group_size, counters, parts, sampling):
+def add_to(total, part):
+    """Adds a dict of statistics into a running total, key by key."""
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+# a sharded rank's stand-in micro-batch (its first row, at loss weight 0; minibatch_plan)
+STAND_IN = torch.zeros(1, dtype=torch.long)
+
+
+def step_statistics(*, step, scores, mask, ended, lengths, raw_advantages, entropy, update_stats,
+                    seq_kl, kl_coef, kl, rewards, values, returns, group_size, counters, parts,
+                    sampling):
     """One step's metrics (tensors or numbers; README, "Metrics"), in the order metrics.jsonl logs
     them: the reward, the advantage before whitening, the entropy and the update's statistics,
     lengths, the trainer's counters and clocks, then what the algorithm has: the kl (always the k1
@@ -610,42 +640,177 @@ def step_statistics(step, scores, mask, ended, lengths, raw_advantages, entropy,
     return {**out, **sampling}
 
 
-class PPOTrainer(Setup, Checkpoints, RunLoop):
-    """PPO (and, through ALGORITHM, GRPO, DAPO, REINFORCE, GSPO and CISPO) for a causal LM. step()
-    is one iteration."""
+class Timings:
+    """A step's clocks: seconds per phase (`with timings("update"): ...`, summed over the phase's
+    calls) and since the start. On a GPU the clock waits for queued work first, so that each phase
+    is charged with its own kernels."""
 
-    def __init__(self, cfg, log=print, ranks=None, settings_checked=False, config_files=()):
-        self.cfg, self.log, self.config_files = cfg, log, config_files  # files copied to OUTPUT_DIR
+    def __init__(self, devices):
+        self.cuda = any(d.type == "cuda" for d in devices.values())
+        self.seconds, self.start = {}, self.now()
+
+    def now(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def elapsed(self):
+        return self.now() - self.start
+
+    @contextmanager
+    def __call__(self, phase):
+        t0 = self.now()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + self.now() - t0
+
+
+class PPOTrainer:
+    """PPO (and, through ALGORITHM, GRPO, DAPO, REINFORCE, GSPO and CISPO) for a causal LM: step()
+    is one iteration, train() the run."""
+
+    def __init__(self, cfg, log=print, ranks=None, config_files=()):
+        self.cfg, self.log = cfg, log
         self.ranks = ranks or Ranks({})  # torchrun's processes; by default this one alone
-        if not settings_checked:  # main() checks them before it locks OUTPUT_DIR
-            check_settings(cfg)
-            check_distributed(cfg, self.ranks.world)
         self.algorithm = ALGORITHMS[cfg.ALGORITHM]  # its traits
+        check_settings(cfg, self.algorithm)
         # The reference loads when a KL term is used (a coefficient, or Ziegler's adaptive control)
         # or ALWAYS_LOAD_REFERENCE asks for the kl metric anyway.
         self.uses_kl = cfg.KL_COEF > 0 or (self.algorithm.critic and cfg.KL_TARGET is not None)
         self.has_reference = self.uses_kl or cfg.ALWAYS_LOAD_REFERENCE
-        self.load_data()  # the prompts, tokenised, and every check that needs no weights (setup.py)
-        self.load_models()  # policy, reference, critic (PPO) and scorers, on devices or sharded
-        # Sharded, the output layer is not run apart from its model's forward (FSDP2 gathers a
-        # module's weights in that forward's hooks): log-probs are computed whole.
-        self.logprob_chunk = None if self.sharded else cfg.LOGPROB_CHUNK
 
-        # Separate optimisers (the two models may sit on different devices), each with its schedule.
-        self.optimizers = [make_optimizer(model, lr, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON) for model,
-                           lr in
-                           ((self.policy, cfg.LEARNING_RATE),
-                            (self.critic, cfg.CRITIC_LEARNING_RATE))
+        # 1. Every input is read and every model folder inspected before any weight loads.
+        self.resume_from = check_output_dir(cfg, ALGORITHMS, log)  # a checkpoint, checked whole
+        # The prompts as the policy sees them and scorers receive them (with SYSTEM_PROMPT), and the
+        # datasets' other columns, which reward functions may take by name (an answer, say).
+        self.prompts, self.columns, self.eval_prompts, self.eval_columns = load_datasets(cfg)
+        check_trained_models(cfg, self.algorithm.critic)
+        check_scorers(cfg, self.prompts, self.columns, self.eval_columns)
+        # what a checkpoint records of the data: the prompts and the columns the rewards read
+        self.data_fingerprint = data_fingerprint(
+            self.prompts, reward_columns(cfg.REWARD_MODEL, self.columns))
+        self.sharded = sharding_on(cfg.SHARDING, self.ranks.world)  # FSDP2
+        self.devices = resolve_devices(cfg, torch.cuda.device_count(), self.ranks.local_rank,
+                                       self.ranks.local_world, self.sharded)
+        if self.devices["policy"].type == "cuda":
+            torch.cuda.set_device(self.devices["policy"])  # NCCL's collectives run on it
+        self.dtype = resolve_dtype(cfg.DTYPE, self.devices["policy"])
+        checkpoints.seed_everything(cfg.SEED)
+        self.tokenizer = load_tokenizer(cfg.ACTOR_MODEL, "ACTOR_MODEL", log)
+        check_vocabulary(cfg, self.tokenizer)
+        self.eos_ids = eos_token_ids(self.tokenizer, cfg.ACTOR_MODEL).to(self.devices["policy"])
+        # every prompt through the chat template, tokenised (B prompts -> B lists of token ids)
+        self.prompt_ids, self.prompts_truncated, self.eval_prompt_ids = tokenize_datasets(
+            self.tokenizer, cfg, self.prompts, self.eval_prompts)
+        check_positions(cfg, self.algorithm.critic, self.prompt_ids + (self.eval_prompt_ids or []))
+        self.rollout_copy = rollout_copy_on(cfg, self.dtype, self.sharded)  # ROLLOUT_COPY
+        template = self.tokenizer.chat_template if uses_chat_template(
+            self.tokenizer, cfg.CHAT_TEMPLATE) else None
+        for line in settings_without_effect(cfg, self.algorithm, template, self.rollout_copy,
+                                            self.prompts, self.eval_prompts):
+            log(f"notice: {line}")
+        if cfg.RESUME:
+            check_same_data(self.resume_from, self.data_fingerprint)
+        log("settings:\n" + "\n".join(f"  {k} = {v!r}" for k, v in vars(cfg).items()))
+
+        # 2. The models: the policy, its frozen reference (a float32 copy run as the policy is, so
+        #    that the KL at step 0 is 0; with LoRA, the policy with its adapters off) when a KL term
+        #    is used, the critic when the algorithm has one (machinery/models.py).
+        self.policy, self.ref_policy, self.critic = load_models(
+            cfg, self.algorithm.critic, self.has_reference, self.devices, self.dtype, self.sharded,
+            log)
+        # (model, the context in which it is the reference), or None
+        self.reference = None if not self.has_reference else (self.ref_policy, nullcontext) \
+            if not cfg.LORA_RANK else (self.policy, self.policy.disable_adapter)
+        if cfg.RESUME:  # the checkpoint's weights, into the whole models
+            checkpoints.load_weights(self.resume_from, self.trained_models())
+        # the sampler's copy of the policy in DTYPE, refreshed after each update, or the policy
+        self.rollout_policy = dtype_copy(self.policy, self.dtype) if self.rollout_copy else \
+            self.policy
+        shard_reward = shard_models([self.policy, self.ref_policy, self.critic], self.ranks,
+                                    self.devices["policy"], self.dtype) if self.sharded else None
+        self.scorer = Scorer(cfg.REWARD_MODEL, cfg.REWARD_WEIGHTS, self.devices["reward"],
+                             self.dtype, shard_reward, cfg.REWARD_LABEL)
+        # Sampling stops when every rank's rows have ended (a sharded model's forwards are
+        # collectives); sharded, the output layer is not run apart from its model's forward, which
+        # gathers its weights: log-probs are computed whole.
+        self.all_done = (lambda finished: self.ranks.all(bool(finished.all()))) \
+            if self.sharded else None
+        self.logprob_chunk = None if self.sharded else cfg.LOGPROB_CHUNK
+        # When each sample feeds exactly one optimizer step (one_update) and the KL, if any, is in
+        # the loss, the update's own forward gives the rollout's log-probs and the rollout skips the
+        # policy's (as TRL does with num_iterations=1); not with a rollout copy, whose samples'
+        # weights (rollout_correction) need the policy's log-probs before the update.
+        self.single_pass = self.algorithm.kl == "loss" and one_update(vars(cfg)) and \
+            not self.rollout_copy
+        # The critic's minibatch trains in a thread beside the policy's (update; sharded, after it);
+        # on a CPU the two share its cores.
+        on_cpu = {self.devices["policy"].type, self.devices["critic"].type} == {"cpu"}
+        threaded = self.critic is not None and not self.sharded
+        self.update_threads = max(1, torch.get_num_threads() // 2) if threaded and on_cpu else None
+        self.critic_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="critic", initializer=torch.set_num_threads,
+            initargs=(self.update_threads or torch.get_num_threads(),)) if threaded else None
+
+        # 3. Optimisers (one per trained model: the two may sit on different devices), schedules,
+        #    the KL controller, and what a run counts.
+        self.optimizers = [make_optimizer(model, lr, cfg.WEIGHT_DECAY, cfg.ADAM_EPSILON)
+                           for model, lr in ((self.policy, cfg.LEARNING_RATE),
+                                             (self.critic, cfg.CRITIC_LEARNING_RATE))
                            if model is not None]
-        # MAX_STEPS, or NUM_EPOCHS over the prompts (loop.py)
-        self.total_steps = self.planned_steps()
-        decay = (
-            lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else (lambda s: 1.0)
+        self.total_steps = planned_steps(cfg, len(self.prompts))
+        decay = (lambda s: 1 - s / self.total_steps) if cfg.LR_SCHEDULE == "linear" else \
+            (lambda s: 1.0)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in self.optimizers]
         self.kl_ctl = AdaptiveKLController(cfg.KL_COEF, cfg.KL_TARGET, cfg.KL_HORIZON)
-        self.start_counters()  # steps, prompts and responses so far, clocks (loop.py)
+        self.step_count = 0  # PPO steps done
+        self.data_position = 0  # prompts consumed from the stream (stream_indices)
+        self.responses_generated = 0  # dropped ones included
+        self.skipped_updates, self.skipped_in_a_row = 0, 0  # the non-finite guard's counts
+        self.timings, self.reward_truncated = Timings(self.devices), 0  # this step's (step())
+        self.updating = False  # inside update(): a fault there leaves no step-start state to save
+        self.step_start = None  # light_state() at the start of the step in progress
+        self.saved_step = None  # step_count of the last checkpoint written or loaded
+        self.logs = RunLog(cfg, self.ranks, log, config_files)
         if cfg.RESUME:
-            self.load_training_state(self.resume_from)
+            state = checkpoints.load_training_state(self.resume_from, self.optimized(),
+                                                    self.schedulers, self.sharded)
+            self.restore_light_state(state)  # last: loading models may draw random numbers
+            self.saved_step = self.step_count
+            log(f"resuming from {self.resume_from} after step {self.step_count - 1}")
+
+    # ---- what a checkpoint holds ----------------------------------------------------------------
+    COUNTERS = ("step_count", "data_position", "responses_generated", "skipped_updates",
+                "skipped_in_a_row")
+
+    def light_state(self):
+        """Counters, the KL coefficient and every random state: what a step changes besides weights
+        and optimisers."""
+        return {"counters": {k: getattr(self, k) for k in self.COUNTERS},
+                "kl_coef": self.kl_ctl.value, "rng": checkpoints.random_states()}
+
+    def restore_light_state(self, state):
+        for k, v in state["counters"].items():
+            setattr(self, k, v)
+        self.kl_ctl.value = state["kl_coef"]
+        checkpoints.restore_random_states(state["rng"])
+
+    def trained_models(self):
+        """The modules whose weights a checkpoint and the final folders hold."""
+        return {"policy": self.policy, **({"critic": self.critic.model} if self.critic is not None
+                                          else {})}
+
+    def optimized(self):
+        """(model, optimizer) pairs, in the order of self.optimizers."""
+        return list(zip(filter(None, (self.policy, self.critic)), self.optimizers, strict=True))
+
+    def save_checkpoint(self):
+        checkpoints.save_checkpoint(self.cfg.OUTPUT_DIR, self.trained_models(), self.optimized(),
+                                    self.schedulers, self.tokenizer, vars(self.cfg),
+                                    self.data_fingerprint, self.light_state(), self.ranks,
+                                    self.sharded)
+        self.saved_step = self.step_count
 
     # ---- rollout ---------------------------------------------------------------------------------
     def next_prompts(self, n):
@@ -681,7 +846,8 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             columns = {k: [v[i] for i in rows] for k, v in self.columns.items()}
             # The reward model reads decoded text with its own tokenizer. A failure on any rank
             # stops every rank.
-            scores, parts = self.ranks.on_every_rank(self.scorer, prompts, responses, columns)
+            scores, parts = self.ranks.on_every_rank(RewardError, self.scorer, prompts, responses,
+                                                     columns)
             scores, parts = scores.to(dev["policy"]), parts.to(dev["policy"])
         self.reward_truncated += self.scorer.truncated
         self.responses_generated += len(prompt_indices) * G
@@ -695,12 +861,12 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         """BATCH_SIZE groups of responses. With DYNAMIC_SAMPLING (DAPO sec. 3.2), groups whose
         rewards are all equal carry no learning signal: they are dropped and more prompts are
         sampled, for up to MAX_SAMPLING_ROUNDS extra rounds; if the batch is still short it trains
-        on what it has (all of the last round if nothing was kept). Returns (rollout, number of
-        groups generated, number dropped, rounds)."""
+        on what it has (all of the last round if nothing was kept). Returns (rollout, the share of
+        groups dropped and the rounds, with DYNAMIC_SAMPLING)."""
         cfg, G = self.cfg, self.cfg.GROUP_SIZE
         batch = self.generate(self.next_prompts(cfg.BATCH_SIZE))
         if not cfg.DYNAMIC_SAMPLING:
-            return batch, cfg.BATCH_SIZE, 0, 1
+            return batch, {}
         kept, n_kept, generated, rounds = [], 0, 0, 0
         while True:
             rounds += 1
@@ -713,20 +879,19 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             if n_kept == cfg.BATCH_SIZE or rounds > cfg.MAX_SAMPLING_ROUNDS:
                 break
             batch = self.generate(self.next_prompts(cfg.BATCH_SIZE - n_kept))
-        dropped = generated - n_kept
-        return (
-            concat_rollouts(
-                kept, self.tokenizer.pad_token_id) if kept else batch), generated, dropped, rounds
+        batch = concat_rollouts(kept, self.tokenizer.pad_token_id) if kept else batch
+        return batch, {"groups_dropped": (generated - n_kept) / generated,
+                       "sampling_rounds": rounds}
 
     # ---- forwards --------------------------------------------------------------------------------
-    def rollout_forwards(self, input_ids, attention_mask, Tp, single_pass):
+    def rollout_forwards(self, input_ids, attention_mask, Tp):
         """The rollout under the policy (skipped in a single pass), the reference (the policy with
         its LoRA adapters off, where there are adapters) and the critic: (logp, entropy, ref_logp,
         values), each (B, Tr) or None, on the policy's device."""
         cfg, dev = self.cfg, self.devices
         logp = entropy = ref_logp = values = None
         with no_grad_for(self.policy):
-            if not single_pass:
+            if not self.single_pass:
                 logp, entropy = response_logprobs(self.policy, input_ids, attention_mask, Tp,
                                                   cfg.TEMPERATURE, self.dtype,
                                                   chunk=self.logprob_chunk)  # (B, Tr) x2
@@ -760,26 +925,22 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         update -> statistics. Returns (metrics, this rank's samples)."""
         cfg, G = self.cfg, self.cfg.GROUP_SIZE
         self.timings, self.reward_truncated = Timings(self.devices), 0  # this step's
-
         # 1. Rollout: GROUP_SIZE responses per prompt from the current policy, scored.
-        batch, *sampling = self.rollout()
+        batch, sampling = self.rollout()
         Tp = batch["prompt_ids"].shape[1]
         input_ids = torch.cat([batch["prompt_ids"], batch["response_ids"]], 1)  # (B, T)
         attention_mask = torch.cat([batch["prompt_mask"], batch["mask"]], 1)  # (B, T)
-        reason = self.non_finite_reward(batch)  # the guard: no update from a NaN/inf reward
-        if reason:
+        # the guard: no update from a NaN/inf reward
+        if reason := non_finite_reward(batch["scores"], batch["prompts"], batch["responses"],
+                                       self.ranks):
             return self.skip_step(reason), []
-
         # 2. The rollout under the policy (skipped in a single pass), the reference and the critic.
-        single_pass = self.single_pass(len(input_ids) * self.ranks.world)
         with self.timings("forward"):
-            forwards = self.rollout_forwards(input_ids, attention_mask, Tp, single_pass)
-        # Under torchrun every rank gathers the whole batch, computes advantages and statistics on
-        # it exactly as one process would, and trains on its own rows.
+            forwards = self.rollout_forwards(input_ids, attention_mask, Tp)
+        # Under torchrun every rank gathers the whole batch (and trains on its own rows).
         mask, ended, scores, logp, entropy, ref_logp, values, sample_logp = self.ranks.all_rows(
             cfg.MAX_NEW_TOKENS, batch["mask"].float(), batch["ended"], batch["scores"], *forwards,
             batch["sample_logp"])
-
         # 3. Shaped scores: the reward minus the missing-EOS penalty (N+ detail 23) and DAPO's
         #    overlong shaping; the per-token KL to the reference.
         lengths = mask.sum(1)  # (B,)
@@ -789,57 +950,64 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
             kl_penalty(logp, ref_logp, cfg.KL_ESTIMATOR) * mask  # (B, Tr)
         kl_coef = self.kl_ctl.value if self.uses_kl else 0.0
         # The sampler's log-probs against the policy's; a rollout copy's samples are reweighted.
-        rollout_stats = rollout_mismatch(logp, sample_logp, mask) if logp is not None else {}
-        is_weight = None
-        if self.rollout_copy and cfg.ROLLOUT_CORRECTION != "off":
-            is_weight, over = rollout_correction(logp, sample_logp, mask, cfg.ROLLOUT_CORRECTION,
-                                                 cfg.ROLLOUT_CORRECTION_CAP)  # (B, Tr) x2
-            rollout_stats["rollout_is_capped"] = masked_mean(over, mask)
-
-        # 4. Advantages, the one place besides the loss where the algorithms differ.
+        is_weight, rollout_stats = rollout_weights(
+            logp, sample_logp, mask, cfg.ROLLOUT_CORRECTION if self.rollout_copy else "off",
+            cfg.ROLLOUT_CORRECTION_CAP)  # (B, Tr) or None
+        # 4. Advantages: with the loss, the one place where the algorithms differ.
         rewards, raw_advantages, advantages, returns = advantages_for(
             cfg.ALGORITHM, shaped, kl, values, mask, kl_coef, cfg.GAMMA, cfg.LAM, G)  # (B, Tr) each
-
-        # 5. Update: PPO_EPOCHS passes over shuffled minibatches (reinforce: one, on the whole
-        #    batch).
+        # 5. Update: PPO_EPOCHS passes over shuffled minibatches, on this rank's rows.
         lr = self.schedulers[0].get_last_lr()[0]  # this step's; the schedules move after the update
         with self.timings("update"):
-            update_stats = self.update(self.my_rows_of(
-                Tp, input_ids=input_ids, attention_mask=attention_mask, mask=mask,
-                advantages=advantages,
-                lengths=lengths, logp=logp, ref_logp=ref_logp, values=values, returns=returns,
-                is_weight=is_weight), Tp,
-                lengths)
-
+            update_stats = self.update(my_share(
+                self.ranks, Tp, input_ids=input_ids, attention_mask=attention_mask, mask=mask,
+                advantages=advantages, lengths=lengths, logp=logp, ref_logp=ref_logp,
+                values=values, returns=returns, is_weight=is_weight), Tp, lengths)
         # 6. Statistics, read back to the host only here at the end.
         update_kl = update_stats.pop("seq_kl", None)  # single pass: the kl of the update's forward
-        seq_kl = None if ref_logp is None else update_kl if single_pass else \
+        seq_kl = None if ref_logp is None else update_kl if self.single_pass else \
             ((logp - ref_logp) * mask).sum(1).mean()
         if seq_kl is not None:
             self.kl_ctl.update(seq_kl.item(), len(scores))
         out = step_statistics(
-            self.step_count, scores, mask, ended, lengths, raw_advantages,
-            update_stats["update_entropy"] if single_pass else masked_mean(entropy, mask),
-            update_stats,
-            seq_kl, kl_coef, kl if self.algorithm.critic else None, rewards, values, returns, G,
-            self.counters(batch, lengths, lr), self.score_parts(batch),
-            self.sampling_counts(*sampling))
-        out.update(rollout_stats)
+            step=self.step_count, scores=scores, mask=mask, ended=ended, lengths=lengths,
+            raw_advantages=raw_advantages, update_stats=update_stats, seq_kl=seq_kl,
+            entropy=update_stats["update_entropy"] if self.single_pass else
+            masked_mean(entropy, mask), kl_coef=kl_coef, kl=kl if self.algorithm.critic else None,
+            rewards=rewards, values=values, returns=returns, group_size=G,
+            counters=self.counters(batch, lengths, lr), parts=self.score_parts(batch),
+            sampling={**sampling, **rollout_stats})
         self.step_count += 1
-        return {
-            k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}, self.samples(batch)
+        return {k: (v.item() if torch.is_tensor(v) else v) for k, v in out.items()}, \
+            self.samples(batch)
 
-    def my_rows_of(self, Tp, **tensors):
-        """The update's share of the batch: this rank's rows of the gathered (B, Tr) tensors, cut
-        back to its own responses' width, the lengths on the host (no sync in the loop), its ids
-        whole."""
-        rows = self.ranks.my_rows(len(tensors["mask"]))
-        Tr = tensors["input_ids"].shape[1] - Tp
-        share = {k: v[rows, :Tr] for k, v in tensors.items() if v is not None and v.dim() == 2 and
-                 k not in ("input_ids", "attention_mask")}
-        return {**share, "input_ids": tensors["input_ids"],
-                "attention_mask": tensors["attention_mask"],
-                "lengths": tensors["lengths"][rows].long().cpu()}
+    # ---- a step's records ------------------------------------------------------------------------
+    def samples(self, batch):
+        """This rank's rows, for samples.jsonl."""
+        return [{"step": self.step_count - 1, "prompt": p, "response": r, "reward": s}
+                for p, r, s in zip(batch["prompts"], batch["responses"], batch["scores"].tolist())]
+
+    def counters(self, batch, lengths, lr):
+        """The step's counters, learning rate and clocks (the time_* metrics)."""
+        G, seconds, elapsed = self.cfg.GROUP_SIZE, self.timings.seconds, self.timings.elapsed()
+        truncated = [self.reward_truncated,
+                     sum(self.prompts_truncated[i] for i in batch["prompt_index"]) // G]
+        if self.ranks.active:  # every rank's
+            truncated = self.ranks.sum_(torch.tensor(truncated)).tolist()
+        return {"reward_truncated": truncated[0], "prompts_truncated": truncated[1],
+                "lr": lr, "epoch": self.data_position / len(self.prompts),
+                "responses_generated": self.responses_generated,
+                "skipped_updates": self.skipped_updates,
+                "tokens_per_sec": lengths.sum() / elapsed,
+                **{f"time_{k}": seconds.get(k, 0.0)
+                   for k in ("generate", "reward", "forward", "update")},
+                "step_time": elapsed}
+
+    def score_parts(self, batch):
+        """Each scorer's rewards (B,), by name, when REWARD_MODEL has several."""
+        names = self.scorer.names
+        return {} if len(names) < 2 else {name: self.ranks.all_rows(
+            self.cfg.MAX_NEW_TOKENS, batch["score_parts"][:, j])[0] for j, name in enumerate(names)}
 
     def evaluate(self):
         """EVAL_SAMPLES responses to each held-out prompt from the current policy, scored: the
@@ -855,8 +1023,9 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         rows += [0] * (share - len(rows))
         clock = Timings(self.devices)
         scores, parts, lengths, _ = self.ranks.on_every_rank(
-            sample_and_score, self.policy, self.tokenizer, self.eos_ids, self.eval_prompt_ids,
-            self.eval_prompts, self.eval_columns, self.scorer, cfg, dev, self.dtype, rows,
+            RewardError, sample_and_score, self.policy, self.tokenizer, self.eos_ids,
+            self.eval_prompt_ids, self.eval_prompts, self.eval_columns, self.scorer, cfg, dev,
+            self.dtype, rows,
             self.all_done)
         scores, parts, lengths = (self.ranks.gather_rows(x.float())[:n]
                                   for x in (scores, parts, lengths))
@@ -869,123 +1038,93 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         out["time_eval"] = clock.elapsed()
         return out
 
-    def single_pass(self, n_sequences):
-        """True when each sample feeds exactly one optimizer step and no reward needs the policy's
-        log-probs before the update (grpo/dapo, PPO_EPOCHS=1, one minibatch): the update's own
-        forward gives the rollout's log-probs, so the rollout skips the policy's forward (as TRL
-        does with num_iterations=1). Not with a rollout copy: its samples' weights
-        (rollout_correction) need the policy's log-probs before the update, as TRL computes them
-        whenever it corrects for vLLM's."""
-        cfg = self.cfg
-        return self.algorithm.kl == "loss" and cfg.PPO_EPOCHS == 1 and \
-            cfg.MINI_BATCH_SIZE >= n_sequences and not self.rollout_copy
-
     def update(self, rollout, Tp, lengths):
-        """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences;
-        each minibatch is one optimizer step for the policy and one for the critic. REINFORCE takes
-        one step on the whole batch. The two models share no weights and no loss, so they learn from
-        the same minibatches in two independent loops, the critic's in a second thread: while one
-        runs autograd's C++ backward or a fused optimizer step (which release the GIL), the other's
-        Python-heavy forward proceeds. On 2 CPU cores this cuts the update by 40%
-        (docs/benchmarks.md, "Where the time goes"); on two GPUs the launches overlap either way.
-        Each model's arithmetic is the same as when run one after the other (tested). lengths (B,):
-        the response lengths of the whole batch, all ranks'. Under torchrun every rank draws the
-        same shuffles of the whole batch and runs the rows of each minibatch that it holds (perhaps
-        none); the gradients are summed over the ranks before each step, so the step is the one a
-        single process would take on the whole minibatch. Returns the mean statistics of the
-        minibatches; the learning-rate schedules then move one step."""
+        """PPO_EPOCHS passes over the rollout in shuffled minibatches of MINI_BATCH_SIZE sequences,
+        each one optimizer step of the policy and one of the critic. A minibatch's gradient is
+        accumulated over micro-batches whose losses carry the minibatch's totals (loss_weights), so
+        it is exactly the minibatch's however it is split. The two models share no weights and no
+        loss: the critic's minibatch runs in a thread of its own beside the policy's (a sixth of a
+        PPO step on 2 CPU cores: docs/benchmarks.md), with the same arithmetic (tested).
+        Under torchrun every rank draws the same shuffles and runs the rows of each minibatch it
+        holds; the gradients are summed over the ranks before each step (minibatch_plan,
+        optimizer_step). lengths (B,): all ranks' response lengths. Returns the mean statistics of
+        the steps taken; the learning-rate schedules then move one step."""
         cfg = self.cfg
         self.updating = True  # from here on a fault may leave the weights half-way through a step
-        B = len(lengths)
-        epochs, mb_size = (
-            1, B) if self.algorithm.surrogate == "plain" else (cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE)
-        my_rows, world = self.ranks.my_rows(B), self.ranks.world
-        host_lengths = lengths.long().cpu() if self.sharded and cfg.MICRO_BATCH_TOKENS else None
-        # (my rows, n_tokens, n_seqs,
-        minibatches = [(rank_minibatch(mb, my_rows), lengths[mb].sum(), len(mb),
-                        # n_micro)
-                        micro_batch_count(mb, B, world, cfg.MICRO_BATCH_SIZE, host_lengths, Tp,
-                                          cfg.MICRO_BATCH_TOKENS) if self.sharded else 0)
-                       for _ in range(epochs) for mb in torch.randperm(B).split(mb_size)]
-        # Sharded, the critic trains after the policy: each forward and backward is a collective,
-        # and two models' collectives from two threads could interleave differently on different
-        # ranks.
-        in_thread = self.critic is not None and not self.sharded
-        # Two loops on one CPU share its cores (torch's intra-op threads are per calling thread)
-        # rather than each taking all of them and oversubscribing the machine.
+        plan = minibatch_plan(lengths, rollout["lengths"], cfg.PPO_EPOCHS, cfg.MINI_BATCH_SIZE,
+                              cfg.MICRO_BATCH_SIZE, cfg.MICRO_BATCH_TOKENS, Tp, self.ranks,
+                              self.sharded)
+        steps = {"policy": [], "critic": []}  # each minibatch's statistics, None where skipped
         threads = torch.get_num_threads()
-        on_cpu = {self.devices["policy"].type,
-                  self.devices["critic"].type if self.critic else "cpu"} == {"cpu"}
-        loop_threads = max(1, threads // 2) if in_thread and on_cpu else None
-        critic = (self.critic, self.optimizers[-1], self.critic_gradients, "critic_grad_norm",
-                  rollout, Tp, minibatches, loop_threads, self.ranks.critic_group)
+        if self.update_threads:  # the two loops share the CPU's cores rather than oversubscribe it
+            torch.set_num_threads(self.update_threads)
         try:
-            critic_job = self.critic_thread.submit(self.train_model, *critic) if in_thread else None
-            results = [self.train_model(self.policy, self.optimizers[0], self.accumulate_gradients,
-                                        "grad_norm", rollout, Tp, minibatches, loop_threads)]
-            if self.critic is not None:
-                results.append(critic_job.result() if in_thread else self.train_model(*critic))
+            for micros, n_tokens, n_seqs, stand_ins in plan:
+                mb = (rollout, micros, Tp, n_tokens, stand_ins)
+                critic = self.critic_thread.submit(self.critic_minibatch, *mb) \
+                    if self.critic_thread else None
+                # the policy: actor_loss and backward on each micro-batch, then one clipped step
+                mb_stats = {}
+                for micro in micros:
+                    add_to(mb_stats, self.policy_gradients(rollout, micro, Tp, n_tokens, n_seqs))
+                for _ in range(stand_ins):  # sharded: a row of weight 0, as many passes as others
+                    self.policy_gradients(rollout, STAND_IN, Tp, n_tokens, n_seqs, weight=0.0)
+                steps["policy"].append(self.optimizer_step(
+                    self.policy, self.optimizers[0], cfg.MAX_GRAD_NORM, "grad_norm", mb_stats))
+                if self.critic is not None:  # sharded: after the policy, its collectives in order
+                    steps["critic"].append(critic.result() if critic else
+                                           self.critic_minibatch(*mb))
         finally:
             torch.set_num_threads(threads)
         stats = {}
-        for name, (model_stats, skipped) in zip(("policy", "critic"), results):
-            stats.update(model_stats)
-            if skipped:
-                self.count_skipped(
-                    f"{skipped} of {len(minibatches)} minibatch updates of the {name} were skipped "
-                    f"(non-finite gradient)", skipped)
-        if len(results[0][0]):  # the policy took at least one step
+        for name, taken in steps.items():
+            applied, total = [s for s in taken if s is not None], {}
+            for s in applied:
+                add_to(total, s)
+            stats.update({k: v / len(applied) for k, v in total.items()})
+            if len(applied) < len(taken):
+                self.count_skipped(f"{len(taken) - len(applied)} of {len(taken)} minibatch updates "
+                                   f"of the {name} were skipped (non-finite gradient)",
+                                   len(taken) - len(applied))
+        if any(s is not None for s in steps["policy"]):  # the policy took at least one step
             self.skipped_in_a_row = 0
         for schedule in self.schedulers:
             schedule.step()
         if self.rollout_copy:  # the sampler's copy takes the new weights
             refresh_copy(self.rollout_policy, self.policy)
-        return self.ranks.sum_statistics(stats, self.devices["policy"])
+        return self.ranks.sum_statistics(stats, self.devices["policy"]) if self.ranks.active \
+            else stats
 
-    def train_model(self, model, optimizer, gradients, norm_name, rollout, Tp, minibatches,
-                    threads=None, group=None):
-        """One optimizer step of one model per minibatch, its gradient accumulated over
-        micro-batches by gradients(rollout, rows, Tp, n_tokens, n_seqs) and summed over the ranks
-        (in process group `group`), with `threads` intra-op threads (None: as they are). The
-        non-finite guard (a host sync per step): a NaN/inf gradient norm skips that step and leaves
-        the weights as they were. minibatches: (rows, n_tokens, n_seqs, n_micro). Returns (mean
-        statistics of the steps taken, number skipped); under torchrun the statistics are this
-        rank's shares, which update() sums."""
-        cfg, stats, skipped, applied = self.cfg, {}, 0, 0
-        if threads is not None:
-            torch.set_num_threads(threads)
-        max_norm = cfg.MAX_GRAD_NORM if model is self.policy else cfg.CRITIC_MAX_GRAD_NORM
-        max_norm = float("inf") if max_norm is None else max_norm  # inf: the norm only
-        for mb, n_tokens, n_seqs, n_micro in minibatches:
-            mb_stats = {}
-            # a rank may hold none of its rows
-            micros = micro_batches(mb, rollout["lengths"][mb], Tp, cfg.MICRO_BATCH_SIZE,
-                                   cfg.MICRO_BATCH_TOKENS) if len(mb) else ()
-            for micro in micros:
-                for k, v in gradients(rollout, micro, Tp, n_tokens, n_seqs).items():
-                    mb_stats[k] = mb_stats.get(k, 0.0) + v
-            # Sharded, every rank runs n_micro forwards and backwards (collectives): one with fewer
-            # rows of this minibatch makes up the difference on its first row with loss weight 0,
-            # which adds exact zeros.
-            for _ in range(n_micro - len(micros)):
-                gradients(rollout, torch.zeros(1, dtype=torch.long), Tp, n_tokens, n_seqs,
-                          weight=0.0)
-            # sharded, the backward passes have reduce-scattered the sums already
-            if not self.sharded:
-                sum_gradients(model, self.ranks, group)
-            mb_stats[norm_name] = whole(nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-            finite = bool(torch.isfinite(mb_stats[norm_name]))
-            if finite:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not finite:
-                skipped += 1
-                continue
-            applied += 1
-            # summed on the policy's device: no host sync inside the loop
-            for k, v in mb_stats.items():
-                stats[k] = stats.get(k, 0.0) + v.detach().to(self.devices["policy"], torch.float32)
-        return {k: v / applied for k, v in stats.items()}, skipped
+    def critic_minibatch(self, rollout, micros, Tp, n_tokens, stand_ins):
+        """The critic's side of a minibatch: value_loss and backward on each micro-batch (and on
+        stand-in rows of weight 0), then one clipped step. Returns its statistics, or None where the
+        step was skipped."""
+        mb_stats = {}
+        for micro in micros:
+            add_to(mb_stats, self.critic_gradients(rollout, micro, Tp, n_tokens))
+        for _ in range(stand_ins):
+            self.critic_gradients(rollout, STAND_IN, Tp, n_tokens, weight=0.0)
+        return self.optimizer_step(self.critic, self.optimizers[-1], self.cfg.CRITIC_MAX_GRAD_NORM,
+                                   "critic_grad_norm", mb_stats)
+
+    def optimizer_step(self, model, optimizer, max_norm, norm_name, mb_stats):
+        """One model's step on its accumulated gradient: summed over the ranks, clipped to max_norm
+        (None: the norm is only measured), and applied only if its norm is finite (a NaN/inf
+        gradient skips the step and leaves the weights as they were; one host sync). Returns the
+        minibatch's statistics with the norm, on the policy's device, or None where skipped."""
+        if self.ranks.active and not self.sharded:  # sharded, the backward reduce-scattered them
+            # the critic's over a group of its own: it may run in its thread beside the policy's
+            sum_gradients(model, self.ranks, self.ranks.critic_group if model is self.critic
+                          else None)
+        norm = nn.utils.clip_grad_norm_(model.parameters(),
+                                        float("inf") if max_norm is None else max_norm)
+        mb_stats[norm_name] = whole(norm) if self.sharded else norm
+        finite = bool(torch.isfinite(mb_stats[norm_name]))
+        if finite:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {k: v.detach().to(self.devices["policy"], torch.float32)
+                for k, v in mb_stats.items()} if finite else None
 
     @staticmethod
     def micro_batch(rollout, idx, Tp):
@@ -997,47 +1136,41 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
                if k not in ("input_ids", "attention_mask", "lengths")}
         return ids, attn, old
 
-    def accumulate_gradients(self, rollout, idx, Tp, n_tokens, n_seqs, weight=1.0):
-        """The policy's forward and backward on one micro-batch (rows idx of the rollout). Losses
-        are weighted with the minibatch's totals (loss_weights), so the accumulated gradient is
-        exactly the minibatch's, however it is split; weight scales the loss (0: a sharded rank's
-        stand-in row). Returns this micro-batch's share of each statistic (token means over the
-        minibatch)."""
+    def policy_gradients(self, rollout, idx, Tp, n_tokens, n_seqs, weight=1.0):
+        """The policy's forward, loss (actor_loss) and backward on one micro-batch (rows idx of the
+        rollout), weighted with the minibatch's totals (loss_weights); weight scales the loss (0: a
+        sharded rank's stand-in row). Returns this micro-batch's share of each statistic."""
         cfg = self.cfg
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         mask = old["mask"]  # (b, Tr)
         weights = loss_weights(mask, cfg.LOSS_AGG, n_tokens, n_seqs, cfg.MAX_NEW_TOKENS)  # (b, Tr)
         share = partial(token_share, mask=mask, n_tokens=n_tokens)
-
         logp, entropy = response_logprobs(self.policy, ids, attn, Tp, cfg.TEMPERATURE, self.dtype,
                                           "grad" if cfg.ENTROPY_COEF else "value",
                                           self.logprob_chunk)  # (b, Tr)
         stats = {}
-        # single pass: the samples' log-probs are these (the ratio is 1, its gradient not)
-        if "logp" not in old:
+        if self.single_pass:  # the samples' log-probs are these (the ratio is 1, its gradient not)
             old["logp"] = logp.detach()
-            # the kl metric, which the skipped rollout forward would have given
-            if "ref_logp" in old:
+            if "ref_logp" in old:  # the kl metric, which the skipped rollout forward would give
                 stats["seq_kl"] = ((old["logp"] - old["ref_logp"]) * mask).sum() / n_seqs
         kl_in_loss = self.algorithm.kl == "loss" and self.uses_kl
         loss, terms = actor_loss(logp, old["logp"], old["advantages"], entropy, weights, mask,
-                                 cfg.ALGORITHM,
-                                 cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH, cfg.ENTROPY_COEF,
-                                 old["ref_logp"] if kl_in_loss else None, self.kl_ctl.value,
-                                 cfg.KL_ESTIMATOR, old.get("is_weight"))
+                                 cfg.ALGORITHM, cfg.CLIP_RANGE_LOW, cfg.CLIP_RANGE_HIGH,
+                                 cfg.ENTROPY_COEF, old["ref_logp"] if kl_in_loss else None,
+                                 self.kl_ctl.value, cfg.KL_ESTIMATOR, old.get("is_weight"))
         (loss * weight).backward()
         clipped, ratio = terms.pop("clipped"), terms.pop("ratio")
-        # approx_kl: k3 estimate of KL(old || new) from the old policy's samples
-        with torch.no_grad():
+        with torch.no_grad():  # approx_kl: k3 estimate of KL(old || new) from the old samples
             stats.update(terms, update_entropy=share(entropy), clipfrac=share(clipped),
                          clipfrac_low=share(clipped * (ratio < 1)),
                          clipfrac_high=share(clipped * (ratio > 1)),
                          ratio=share(ratio), approx_kl=share(kl_penalty(old["logp"], logp, "k3")))
         return stats
 
-    def critic_gradients(self, rollout, idx, Tp, n_tokens, n_seqs=None, weight=1.0):
-        """The critic's forward and backward on one micro-batch: the clipped value loss as a token
-        mean over the minibatch (whatever LOSS_AGG says for the policy). Returns its statistics."""
+    def critic_gradients(self, rollout, idx, Tp, n_tokens, weight=1.0):
+        """The critic's forward, clipped value loss (value_loss, a token mean over the minibatch
+        whatever LOSS_AGG says for the policy) and backward on one micro-batch. Returns its
+        statistics."""
         critic_dev = self.devices["critic"]
         ids, attn, old = self.micro_batch(rollout, idx, Tp)
         share = partial(token_share, mask=old["mask"], n_tokens=n_tokens)
@@ -1048,12 +1181,147 @@ class PPOTrainer(Setup, Checkpoints, RunLoop):
         (vf_loss * weight).backward()
         return {"value_loss": vf_loss, "value_clipfrac": share(vf_clipped)}
 
+    # ---- the run ---------------------------------------------------------------------------------
+    def train(self, commands=("python ppo.py <the same settings> --RESUME=True",
+                              "python ppo.py <the same settings> --OVERWRITE=True")):
+        """step() to the end, with evaluations, checkpoints and charts on their schedules; returns
+        0, or the exit code of an early stop (machinery/exits.py: 1 a fault, 3 a health alarm with
+        HEALTH="stop", 130/143 a signal), saved where it can be. `commands`: (resume, restart), the
+        command lines to paste that go on from a checkpoint or start again without one."""
+        cfg, logs = self.cfg, self.logs
+        self.commands = commands
+        with Stops(self.stop_early, self.roll_back, lambda: self.step_count, cfg.DEBUG,
+                   self.sharded, self.log) as stops:
+            try:
+                logs.start(self.step_count, self.total_steps)
+                while self.step_count < self.total_steps:
+                    self.step_start, self.updating = self.light_state(), False  # for a rollback
+                    # of the policy step() samples from
+                    evaluation = self.evaluate() if self.evaluation_due() else {}
+                    metrics, samples = self.step()
+                    metrics.update(evaluation)
+                    last = self.step_count == self.total_steps or (
+                        cfg.MAX_RESPONSES is not None
+                        and self.responses_generated >= cfg.MAX_RESPONSES)
+                    alarms = logs.write(metrics, samples, last)
+                    if cfg.HEALTH == "stop" and self.ranks.any(bool(alarms)):
+                        raise Stop.health_alarm(metrics["step"])  # saved; resumed, it goes on
+                    if self.skipped_in_a_row >= cfg.MAX_SKIPPED_IN_A_ROW:  # the NaN guard gives up
+                        raise Stop.non_finite(self.skipped_in_a_row, metrics.get("skip_reason"))
+                    if last:
+                        break
+                    stops.after_step(self.ranks, metrics["step"])  # a signal to any rank stops all
+                    if self.step_count % cfg.SAVE_EVERY == 0:
+                        self.save_checkpoint()
+                    if self.step_count % cfg.PLOT_EVERY == 0:
+                        logs.plot()
+                self.finish()
+                stops.at_the_end(cfg.OUTPUT_DIR)
+            finally:
+                logs.close()
+        if stops.code == 0:
+            logs.summary()
+            self.log(f"done in {time.time() - logs.t0:.0f}s; outputs in {cfg.OUTPUT_DIR}/ "
+                     "(ppo_metrics.png, training_metrics.png, metrics.jsonl, samples.jsonl, "
+                     f"policy/{', critic/' if self.critic is not None else ''})")
+        return stops.code
+
+    def finish(self):
+        """The last checkpoint (a later --RESUME=True with a larger MAX_STEPS continues from it),
+        the final policy's evaluation as a row of its own, the charts, and the policy and critic
+        folders."""
+        if self.ranks.active and not self.sharded:  # (sharded, they hold one copy between them)
+            check_same_weights(self.ranks, [self.policy, self.critic], self.log)
+        self.save_checkpoint()
+        if self.eval_prompts is not None:
+            self.step_start = None  # a fault here leaves the saved checkpoint as it is
+            row = {"step": self.step_count, **self.evaluate()}
+            self.logs.check_health(row)
+            self.logs.row(row)
+        self.logs.plot()
+        checkpoints.save_final(self.cfg, self.trained_models(), self.tokenizer, self.dtype,
+                               self.ranks, self.sharded)
+
+    def roll_back(self):
+        """After a fault: the counters and random states of the step's start, unless its update had
+        begun (the weights are then half-way through a step). Returns whether it rolled back."""
+        if self.step_start is None or self.updating:
+            return False
+        self.restore_light_state(self.step_start)
+        return True
+
+    def stop_early(self, message, code, save=True, go_on=True):
+        """Saves the checkpoint (save=False: keeps the last one), redraws the charts, says why it
+        stopped and (go_on) the command that continues the run, or, where no checkpoint was ever
+        written, the one that starts it again; returns the exit code."""
+        if save:
+            try:
+                self.save_checkpoint()
+            except SaveError as e:
+                save, message = False, f"{message}\nerror: {e}"
+        self.logs.plot()
+        self.logs.say(message + (what_next(save, self.saved_step, self.commands) if go_on else ""))
+        return code
+
+    def evaluation_due(self):
+        """At step 0, every EVAL_EVERY steps, and (finish) at the end."""
+        every = self.cfg.EVAL_EVERY
+        return self.eval_prompts is not None and (self.step_count == 0
+                                                  or bool(every and self.step_count % every == 0))
+
+    def count_skipped(self, what, n=1):
+        """The non-finite guard's bookkeeping for n updates it did not apply."""
+        self.skipped_updates += n
+        self.skipped_in_a_row += n
+        self.log(f"warning: step {self.step_count}: {what}")
+
+    def skip_step(self, reason):
+        """A step whose update the guard skipped: counted and logged; the schedules still move."""
+        self.count_skipped(f"update skipped ({reason})")
+        with warnings.catch_warnings():  # a schedule stepped before any optimizer step, on purpose
+            warnings.filterwarnings("ignore",
+                                    message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for sched in self.schedulers:
+                sched.step()
+        self.step_count += 1
+        return {"step": self.step_count - 1, "skipped_updates": self.skipped_updates,
+                "skip_reason": reason, "responses_generated": self.responses_generated}
 
 
 def main(argv):
-    """python ppo.py [CONFIG.py ...] [--NAME=value ...], or under torchrun: the run loop
-    (machinery/loop.py) around PPOTrainer. Returns the exit code."""
-    return loop.main(argv, PPOTrainer)
+    """python ppo.py [CONFIG.py ...] [--NAME=value ...], or under torchrun (data parallel; FSDP2
+    with SHARDING). Returns the exit code: 0 done, 1 a fault (saved where it could be), 2 refused
+    before any work, 3 a health alarm (HEALTH="stop"), 130/143 interrupted (machinery/exits.py)."""
+    if "--help" in argv or "-h" in argv:
+        print(settings_help(config, TABLES))
+        return 0
+    with Startup(argv) as start:  # a refusal: one line and exit 2, nothing left behind
+        cfg = load_config(argv, TABLES, start.log)
+        check_settings(cfg, ALGORITHMS[cfg.ALGORITHM])
+        start.lock(cfg, ALGORITHMS[cfg.ALGORITHM], config_files(argv))
+        for task in embedded_tasks(cfg, ALGORITHMS[cfg.ALGORITHM].critic):
+            if start.ranks.writes:
+                task.build()  # the embedded tasks' models, built once and cached
+        start.ranks.barrier()
+        trainer = PPOTrainer(cfg, start.log, start.ranks, config_files(argv))
+    if start.code is not None:
+        return start.code
+    start.ranks.barrier()  # every rank has checked OUTPUT_DIR before rank 0 writes into it
+    ranks = start.ranks
+    start.log(f"devices: {', '.join(f'{k}={v}' for k, v in trainer.devices.items())}; dtype "
+              f"{trainer.dtype}; {len(trainer.prompts)} prompts, {trainer.total_steps} steps"
+              + (f"; {ranks.world} processes, {cfg.BATCH_SIZE // ranks.world} prompts each"
+                 if ranks.active else "")
+              + (f"; every model sharded over the {ranks.world} process(es) (FSDP2)"
+                 if trainer.sharded else ""))
+    if trainer.sharded:
+        models = {"policy": trainer.policy, "reference": trainer.ref_policy,
+                  "critic": trainer.critic, **trainer.scorer.models()}
+        start.log("parameters held by each process: "
+                  + shard_summary({k: v for k, v in models.items() if v is not None}))
+    code = trainer.train(commands_to_paste(argv, ranks))
+    start.finish()
+    return code
 
 
 if __name__ == "__main__":

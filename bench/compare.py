@@ -93,32 +93,33 @@ def check_arguments(args, extra, out_dirs):
     algorithm names, the response budget, the settings after -- (read as ppo.py reads them), and the
     run folders, which must be new: this script never replaces a run (ppo.py's OVERWRITE is the
     user's to give)."""
-    import ppo  # noqa: F401 (fills preflight's tables of algorithms)
-    from machinery import preflight
+    from machinery.script import Refusal
+    from machinery.settings import load_config
+    from ppo import TABLES
     try:
         unknown = [a for a in args.algorithms.split(",") if a not in ALGORITHM_ARGS]
         if unknown:
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--algorithms={args.algorithms}: unknown {', '.join(map(repr, unknown))}; the "
                 f"algorithms are {', '.join(ALGORITHM_ARGS)}")
         if args.responses < 1:
-            raise preflight.ConfigError(f"--responses must be at least 1, got {args.responses}")
+            raise Refusal(f"--responses must be at least 1, got {args.responses}")
         own = TRL_MATCHED_ARGS if args.trl else RUN_ARGS + ALGORITHM_ARGS["ppo"]
         taken = {a.split("=", 1)[0] for a in own + ["--ALGORITHM", "--OUTPUT_DIR",
                                                     "--MAX_RESPONSES"]
                  + (["--SEED"] if args.trl else [])}
         fixed = [a for a in extra if a.split("=", 1)[0] in taken]
         if fixed:
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"{fixed[0]}: bench/compare.py sets {fixed[0].split('=')[0]} itself, the same for "
                 f"every run; leave it out")
-        preflight.load_config(extra)
+        load_config(extra, TABLES)
         for path in out_dirs:
             if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-                raise preflight.ConfigError(
+                raise Refusal(
                     f"{path} already exists: this script writes only new run folders; choose "
                     f"another --out, or remove it")
-    except preflight.ConfigError as e:
+    except Refusal as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -38,7 +38,7 @@ import torch
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)  # run as python bench/family.py
 from machinery import script  # noqa: E402
-from machinery.preflight import merge_settings  # noqa: E402
+from machinery.settings import merge_settings  # noqa: E402
 CACHE = os.path.join(HERE, ".cache", "family")
 WORDS, TRAIN_PROMPTS, EVAL_PROMPTS, EVAL_SAMPLES = 300, 512, 256, 8
 

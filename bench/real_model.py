@@ -249,8 +249,8 @@ def decode(threads, batch, new_tokens, repeats=3):
 
     sys.path.insert(0, HERE)
     from bench.speed import matmul_peak, memory_bandwidth
-    from machinery.sampling import CACHE, left_pad, position_ids_from_mask, sample, \
-        tokenize_prompts
+    from machinery.data import tokenize_prompts
+    from machinery.sampling import CACHE, left_pad, position_ids_from_mask, sample
     model = AutoModelForCausalLM.from_pretrained(BASE, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(BASE)
     with open(os.path.join(HERE, "data", "addition_chat_train.jsonl")) as f:

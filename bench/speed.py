@@ -39,7 +39,9 @@ sys.path.insert(0, HERE)  # run as python bench/speed.py
 from machinery import script  # noqa: E402
 import plotting  # noqa: E402
 import ppo  # noqa: E402
-from machinery import preflight, run  # noqa: E402
+from machinery import run_files  # noqa: E402
+from machinery.script import Refusal  # noqa: E402
+from machinery.settings import load_config, merge_settings  # noqa: E402
 from machinery.models import (add_lora, dtype_copy, enable_gradient_checkpointing,  # noqa: E402
                               load_causal_lm, load_tokenizer, resolve_dtype)
 
@@ -67,7 +69,7 @@ def measure(settings, steps, warmup):
     summary."""
     with tempfile.TemporaryDirectory() as out:
         own = [f"--OUTPUT_DIR={out}", f"--MAX_STEPS={warmup + steps}"]
-        cfg = preflight.load_config(preflight.merge_settings(settings, own))
+        cfg = load_config(merge_settings(settings, own), ppo.TABLES)
         trainer = ppo.PPOTrainer(cfg, log=lambda *a: None)
         for d in {d for d in trainer.devices.values() if d.type == "cuda"}:
             torch.cuda.reset_peak_memory_stats(d)
@@ -532,7 +534,7 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     must read against the measured bandwidth. Returns the summary with "flops", "limits" and
     "decode" added."""
     folder = build_shape(shape, prompt_len, qwen3_reward)
-    settings = preflight.merge_settings(shape_settings(folder, batch, prompt_len, response_len,
+    settings = merge_settings(shape_settings(folder, batch, prompt_len, response_len,
                                                        epochs), extra)
     on_gpu = torch.cuda.is_available()
     device, dtype = ("cuda", torch.bfloat16) if on_gpu else ("cpu", torch.float32)
@@ -542,7 +544,7 @@ def measure_shape(shape, batch, prompt_len, response_len, epochs, steps, warmup,
     # measured before and after the steps: a GPU that idled starts at a low clock
     peak = max(before, peak())
     bandwidth = memory_bandwidth(device)
-    Tr, cfg = round(summary["response_length"]), preflight.load_config(settings)
+    Tr, cfg = round(summary["response_length"]), load_config(settings, ppo.TABLES)
     flops = shape_flops(shape, batch, prompt_len, Tr, epochs, qwen3_reward_in(folder),
                         cfg.LORA_RANK > 0, cfg.GRADIENT_CHECKPOINTING)
     flops["step_time"] = sum(flops.values())
@@ -755,7 +757,7 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
     if shape is None:
         sentiment.build(PAD_POLICY_DIR, pad_token="<|pad|>")
         sentiment.build_reward_model(PAD_POLICY_DIR, PAD_REWARD_DIR)
-        ours = preflight.merge_settings(TRL_PPO_ARGS, [f"--ACTOR_MODEL={PAD_POLICY_DIR}",
+        ours = merge_settings(TRL_PPO_ARGS, [f"--ACTOR_MODEL={PAD_POLICY_DIR}",
                                                        f"--CRITIC_MODEL={PAD_REWARD_DIR}",
                                                        f"--REWARD_MODEL={PAD_REWARD_DIR}"])
         theirs, policy, what = [PAD_POLICY_DIR, PAD_REWARD_DIR], PAD_POLICY_DIR, \
@@ -763,7 +765,7 @@ def compare_with_trl_ppo(trl_python, out, seeds, steps, shape=None):
     else:
         name, batch, prompt_len, response_len, epochs = shape
         folder = build_shape(name, prompt_len, qwen3_reward=True)
-        ours = preflight.merge_settings(TRL_PPO_ARGS,
+        ours = merge_settings(TRL_PPO_ARGS,
                                         shape_settings(folder, batch, prompt_len, response_len,
                                                        epochs))
         theirs = [f"{folder}/policy", f"{folder}/reward", f"{folder}/prompts.jsonl", str(batch),
@@ -837,27 +839,27 @@ def check_arguments(args, settings):
     try:
         unknown = [s for s in (args.shapes or "").split(",") if args.shapes and s not in SHAPES]
         if unknown:
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--shapes={args.shapes}: unknown {', '.join(unknown)}; the shapes are "
                 f"{', '.join(SHAPES)}")
         if args.steps < (0 if args.shapes and args.trl else 1):
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--steps must be at least 1 (0 only with --shapes and --trl: the side by side "
                 f"alone), got {args.steps}")
         if args.warmup < 0 or args.trl_steps < 1:
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--warmup must be at least 0 and --trl-steps at least 1, got {args.warmup} and "
                 f"{args.trl_steps}")
         if not os.path.isdir(args.out):
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"--out={args.out!r} is no folder: create it first, or give an existing one")
-        preflight.load_config(settings)
+        load_config(settings, ppo.TABLES)
         trl_runs = os.path.join(args.out, "runs", "bench-trl")
         if args.trl and os.path.isdir(trl_runs) and os.listdir(trl_runs):
-            raise preflight.ConfigError(
+            raise Refusal(
                 f"{trl_runs} holds the runs of an earlier comparison: move or remove it first "
                 f"(a benchmark never replaces runs)")
-    except preflight.ConfigError as e:
+    except Refusal as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -905,7 +907,7 @@ def main(argv=None):
     settings = [a for a in settings if a != "--"]
     check_arguments(args, settings)
     if args.shapes:
-        run.quiet_progress_bars()
+        run_files.quiet_progress_bars()
         report = {}
         for shape in args.shapes.split(","):
             if args.decode:
@@ -972,12 +974,12 @@ def main(argv=None):
         print()
         print(memory_plan())
         return
-    run.quiet_progress_bars()
+    run_files.quiet_progress_bars()
     from tasks import sentiment
     sentiment.build()
     try:
         main_summary = measure(settings, args.steps, args.warmup)
-    except preflight.ConfigError as e:  # what needs the models (a setting that does not fit them)
+    except Refusal as e:  # what needs the models (a setting that does not fit them)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     device = torch.cuda.get_device_name(
@@ -995,7 +997,7 @@ def main(argv=None):
         for length in (8, 16, 32):
             cells = []
             for batch in (8, 16, 32):
-                s = measure(preflight.merge_settings(settings,
+                s = measure(merge_settings(settings,
                                                      [f"--MAX_NEW_TOKENS={length}",
                                                       f"--BATCH_SIZE={batch}",
                                                           f"--MINI_BATCH_SIZE={min(batch, 8)}",

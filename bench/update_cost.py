@@ -34,8 +34,8 @@ def build(layers):
 
 
 def micro_batch_loss(model, ids, Tp, chunk):
-    """The policy loss's forward and backward on one micro-batch, as accumulate_gradients runs it
-    (the entropy as a statistic)."""
+    """The policy loss's forward and backward on one micro-batch, as PPOTrainer.policy_gradients
+    runs it (the entropy as a statistic)."""
     mask = torch.ones_like(ids)
     logp, entropy = ppo.response_logprobs(model, ids, mask, Tp, 1.0, entropy="value", chunk=chunk)
     (logp.sum() / logp.numel()).backward()

@@ -1,12 +1,16 @@
-"""What ppo.py uses but is not the algorithm, one file per concern:
+"""What ppo.py uses but is not the algorithm, one module per subject, each a set of plain functions
+and small classes that take what they need and import only the modules below them (docs/design.md):
 
-    preflight.py    every check before any weight loads: the settings and their kinds, folders and
-                    hub ids, the dataset, reward functions, the output folder and its lock
-    setup.py        loading the prompts and the models (PPOTrainer.load_data, load_models)
-    models.py       devices, models and tokenizers, LoRA, the value and reward models, the scorer
-    sampling.py     the sampler, prompts as tokens, the prompt stream, evaluation's sampling
-    loop.py         the run: start-up, train(), logs, plots, the guard's bookkeeping, exit codes
-    checkpoint.py   checkpoints and the final folders, saved atomically and restored exactly
-    distributed.py  torchrun's processes (Ranks) and FSDP2 sharding
-    run.py          signals, clocks, atomic files, the logs' lines, OUTPUT_DIR's lock
+    script.py       how every script ends: one line and an exit code (Refusal)
+    distributed.py  torchrun's processes (Ranks), exact gradient sums, FSDP2 sharding
+    models.py       model folders and hub ids checked; devices, dtypes, loading, LoRA, the critic
+    data.py         the prompts and their columns: loaded, checked, through the chat template
+    rewards.py      reward models and functions: checked, loaded, called (Scorer)
+    sampling.py     the sampler, the prompt stream, evaluation's sampling
+    run_files.py    OUTPUT_DIR: its checks and lock, atomic writes, signals
+    checkpoints.py  save, restore and check a checkpoint; the final folders
+    settings.py     config.py's kinds, config files, --NAME=value, --help, checks among settings
+    health.py       the health alarms over logged rows
+    logs.py         a run's logs: rows, samples, health checks, progress bar, tracker, charts
+    exits.py        how a run starts and ends: start-up's refusals, the loop's stops, exit codes
 """

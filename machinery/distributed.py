@@ -8,14 +8,14 @@ backward pass. Kept apart from ppo.py, which imports what it needs from here, so
 reads as the algorithm; docs/distributed.md says when to shard.
 
 Rules a sharded model imposes, each handled where it applies in ppo.py:
+  * two models' collectives must not interleave differently on different ranks: the critic's
+    gradients are summed over a group of their own, and sharded, the critic trains after the policy;
   * every forward and backward is a collective (its blocks' all-gathers): every rank runs the same
     number of them, so a rank with fewer rows in a minibatch runs a row with loss weight 0
     (micro_batch_count), sampling stops when every rank's rows are done (Ranks.all), and the
     held-out rows are padded to an equal share;
   * the gathered weights are reused buffers, and one first made under torch.inference_mode() cannot
     be used by a later training forward, so sharded models run under no_grad (no_grad_for);
-  * two models' collectives must not interleave differently on different ranks: the critic trains
-    after the policy rather than in a second thread.
 """
 
 import os
@@ -23,7 +23,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .preflight import ConfigError, RewardError
+from .script import Refusal
 
 
 class Ranks:
@@ -50,8 +50,8 @@ class Ranks:
     def start(self, always=False):
         """Joins the process group: gloo for tensors on CPUs, NCCL for tensors on GPUs. always: even
         for one process (FSDP2 needs a group to shard over). The critic's gradients are summed over
-        their own group, because without sharding the critic trains in a second thread beside the
-        policy and the collectives of one group must come in the same order on every rank."""
+        a group of their own (critic_group): without sharding the critic trains in a thread beside
+        the policy, and the collectives of one group must come in the same order on every rank."""
         if (self.active or (always and self.torchrun)) and not dist.is_initialized():
             gpus = torch.cuda.is_available() and dist.is_nccl_available()
             backend = "cpu:gloo,cuda:nccl" if gpus else "gloo"
@@ -78,7 +78,7 @@ class Ranks:
         return torch.cat(parts)
 
     def sum_(self, x, group=None):
-        """Sums x over the ranks, in place."""
+        """Sums x over the ranks (in process group `group`, by default all), in place."""
         if self.active:
             dist.all_reduce(x, group=group)
         return x
@@ -116,18 +116,19 @@ class Ranks:
         if self.active:
             dist.barrier()
 
-    def on_every_rank(self, fn, *args):
-        """fn(*args), which scores responses: a RewardError it raises on any rank is raised on every
-        rank (every rank enters the collective; the message comes from the one that failed), so all
-        stop together."""
+    def on_every_rank(self, error_type, fn, *args):
+        """fn(*args): an error_type it raises on any rank is raised on every rank (every rank enters
+        the collective; the message comes from the one that failed), so all stop together."""
+        if not self.active:
+            return fn(*args)
         error = result = None
         try:
             result = fn(*args)
-        except RewardError as e:
+        except error_type as e:
             error = e
         if self.any(error is not None):
             message = self.first_object(str(error) if error else None)
-            raise error or RewardError(f"on another process: {message}")
+            raise error or error_type(f"on another process: {message}")
         return result
 
     def all_rows(self, width, *xs):
@@ -192,7 +193,7 @@ def micro_batch_count(mb, n_rows, world, micro_size, lengths=None, prompt_width=
                for rows in held)
 
 
-def sum_gradients(model, ranks, group, bucket_size=2 ** 24):
+def sum_gradients(model, ranks, group=None, bucket_size=2 ** 24):
     """Without sharding: sums the model's gradients over the ranks (each rank's loss is already
     weighted by the global minibatch's totals, so the sum is the whole minibatch's gradient). A rank
     that held no row of the minibatch sends zeros. Gradients travel in flat buckets of up to
@@ -240,16 +241,16 @@ def check_sharding(cfg, ranks):
     does not do yet: compiled decoding (a static cache over a model whose weights are gathered block
     by block is untried)."""
     if cfg.SHARDING == "fsdp" and not ranks.torchrun:
-        raise ConfigError(
+        raise Refusal(
             "SHARDING='fsdp' splits the models over torchrun's processes, but this process was not "
             "started by torchrun: run torchrun --standalone --nproc_per_node=N ppo.py ... (N GPUs, "
             "or CPU processes), or set SHARDING to 'auto' or 'none'")
     if cfg.COMPILE_DECODE and sharding_on(cfg.SHARDING, ranks.world):
-        raise ConfigError(
+        raise Refusal(
             "COMPILE_DECODE=True is not supported with sharded models yet: set "
             "--COMPILE_DECODE=False, or --SHARDING=none when each process holds whole models")
     if cfg.ROLLOUT_COPY is True and sharding_on(cfg.SHARDING, ranks.world):
-        raise ConfigError(
+        raise Refusal(
             "ROLLOUT_COPY=True needs whole models, and these are sharded: set "
             "--ROLLOUT_COPY=auto, or --SHARDING=none when each process can hold the policy twice")
 
@@ -313,12 +314,33 @@ def shard_model(model, mesh, param_dtype=None):
     return model
 
 
+def shard_models(models, ranks, device, dtype):
+    """Shards the policy, reference and critic (None: not loaded) over every process: they compute
+    in DTYPE over float32 shards, as autocast does without sharding (the critic is sharded whole,
+    since ValueModel calls its backbone and head itself). Returns the function that shards a reward
+    model (stored in DTYPE already) the same way."""
+    from functools import partial
+
+    from torch.distributed.device_mesh import init_device_mesh
+    mesh = init_device_mesh(device.type, (ranks.world,))
+    compute = dtype if dtype != torch.float32 else None
+    for model in filter(None, models):
+        shard_model(model, mesh, compute)
+    return partial(shard_model, mesh=mesh)
+
+
 def shard_sizes(model):
     """(parameters this process holds, parameters of the whole model)."""
     from torch.distributed.tensor import DTensor
     params = list(model.parameters())
     return (sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params),
             sum(p.numel() for p in params))
+
+
+def shard_summary(models):
+    """"policy 1,234 of 4,936, ...": the parameters each process holds, by model (name -> model)."""
+    return ", ".join(f"{name} {local:,} of {total:,}" for name, model in models.items()
+                     for local, total in [shard_sizes(model)])
 
 
 def whole(x):
@@ -377,3 +399,48 @@ def state_by_name(saved, optimizer, model):
     groups = [{**g, "params": [order[i] for i in g["params"]]} for g in saved["param_groups"]]
     return {"state": {order[i]: s for i, s in saved["state"].items()}, "param_groups": groups}
 
+
+
+def minibatch_plan(lengths, my_lengths, epochs, size, micro_size, token_budget, prompt_width,
+                   ranks, sharded):
+    """The update's minibatches: `epochs` shuffles of the whole batch (every rank draws the same),
+    each split into minibatches of `size` sequences, as a list of (this rank's micro-batches of the
+    minibatch (micro_batches: indices into its own rows), the minibatch's valid tokens, its
+    sequences, the stand-in micro-batches this rank runs). lengths (B,): the whole batch's response
+    lengths; my_lengths: this rank's, on the host. Sharded, every forward and backward is a
+    collective, so every rank runs the same number of micro-batches: one that holds fewer rows of a
+    minibatch runs stand-ins (its first row at loss weight 0, which adds exact zeros)."""
+    B, my_rows = len(lengths), ranks.my_rows(len(lengths))
+    all_lengths = lengths.long().cpu() if sharded and token_budget else None
+    plan = []
+    for _ in range(epochs):
+        for mb in torch.randperm(B).split(size):
+            mine = rank_minibatch(mb, my_rows) if ranks.active else mb
+            micros = micro_batches(mine, my_lengths[mine], prompt_width, micro_size,
+                                   token_budget) if len(mine) else []
+            most = micro_batch_count(mb, B, ranks.world, micro_size, all_lengths, prompt_width,
+                                     token_budget) if sharded else len(micros)
+            plan.append((micros, lengths[mb].sum(), len(mb), most - len(micros)))
+    return plan
+
+
+def check_same_weights(ranks, models, log):
+    """Without sharding every rank must end with the same weights (they took the same summed steps):
+    a difference stops the run rather than save one. models: the trained ones (None: not loaded)."""
+    prints = ranks.all_objects([weights_fingerprint(m).tolist() for m in models if m is not None])
+    if any(p != prints[0] for p in prints):
+        raise RuntimeError(f"the processes ended with different weights (fingerprints {prints}): "
+                           "a bug, please report it with your settings")
+    log(f"weights identical on all {ranks.world} processes")
+
+
+def my_share(ranks, Tp, **tensors):
+    """The update's share of the batch: this rank's rows of the gathered (B, Tr) tensors, cut back
+    to its own responses' width, the lengths on the host (no sync in the loop), its ids whole."""
+    rows = ranks.my_rows(len(tensors["mask"]))
+    Tr = tensors["input_ids"].shape[1] - Tp
+    share = {k: v[rows, :Tr] for k, v in tensors.items() if v is not None and v.dim() == 2 and
+             k not in ("input_ids", "attention_mask")}
+    return {**share, "input_ids": tensors["input_ids"],
+            "attention_mask": tensors["attention_mask"],
+            "lengths": tensors["lengths"][rows].long().cpu()}

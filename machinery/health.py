@@ -1,7 +1,7 @@
 """Health checks: each a small pure function of the run's logged rows (metrics.jsonl's, oldest
 first, the step just logged last) that returns an Alarm, or None while the run looks healthy.
-RunLoop.check_health runs them all after every step (and on the final evaluation's row), prints the
-first firing of each check as one line that says what to change, counts the rest, and with
+logs.RunLog.check_health runs them all after every step (and on the final evaluation's row), prints
+the first firing of each check as one line that says what to change, counts the rest, and with
 HEALTH="stop" ends the run, saved, with exit code 3 (EXIT_CODE).
 
 The thresholds are chosen far outside what this project's healthy runs log (docs/health.md gives,

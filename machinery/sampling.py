@@ -7,10 +7,8 @@ import transformers
 from packaging.version import Version
 
 from .distributed import no_grad_for
-from .preflight import ConfigError
-from .script import first_line
 
-from .models import autocast, conversation
+from .models import autocast
 
 
 # The KV cache's keyword, in a forward's arguments and in its output: transformers 5.24 renamed
@@ -182,77 +180,6 @@ def eos_token_ids(tokenizer, model_name):
     return torch.tensor(sorted(ids))
 
 
-def tokenize_prompts(tokenizer, prompts, chat_template, max_length, system_prompt=None,
-                     enable_thinking=False, source=None):
-    """Tokenise every prompt once, through the tokenizer's chat template when chat_template is True,
-    or is "auto" and the tokenizer has one (each prompt as a conversation, system_prompt first).
-    Over-long prompts keep their last max_length tokens (the end of a prompt is what the response
-    continues). Returns (token-id lists, truncated flags). A template that raises on a prompt is a
-    ConfigError naming SYSTEM_PROMPT where it refuses the system turn, else the prompt's row of
-    `source` ("DATASET='data.jsonl', column 'prompt'")."""
-    has_template = bool(tokenizer.chat_template)
-    if chat_template is True and not has_template:
-        raise ConfigError(
-            "CHAT_TEMPLATE=True but the tokenizer of ACTOR_MODEL has no chat template: "
-            "set CHAT_TEMPLATE to 'auto' or False.")
-    if uses_chat_template(tokenizer, chat_template):
-        # enable_thinking (ENABLE_THINKING) is Qwen3's switch: False adds an empty think block;
-        # other templates ignore it.
-        def render(messages):
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                 tokenize=False, enable_thinking=enable_thinking)
-        texts = []
-        for row, prompt in enumerate(prompts):
-            messages = conversation(prompt, system_prompt)
-            try:
-                texts.append(render(messages))
-            except Exception as e:
-                raise template_refusal(render, messages, row, e, system_prompt, source) from None
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    else:
-        why = "has no chat template" if not has_template else \
-            "has its chat template turned off (CHAT_TEMPLATE=False)"
-        if system_prompt is not None:
-            raise ConfigError(
-                f"SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer {why}, which is what places a "
-                "system message: write the instruction into the prompts instead, or use a model "
-                "with a chat template.")
-        if any(not isinstance(p, str) for p in prompts):
-            raise ConfigError(
-                "the prompts are conversations (lists of messages), but ACTOR_MODEL's tokenizer "
-                f"{why}, which is what turns them into text: give text prompts, or a model with a "
-                "chat template.")
-        ids = tokenizer(list(prompts))["input_ids"]
-    return [x[-max_length:] for x in ids], [len(x) > max_length for x in ids]
-
-
-def uses_chat_template(tokenizer, chat_template):
-    """Whether prompts go through the tokenizer's chat template: CHAT_TEMPLATE True, or "auto" and
-    the tokenizer has one."""
-    return bool(tokenizer.chat_template) and chat_template in (True, "auto")
-
-
-def template_refusal(render, messages, row, error, system_prompt, source):
-    """The ConfigError for a chat template that raised on one prompt's messages: SYSTEM_PROMPT's
-    fault when the prompt renders without it, else the row's."""
-    reason = f"{type(error).__name__}: {first_line(error)}"
-    if system_prompt is not None and messages[0] == {"role": "system", "content": system_prompt}:
-        try:
-            render(messages[1:])
-        except Exception:
-            pass
-        else:
-            return ConfigError(
-                f"SYSTEM_PROMPT={system_prompt!r}: ACTOR_MODEL's chat template refuses a system "
-                f"turn ({reason}): set --SYSTEM_PROMPT=None and write the instruction into the "
-                "prompts, or use a model whose template takes a system message.")
-    where = f"{source}, row {row}" if source else f"prompt {row}"
-    return ConfigError(
-        f"{where}: ACTOR_MODEL's chat template cannot render it ({reason}): fix that row (roles "
-        "the template accepts, in the order it accepts), or give text prompts with "
-        "--CHAT_TEMPLATE=False.")
-
-
 def left_pad(sequences, pad_id):
     """Token lists -> (B, Tp) ids and attention mask, padded on the left so every prompt ends at
     column Tp-1."""
@@ -275,6 +202,7 @@ def stream_indices(start, n, num_prompts, seed):
                                               seed * 100003 + epoch))
         out.append(int(perms[epoch][offset]))
     return out
+
 
 
 def _pad_columns(x, width, value, left):

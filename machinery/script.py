@@ -1,7 +1,7 @@
 """How every command-line program of the project ends (plotting.py, evaluate.py, bench/*): bad
 arguments or a missing input are one line and exit 2 before any work, a fault is one line and exit
 1, Ctrl-C is one line and exit 130; a traceback only with --DEBUG=True. ppo.py keeps the same
-promise with more exit codes (machinery/loop.py). Imports nothing heavy, so a refusal is quick."""
+promise with more exit codes (machinery/exits.py). Imports nothing heavy, so a refusal is quick."""
 import argparse
 import os
 import shlex
@@ -9,7 +9,8 @@ import sys
 
 
 class Refusal(Exception):
-    """Bad input to a script: said in one line, exit 2, before any work."""
+    """Bad settings or inputs, found before any expensive work: said in one line that names what to
+    change, exit 2."""
 
 
 def debug_requested(argv):
@@ -35,9 +36,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main, argv=None):
-    """Calls main(argv) without --DEBUG=True and returns its exit code: a Refusal (or the project's
-    ConfigError) is one line and 2, any other exception one line and 1, Ctrl-C 130; --DEBUG=True
-    lets the traceback through."""
+    """Calls main(argv) without --DEBUG=True and returns its exit code: a Refusal is one line and 2,
+    any other exception one line and 1, Ctrl-C 130; --DEBUG=True lets the traceback through."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = debug_requested(argv)
     argv = [a for a in argv if not a.startswith("--DEBUG=")]
@@ -54,7 +54,7 @@ def run(main, argv=None):
     except Exception as e:
         if debug:
             raise
-        refused = isinstance(e, Refusal) or type(e).__name__ == "ConfigError"
+        refused = isinstance(e, Refusal)
         message = first_line(e) if refused else f"{type(e).__name__}: {first_line(e)}"
         print(f"error: {message}" + ("" if refused else " (--DEBUG=True shows the traceback)"),
               file=sys.stderr)

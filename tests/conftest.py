@@ -81,3 +81,17 @@ def tiny_args(tiny, out_dir, **overrides):
                     PLOT_EVERY=2)
     settings.update(overrides)
     return [f"--{k}={v}" for k, v in settings.items()]
+
+
+def load_config(argv=(), log=None):
+    """ppo.py's settings for these arguments, as ppo.main reads them."""
+    import ppo
+    from machinery import settings
+    return settings.load_config(list(argv), ppo.TABLES, log)
+
+
+def check_settings(cfg):
+    """The checks among settings, for ALGORITHM's traits, as PPOTrainer makes them."""
+    import ppo
+    from machinery import settings
+    settings.check_settings(cfg, ppo.ALGORITHMS[cfg.ALGORITHM])

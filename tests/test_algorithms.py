@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import ppo
-from machinery import preflight
-from conftest import tiny_args
+from machinery.script import Refusal
+from conftest import check_settings, load_config, tiny_args
 
 
 def test_group_advantages_hand_checked():
@@ -55,7 +55,7 @@ def test_overlong_penalty_follows_dapo_eq_13():
     assert ppo.overlong_penalty(lengths, 16, 0).tolist() == [0.0] * 5
 
 
-@pytest.mark.parametrize("mode", preflight.LOSS_AGGREGATIONS)
+@pytest.mark.parametrize("mode", ppo.LOSS_AGGREGATIONS)
 def test_loss_aggregations_match_brute_force_and_split_exactly(mode):
     gen = torch.Generator().manual_seed(1)
     lengths = [3, 1, 5, 2]
@@ -95,49 +95,54 @@ def test_reinforce_loss_gradient_is_advantage_weighted_score_function():
 
 
 def test_algorithm_defaults_resolve_and_overrides_win():
-    dapo = preflight.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4", "--MAX_NEW_TOKENS=20"])
+    dapo = load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4", "--MAX_NEW_TOKENS=20"])
     assert (dapo.KL_COEF, dapo.CLIP_RANGE_LOW, dapo.CLIP_RANGE_HIGH, dapo.LOSS_AGG,
             dapo.OVERLONG_BUFFER,
             # overlong shaping only when asked
             dapo.DYNAMIC_SAMPLING) == (0.0, 0.2, 0.28, "token-mean", 0, True)
-    grpo = preflight.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4"])
+    grpo = load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=4"])
     assert (grpo.KL_COEF, grpo.KL_ESTIMATOR, grpo.LOSS_AGG, grpo.CLIP_RANGE_HIGH) == (
         0.04, "k3", "seq-mean-token-mean", 0.2)
-    assert preflight.load_config([]).KL_COEF == 0.05
-    assert preflight.load_config([]).LOSS_AGG == "token-mean"
+    assert load_config([]).KL_COEF == 0.05
+    assert load_config([]).LOSS_AGG == "token-mean"
     # Updates per batch: ppo 4 passes of minibatches of 8; the critic-free algorithms one update on
     # the whole batch.
-    assert ((preflight.load_config([]).PPO_EPOCHS, preflight.load_config([]).MINI_BATCH_SIZE)
+    assert ((load_config([]).PPO_EPOCHS, load_config([]).MINI_BATCH_SIZE)
             == (4, 8))
     for name, algorithm in (("grpo", grpo), ("dapo", dapo)):
         assert (algorithm.PPO_EPOCHS, algorithm.MINI_BATCH_SIZE) == (1, 32 * 4), name
     # GSPO's paper: its clip on the sequence's ratio, 4 minibatches; CISPO: no lower bound
-    gspo, cispo = (preflight.load_config([f"--ALGORITHM={a}", "--GROUP_SIZE=4"])
+    gspo, cispo = (load_config([f"--ALGORITHM={a}", "--GROUP_SIZE=4"])
                    for a in ("gspo", "cispo"))
     assert (gspo.KL_COEF, gspo.CLIP_RANGE_LOW, gspo.CLIP_RANGE_HIGH, gspo.LOSS_AGG, gspo.PPO_EPOCHS,
             gspo.MINI_BATCH_SIZE) == (0.0, 3e-4, 4e-4, "seq-mean-token-mean", 1, 32)
     assert (cispo.KL_COEF, cispo.CLIP_RANGE_LOW, cispo.CLIP_RANGE_HIGH, cispo.LOSS_AGG,
             cispo.MINI_BATCH_SIZE) == (0.0, 1.0, 0.28, "token-mean", 32)
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match=r"\(for gspo, MINI_BATCH_SIZE=None is a quarter \(3\) of the"):
-        ppo.check_settings(preflight.load_config(["--ALGORITHM=gspo", "--GROUP_SIZE=3",
+        check_settings(load_config(["--ALGORITHM=gspo", "--GROUP_SIZE=3",
                                                   "--BATCH_SIZE=4"]))
     grpo_args = ["--ALGORITHM=grpo", "--GROUP_SIZE=4", "--PPO_EPOCHS=2"]
-    assert preflight.load_config(grpo_args).PPO_EPOCHS == 2
-    with pytest.raises(preflight.ConfigError,
+    assert load_config(grpo_args).PPO_EPOCHS == 2
+    with pytest.raises(Refusal,
                        match=r"MINI_BATCH_SIZE \(15\) must be divisible by MICRO_BATCH_SIZE \(8\) "
                              r"\(for grpo, MINI_BATCH_SIZE=None is the whole batch"):
-        ppo.check_settings(preflight.load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=3",
+        check_settings(load_config(["--ALGORITHM=grpo", "--GROUP_SIZE=3",
                                                   "--BATCH_SIZE=5"]))
-    mine = preflight.load_config(["--ALGORITHM=dapo", "--KL_COEF=0.01", "--DYNAMIC_SAMPLING=False"])
+    mine = load_config(["--ALGORITHM=dapo", "--KL_COEF=0.01", "--DYNAMIC_SAMPLING=False"])
     assert mine.KL_COEF == 0.01 and mine.DYNAMIC_SAMPLING is False
-    with pytest.raises(preflight.ConfigError, match="GROUP_SIZE must be at least 2"):
-        ppo.check_settings(preflight.load_config(["--ALGORITHM=grpo"]))
-    with pytest.raises(preflight.ConfigError, match="ALGORITHM must be one of"):
-        preflight.load_config(["--ALGORITHM=trpo"])
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal, match="GROUP_SIZE must be at least 2"):
+        check_settings(load_config(["--ALGORITHM=grpo"]))
+    # REINFORCE's loss has no ratio to clip: more than one update per batch is refused, not ignored
+    for extra in ("--PPO_EPOCHS=2", "--MINI_BATCH_SIZE=8"):
+        with pytest.raises(Refusal, match=r"ALGORITHM='reinforce' takes one update on fresh "
+                                          r"samples .* leave both None"):
+            check_settings(load_config(["--ALGORITHM=reinforce", extra]))
+    with pytest.raises(Refusal, match="ALGORITHM must be one of"):
+        load_config(["--ALGORITHM=trpo"])
+    with pytest.raises(Refusal,
                        match=r"BATCH_SIZE \* GROUP_SIZE \(32 \* 3 sequences\)"):
-        ppo.check_settings(preflight.load_config(["--GROUP_SIZE=3", "--MINI_BATCH_SIZE=64",
+        check_settings(load_config(["--GROUP_SIZE=3", "--MINI_BATCH_SIZE=64",
                                                   "--MICRO_BATCH_SIZE=8"]))
 
 
@@ -170,18 +175,19 @@ def test_concat_rollouts_repads_prompts_left_and_responses_right():
 def test_dynamic_sampling_drops_uniform_groups_and_refills(tiny, tmp_path):
     # Enough rounds that the batch fills up whatever else ties by chance (the round limit: the next
     # test).
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2,
+    cfg = load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2,
                                           BATCH_SIZE=8, MINI_BATCH_SIZE=8,
                                     REWARD_MODEL="reward_fns:uniform_for_movies",
                                     MAX_SAMPLING_ROUNDS=20))
     trainer = ppo.PPOTrainer(cfg)
-    batch, generated, dropped, rounds = trainer.rollout()
-    assert len(batch["prompts"]) == 16 and rounds >= 2
+    batch, counts = trainer.rollout()
+    assert len(batch["prompts"]) == 16 and counts["sampling_rounds"] >= 2
     assert not any("movie" in p for p in batch["prompts"])
     # Every movie prompt consumed so far was dropped (plus any other group that happened to tie).
     consumed = ppo.stream_indices(0, trainer.data_position, len(trainer.prompts), cfg.SEED)
     n_movie = sum("movie" in trainer.prompts[i] for i in consumed)
-    assert generated == trainer.data_position and dropped >= n_movie > 0
+    generated = trainer.data_position  # groups: one per prompt
+    assert round(counts["groups_dropped"] * generated) >= n_movie > 0
     assert not ppo.uniform_groups(batch["scores"], 2).any()
     assert trainer.responses_generated == 2 * generated
     metrics, _ = trainer.step()
@@ -189,12 +195,13 @@ def test_dynamic_sampling_drops_uniform_groups_and_refills(tiny, tmp_path):
 
 
 def test_dynamic_sampling_stops_after_its_rounds_and_trains_on_the_last_batch(tiny, tmp_path):
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2,
+    cfg = load_config(tiny_args(tiny, tmp_path, ALGORITHM="dapo", GROUP_SIZE=2,
                                           BATCH_SIZE=8, MINI_BATCH_SIZE=8,
                                     REWARD_MODEL="reward_fns:constant", MAX_SAMPLING_ROUNDS=2))
     trainer = ppo.PPOTrainer(cfg)
-    batch, generated, dropped, rounds = trainer.rollout()
-    assert rounds == 3 and generated == dropped == 3 * 8  # every group of every round was uniform
+    batch, counts = trainer.rollout()
+    # every group of every round was uniform
+    assert counts == {"groups_dropped": 1.0, "sampling_rounds": 3}
     # the last round's batch, whole
     assert len(batch["prompts"]) == 16 and trainer.data_position == 24
 
@@ -203,12 +210,15 @@ def test_dynamic_sampling_stops_after_its_rounds_and_trains_on_the_last_batch(ti
                                        "cispo"])
 def test_every_algorithm_trains_through_the_same_trainer(tiny, tmp_path, algorithm):
     out = tmp_path / algorithm
-    args = tiny_args(tiny, out, ALGORITHM=algorithm, GROUP_SIZE=4, BATCH_SIZE=2, MINI_BATCH_SIZE=4,
+    # reinforce takes one update per batch, its default; the others 2 epochs of 2 minibatches
+    minibatch = dict(PPO_EPOCHS=None, MINI_BATCH_SIZE=None) if algorithm == "reinforce" else \
+        dict(MINI_BATCH_SIZE=4)
+    args = tiny_args(tiny, out, ALGORITHM=algorithm, GROUP_SIZE=4, BATCH_SIZE=2, **minibatch,
                      MICRO_BATCH_SIZE=2, MAX_STEPS=2, REWARD_MODEL="reward_fns:word_count")
     # (the sentiment reward is 0 for most of the untrained policy's text, so groups were uniform and
     # the weights moved only through AdamW's default weight decay, which this test took for
     # learning)
-    cfg = preflight.load_config(args)
+    cfg = load_config(args)
     trainer = ppo.PPOTrainer(cfg)
     assert (trainer.critic is not None) == (algorithm == "ppo")
     # KL_COEF 0: dapo, gspo and cispo load no reference
@@ -230,13 +240,13 @@ def test_single_pass_reuses_the_update_forward_with_the_same_result(tiny, tmp_pa
     metric and the entropy metric must equal those of the two-forward path."""
     results = []
     for reuse in (True, False):
-        cfg = preflight.load_config(tiny_args(tiny, tmp_path / str(reuse), ALGORITHM="grpo",
+        cfg = load_config(tiny_args(tiny, tmp_path / str(reuse), ALGORITHM="grpo",
                                               GROUP_SIZE=4, BATCH_SIZE=2,
                                         PPO_EPOCHS=1, MINI_BATCH_SIZE=8, MICRO_BATCH_SIZE=4,
                                         REWARD_MODEL="reward_fns:sentiment"))
         trainer = ppo.PPOTrainer(cfg)
-        assert trainer.single_pass(8)
-        monkeypatch.setattr(trainer, "single_pass", lambda n, reuse=reuse: reuse)
+        assert trainer.single_pass
+        monkeypatch.setattr(trainer, "single_pass", reuse)
         metrics, _ = trainer.step()
         results.append((metrics, torch.cat([p.detach().flatten()
                                             for p in trainer.policy.parameters()])))

@@ -9,9 +9,8 @@ import torch
 from transformers import Qwen3Config, Qwen3ForSequenceClassification
 
 import ppo
-from machinery import models
-from machinery import preflight
-from conftest import ROOT, make_qwen3_policy, tiny_args, write_prompts
+from machinery import rewards
+from conftest import ROOT, load_config, make_qwen3_policy, tiny_args, write_prompts
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +46,6 @@ CASES = [  # (overrides, with {name} from the fixtures, expected message)
      "REWARD_MODEL=.* is a Qwen3ForCausalLM, not a sequence classifier"),
     ({"REWARD_MODEL": "{missing}"}, "REWARD_MODEL='.*nope': no such folder"),
     ({"REWARD_MODEL": "no_such_module:score"}, "cannot import no_such_module .ModuleNotFoundError"),
-    ({"REWARD_MODEL": "default_task:sentiment_reward"},
-     "the module default_task is tasks.sentiment now: write tasks.sentiment:sentiment_reward"),
-    ({"REWARD_MODEL": "rewards:exact_match"},
-     "rewards is tasks.rewards now: write tasks.rewards:exact_match"),
     ({"REWARD_MODEL": "reward_fns:raises"},
      "failed on a test call: reward function raises raised KeyError"),
     ({"REWARD_MODEL": "reward_fns:wrong_count"}, "returned 1 values for 2 responses"),
@@ -93,7 +88,7 @@ def test_command_line_refusal_has_no_traceback(tmp_path):
 
 
 def test_non_finite_reward_during_training_is_skipped_and_names_the_prompt(tiny, tmp_path):
-    cfg = preflight.load_config(
+    cfg = load_config(
         tiny_args(tiny, tmp_path, REWARD_MODEL="reward_fns:nan_after_probe"))
     trainer = ppo.PPOTrainer(cfg)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
@@ -107,7 +102,7 @@ def test_non_finite_reward_during_training_is_skipped_and_names_the_prompt(tiny,
 
 def test_reward_model_input_format(tiny):
     """The DeBERTa reward model reads (prompt, response) as a text pair in its own vocabulary."""
-    rm = models.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
+    rm = rewards.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
     scores = rm(["the movie was", "the food"], [" great.", " awful and i hated it."])
     assert scores.shape == (2,) and torch.isfinite(scores).all()
     pair = rm.tokenizer("the movie was", " great.")

@@ -3,13 +3,13 @@ log-probs computed a chunk of positions at a time. Neither may change a gradient
 micro-batch is weighted by its minibatch's totals (ppo.loss_weights), whatever the packing, the bug
 that TRL, OpenRLHF and ms-swift each shipped once (a micro-batch normalised by its own token count).
 """
+import functools
 import pytest
 import torch
 
 import ppo
-from machinery import preflight
 from machinery.distributed import micro_batch_count, micro_batches
-from conftest import tiny_args
+from conftest import load_config, tiny_args
 
 
 @pytest.mark.parametrize("budget", [None, 1, 20, 27, 40, 1000])
@@ -51,7 +51,7 @@ def captured(tiny, tmp_path_factory):
     """A PPO trainer after one step, and the rollout its update trained on, its rows given mixed
     lengths 1 .. Tr (the ratio to the old log-probs is no longer 1: the test covers the clipped
     branch too)."""
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path_factory.mktemp("packing"),
+    cfg = load_config(tiny_args(tiny, tmp_path_factory.mktemp("packing"),
                                           MINI_BATCH_SIZE=8, MICRO_BATCH_SIZE=8, PPO_EPOCHS=1,
                                           ENTROPY_COEF=0.01))
     trainer = ppo.PPOTrainer(cfg)
@@ -75,9 +75,9 @@ def captured(tiny, tmp_path_factory):
 
 def gradient(model, accumulate, rollout, Tp, micros):
     model.zero_grad(set_to_none=True)
-    n_tokens, n_seqs = rollout["lengths"].sum().float(), len(rollout["lengths"])
+    n_tokens = rollout["lengths"].sum().float()
     for micro in micros:
-        accumulate(rollout, micro, Tp, n_tokens, n_seqs)
+        accumulate(rollout, micro, Tp, n_tokens)
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
@@ -93,7 +93,9 @@ def test_any_micro_batching_gives_the_whole_minibatchs_gradient(captured, loss_a
     # every packing splits the rows differently
     partitions = {frozenset(frozenset(m.tolist()) for m in p) for p in packings.values()}
     assert len(partitions) == len(packings)
-    for model, accumulate in ((trainer.policy, trainer.accumulate_gradients),
+    n_seqs = len(rollout["lengths"])
+    policy_gradients = functools.partial(trainer.policy_gradients, n_seqs=n_seqs)
+    for model, accumulate in ((trainer.policy, policy_gradients),
                               (trainer.critic, trainer.critic_gradients)):
         expected = gradient(model, accumulate, rollout, Tp, packings["whole"])
         assert expected.abs().max() > 0

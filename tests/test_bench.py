@@ -1,4 +1,8 @@
+"""The bench/ scripts on tiny shapes: bench/speed.py's phases, memory plans, FLOP counts and machine
+limits, the TRL runner's settings, the compiled decode, the real-model record. Nothing is timed."""
 import json
+import math
+import os
 import shutil
 
 import pytest
@@ -8,8 +12,8 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen3
 
 from bench import speed as bench
 import ppo
-from machinery import sampling
-from conftest import tiny_args
+from machinery import models, sampling
+from conftest import check_settings, load_config, tiny_args
 
 
 def test_bench_phases_add_up_to_the_step(tiny, tmp_path):
@@ -223,3 +227,114 @@ def test_packing_by_tokens_cuts_the_counted_flops_by_about_the_padding(capsys):
     rows, packed = r["micro_batch_size"], r["micro_batch_tokens"]
     assert r["valid_tokens"] <= packed["tokens_computed"] < rows["tokens_computed"]
     assert r["flops_cut"] >= 1 - packed["tokens_computed"] / rows["tokens_computed"] > 0
+
+
+def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
+    cfg = load_config(bench.TRL_PPO_ARGS)
+    check_settings(cfg)
+    assert ((cfg.BATCH_SIZE, cfg.MINI_BATCH_SIZE, cfg.PPO_EPOCHS, cfg.MAX_NEW_TOKENS)
+            == (32, 8, 4, 16))
+    # TRL's PPO loop never clips
+    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_MAX_GRAD_NORM is None
+    assert cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: one optimizer, one learning rate
+    with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
+        runner = f.read()
+    # main_ppo's defaults are the tiny comparison's settings (bench/speed.py --shapes --trl passes
+    # others)
+    import ast
+    main_ppo = next(f for f in ast.walk(ast.parse(runner)) if isinstance(f, ast.FunctionDef)
+                    and f.name == "main_ppo")
+    names = [a.arg for a in main_ppo.args.args][-len(main_ppo.args.defaults):]
+    defaults = dict(zip(names, (ast.literal_eval(d) for d in main_ppo.args.defaults)))
+    assert defaults == {"prompts": None, "batch": 32, "response_len": 16, "epochs": 4,
+                        "learning_rate": 3e-4}
+    for theirs in ("per_device_train_batch_size=batch", "num_mini_batches=batch // min(batch, 8)",
+                   "num_ppo_epochs=epochs", "response_length=response_len",
+                   "learning_rate=learning_rate",
+                   "kl_coef=0.05", 'kl_estimator="k1"', "cliprange=0.2", "cliprange_value=0.2",
+                   "gamma=1.0", "lam=0.95", "adam_epsilon=1e-5"):
+        assert theirs in runner, theirs
+
+
+def test_the_memory_estimates_parameter_counts_match_real_models(monkeypatch):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
+    n_policy, _, _, n_lora = bench.parameter_counts(lora_rank=4)
+    model = Qwen3ForCausalLM(Qwen3Config(**small))
+    assert n_policy == sum(p.numel() for p in model.parameters())
+    cfg = load_config(["--LORA_RANK=4"])
+    lora_model = models.add_lora(model, cfg, "CAUSAL_LM")
+    assert n_lora == sum(p.numel() for n, p in lora_model.named_parameters() if "lora_" in n)
+    monkeypatch.undo()  # the estimate itself, for Qwen3-0.6B
+    full, lora = bench.memory_estimate(), bench.memory_estimate(lora_rank=16)
+    assert lora["reference"] == 0 and full["reference"] > 0 and lora["policy"] < full["policy"] / 5
+    key = "activations (critic update)"
+    assert bench.memory_estimate(checkpointing=True)[key] < full[key]
+
+
+def test_the_memory_plan_divides_what_fsdp_shards_and_adds_what_it_gathers():
+    (n, root, block), (n_critic, _, _), _, _ = bench.model_parts(0, "0.6B")
+    cfg = bench.QWEN3["0.6B"]
+    # tied embedding and final norm
+    assert root == cfg["vocab_size"] * cfg["hidden_size"] + cfg["hidden_size"]
+    assert root + cfg["num_hidden_layers"] * block == n
+    one, two = bench.memory_estimate(), bench.memory_estimate(gpus=2, sharded=True)
+    for key in ("policy", "reference", "critic", "reward model"):
+        assert two[key] == pytest.approx(one[key] / 2)
+    # FSDP's whole copies
+    assert two["activations (policy update)"] > one["activations (policy update)"]
+    assert bench.per_gpu_peak(two, "fsdp") < bench.per_gpu_peak(one, "one")
+    assert bench.per_gpu_peak(bench.memory_estimate(size="8B", gpus=8, sharded=True,
+                                                    checkpointing=True),
+                              "fsdp") < 76 < bench.per_gpu_peak(
+                                  bench.memory_estimate(size="8B"), "one")
+
+
+def test_the_sharded_memory_measurement_runs_its_path_on_a_cpu(monkeypatch):
+    """bench/speed.py --memory --sharded (measured on a GPU when lent) on tiny shapes in a
+    one-process group: builds with parameters on the meta device, shards, gives storage, runs two
+    updates; a CPU has no peak to report."""
+    import torch.distributed as dist
+    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
+    monkeypatch.setattr(bench, "DEBERTA_V3_LARGE",
+                        dict(bench.DEBERTA_V3_LARGE, hidden_size=32, intermediate_size=64,
+                                                        num_hidden_layers=2, num_attention_heads=2,
+                                                        pooler_hidden_size=32, vocab_size=300))
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        for kw in ({}, {"lora_rank": 4, "checkpointing": True}):
+            assert math.isnan(bench.measure_sharded_memory(
+                micro_batch=2, prompt_len=8, response_len=4, device="cpu", **kw))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_forward_flop_count_matches_torchs_flop_counter():
+    """forward_flops against FlopCounterMode on real forwards (eager attention, whose matmuls it
+    counts) of Qwen3 shapes with grouped-query attention, several batch sizes, lengths and kept
+    logits."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    for hidden, layers, heads, kv, n, length, kept in ((32, 2, 2, 1, 2, 10, 4),
+                                                       (48, 3, 4, 2, 3, 7, 7),
+                                                       (64, 1, 4, 4, 1, 12, 1)):
+        cfg = dict(vocab_size=211, hidden_size=hidden, intermediate_size=2 * hidden + 8,
+                   num_hidden_layers=layers,
+                   num_attention_heads=heads, num_key_value_heads=kv, head_dim=16,
+                   tie_word_embeddings=True)
+        model = Qwen3ForCausalLM(Qwen3Config(**cfg, attn_implementation="eager")).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=torch.randint(0, 211, (n, length)), logits_to_keep=kept)
+        assert bench.forward_flops(cfg, n, length, kept) == counter.get_total_flops()
+
+
+def test_the_machine_limits_are_measured_not_assumed():
+    peak, bandwidth = bench.matmul_peak(
+        n=256, seconds=0.05), bench.memory_bandwidth(mib=8, seconds=0.05)
+    assert math.isfinite(peak) and peak > 0 and math.isfinite(bandwidth) and bandwidth > 0

@@ -14,11 +14,11 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from machinery import distributed
 import ppo
+from machinery.script import Refusal
 from machinery import models
-from machinery import preflight
 from machinery.sampling import draw_tokens
 import reward_fns
-from conftest import ROOT, tiny_args
+from conftest import ROOT, load_config, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,36 +58,36 @@ def test_a_rows_uniforms_do_not_depend_on_how_the_batch_is_split():
 
 def test_each_rank_takes_its_rows_of_a_global_minibatch():
     mb = torch.tensor([5, 1, 6, 2, 7])
-    assert ppo.rank_minibatch(mb, slice(0, 4)).tolist() == [1, 2]
-    assert ppo.rank_minibatch(mb, slice(4, 8)).tolist() == [1, 2, 3]
-    assert ppo.rank_minibatch(torch.tensor([0, 1]), slice(4, 8)).tolist() == []
+    assert distributed.rank_minibatch(mb, slice(0, 4)).tolist() == [1, 2]
+    assert distributed.rank_minibatch(mb, slice(4, 8)).tolist() == [1, 2, 3]
+    assert distributed.rank_minibatch(torch.tensor([0, 1]), slice(4, 8)).tolist() == []
     ranks = ppo.Ranks({"WORLD_SIZE": "2", "RANK": "1"})
     assert ranks.my_rows(8) == slice(4, 8) and ranks.active
 
 
 def test_settings_that_do_not_split_over_the_processes_are_refused():
-    with pytest.raises(preflight.ConfigError, match="multiple of 3"):
-        ppo.check_distributed(preflight.load_config(["--BATCH_SIZE=8"]), 3)
-    with pytest.raises(preflight.ConfigError, match="DYNAMIC_SAMPLING"):
-        ppo.check_distributed(preflight.load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4",
+    with pytest.raises(Refusal, match="multiple of 3"):
+        models.check_distributed(load_config(["--BATCH_SIZE=8"]), 3)
+    with pytest.raises(Refusal, match="DYNAMIC_SAMPLING"):
+        models.check_distributed(load_config(["--ALGORITHM=dapo", "--GROUP_SIZE=4",
                                                      "--BATCH_SIZE=8"]), 2)
-    ppo.check_distributed(preflight.load_config(["--BATCH_SIZE=8"]), 2)
+    models.check_distributed(load_config(["--BATCH_SIZE=8"]), 2)
 
 
 def test_each_process_gets_its_own_gpus():
-    cfg = preflight.load_config([])
+    cfg = load_config([])
     def devices(n, rank, world):
         return {k: str(v) for k, v in models.resolve_devices(cfg, n, rank, world).items()}
     assert devices(4, 1, 2) == {"policy": "cuda:2", "ref": "cuda:2", "critic": "cuda:3",
                                 "reward": "cuda:3"}
     assert devices(2, 1, 2) == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:1")
     assert devices(0, 1, 2) == dict.fromkeys(("policy", "ref", "critic", "reward"), "cpu")
-    with pytest.raises(preflight.ConfigError, match="--nproc_per_node=1"):
+    with pytest.raises(Refusal, match="--nproc_per_node=1"):
         models.resolve_devices(cfg, 1, 1, 2)
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match="DEVICE_CRITIC='cuda:1' would put every torchrun process"):
-        models.resolve_devices(preflight.load_config(["--DEVICE_CRITIC=cuda:1"]), 4, 1, 2)
-    cpu_critic = preflight.load_config(["--DEVICE_CRITIC=cpu"])
+        models.resolve_devices(load_config(["--DEVICE_CRITIC=cuda:1"]), 4, 1, 2)
+    cpu_critic = load_config(["--DEVICE_CRITIC=cpu"])
     assert str(models.resolve_devices(cpu_critic, 4, 1, 2)["critic"]) == "cpu"
 
 
@@ -96,8 +96,9 @@ def test_every_rank_runs_as_many_micro_batches_as_the_busiest():
         g = torch.Generator().manual_seed(seed)
         n_rows, world, micro = 12, [1, 2, 3, 4, 6][seed % 5], 1 + seed % 3
         mb = torch.randperm(n_rows, generator=g)[:1 + seed % n_rows]
-        held = [len(ppo.rank_minibatch(mb, slice(r * n_rows // world, (r + 1) * n_rows // world)))
-                for r in range(world)]  # brute force: each rank's rows, split into micro-batches
+        # brute force: each rank's rows, split into micro-batches
+        held = [len(distributed.rank_minibatch(
+            mb, slice(r * n_rows // world, (r + 1) * n_rows // world))) for r in range(world)]
         assert (distributed.micro_batch_count(mb, n_rows, world, micro)
                 == max(-(-h // micro) for h in held))
 
@@ -105,23 +106,23 @@ def test_every_rank_runs_as_many_micro_batches_as_the_busiest():
 def test_sharding_settings_and_devices():
     assert [distributed.sharding_on(s, w) for s in ("auto", "none", "fsdp") for w in (1, 2)] == \
         [False, True, False, False, True, True]
-    cfg = preflight.load_config(["--SHARDING=fsdp"])
-    with pytest.raises(preflight.ConfigError, match="not started by torchrun"):
+    cfg = load_config(["--SHARDING=fsdp"])
+    with pytest.raises(Refusal, match="not started by torchrun"):
         distributed.check_sharding(cfg, ppo.Ranks({}))
     distributed.check_sharding(cfg, ppo.Ranks({"MASTER_ADDR": "localhost"}))
     # refused sharded (auto over 2), allowed copied
-    compiled = preflight.load_config(["--COMPILE_DECODE=True"])
-    with pytest.raises(preflight.ConfigError,
+    compiled = load_config(["--COMPILE_DECODE=True"])
+    with pytest.raises(Refusal,
                        match="COMPILE_DECODE=True is not supported with sharded"):
         distributed.check_sharding(compiled,
                                    ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
-    distributed.check_sharding(preflight.load_config(["--COMPILE_DECODE=True", "--SHARDING=none"]),
+    distributed.check_sharding(load_config(["--COMPILE_DECODE=True", "--SHARDING=none"]),
                                ppo.Ranks({"MASTER_ADDR": "localhost", "WORLD_SIZE": "2"}))
     # one GPU each
     devices = {k: str(v) for k, v in models.resolve_devices(cfg, 8, 3, 4, sharded=True).items()}
     assert devices == dict.fromkeys(("policy", "ref", "critic", "reward"), "cuda:3")
-    with pytest.raises(preflight.ConfigError, match="one device per process"):
-        models.resolve_devices(preflight.load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
+    with pytest.raises(Refusal, match="one device per process"):
+        models.resolve_devices(load_config(["--DEVICE_CRITIC=cpu"]), 1, sharded=True)
 
 
 def test_sharding_without_torchrun_is_one_line_before_any_work(tmp_path, capsys):

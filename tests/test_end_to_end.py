@@ -15,8 +15,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 from transformers import Qwen3ForSequenceClassification
 
 import ppo
-from machinery import preflight
-from conftest import ROOT, tiny_args
+from conftest import ROOT, load_config, tiny_args
 
 REQUIRED_METRICS = ["step", "reward", "reward_std", "policy_loss", "value_loss", "advantage",
                     "entropy", "kl",
@@ -55,7 +54,7 @@ def test_tiny_run_trains_and_writes_reloadable_outputs(tiny, tmp_path):
         assert AutoTokenizer.from_pretrained(out / sub).eos_token_id is not None
 
     for name in ("ppo_metrics.png", "training_metrics.png", "config.json", "ppo.py", "config.py",
-                 "machinery/preflight.py", "machinery/sampling.py", "tasks/sentiment.py"):
+                 "machinery/settings.py", "machinery/sampling.py", "tasks/sentiment.py"):
         assert (out / name).stat().st_size > 0, name
     samples = read_jsonl(out / "samples.jsonl")
     assert {s["step"] for s in samples} == {0, 1, 2}
@@ -72,7 +71,7 @@ def test_micro_batching_gives_the_same_update_as_whole_minibatches(tiny, tmp_pat
     changes nothing."""
     params = []
     for micro in (4, 1):
-        cfg = preflight.load_config(tiny_args(tiny, tmp_path / f"m{micro}", MICRO_BATCH_SIZE=micro,
+        cfg = load_config(tiny_args(tiny, tmp_path / f"m{micro}", MICRO_BATCH_SIZE=micro,
                                               PPO_EPOCHS=1))
         trainer = ppo.PPOTrainer(cfg)
         trainer.step()
@@ -104,7 +103,7 @@ def make_chat_variants(tiny):
 
 def test_chat_templates_for_policy_and_a_decoder_reward_model(tiny, tmp_path):
     chat_policy, decoder_rm = make_chat_variants(tiny)
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "chat", ACTOR_MODEL=chat_policy,
+    cfg = load_config(tiny_args(tiny, tmp_path / "chat", ACTOR_MODEL=chat_policy,
                                           CRITIC_MODEL=chat_policy,
                                     REWARD_MODEL=decoder_rm))
     trainer = ppo.PPOTrainer(cfg)
@@ -114,7 +113,7 @@ def test_chat_templates_for_policy_and_a_decoder_reward_model(tiny, tmp_path):
     # the classifier scored real text
     assert math.isfinite(metrics["reward"]) and metrics["reward_std"] > 0
     no_template = ppo.PPOTrainer(
-        preflight.load_config(tiny_args(tiny, tmp_path / "plain", ACTOR_MODEL=chat_policy,
+        load_config(tiny_args(tiny, tmp_path / "plain", ACTOR_MODEL=chat_policy,
                                   CRITIC_MODEL=chat_policy, CHAT_TEMPLATE=False)))
     assert no_template.tokenizer.decode(no_template.prompt_ids[0]) == no_template.prompts[0]
 
@@ -148,7 +147,7 @@ def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
     """DTYPE=bfloat16 is what a GPU run uses (autocast for the trained models and the float32
     reference, a bf16 reward model); it runs on a CPU too, so this path is exercised without a
     GPU."""
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
+    cfg = load_config(tiny_args(tiny, tmp_path, DTYPE="bfloat16", DEVICE_CRITIC="cpu"))
     trainer = ppo.PPOTrainer(cfg)
     assert trainer.ref_policy.dtype == trainer.policy.dtype == torch.float32
     assert trainer.scorer.parts[0].model.dtype == torch.bfloat16
@@ -159,7 +158,7 @@ def test_bf16_mixed_precision_path_runs(tiny, tmp_path):
 
 
 def test_prompts_longer_than_the_limit_keep_their_end(tiny, tmp_path):
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "trunc", MAX_PROMPT_LENGTH=3))
+    cfg = load_config(tiny_args(tiny, tmp_path / "trunc", MAX_PROMPT_LENGTH=3))
     trainer = ppo.PPOTrainer(cfg)
     full = trainer.tokenizer(trainer.prompts[0])["input_ids"]
     assert trainer.prompt_ids[0] == full[-3:]
@@ -184,7 +183,7 @@ def test_critic_from_a_reward_model_folder_starts_from_its_head(tiny, tmp_path):
     folder): the value head then starts from the reward head (N+ detail 8) and is read at every
     position."""
     _, decoder_rm = make_chat_variants(tiny)
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path, CRITIC_MODEL=decoder_rm))
+    cfg = load_config(tiny_args(tiny, tmp_path, CRITIC_MODEL=decoder_rm))
     trainer = ppo.PPOTrainer(cfg)
     rm = AutoModelForSequenceClassification.from_pretrained(decoder_rm)
     assert torch.equal(trainer.critic.head.weight, rm.score.weight)

@@ -425,9 +425,12 @@ def test_step_statistics_in_the_order_logged(gen):
     kl = torch.rand(B, T, generator=gen, dtype=torch.float64) * mask
     rewards = torch.randn(B, T, generator=gen, dtype=torch.float64)
     values, returns = torch.randn(B, T, generator=gen, dtype=torch.float64), raw.clone()
-    args = (0, scores, mask, torch.tensor([True, False, True, True]), mask.sum(1), raw, 0.7,
-            {"policy_loss": 0.1}, torch.tensor(2.5), 0.05)
-    with_critic = ppo.step_statistics(*args, kl, rewards, values, returns, G, {"lr": 1e-3}, {}, {})
+    given = dict(step=0, scores=scores, mask=mask, ended=torch.tensor([True, False, True, True]),
+                 lengths=mask.sum(1), raw_advantages=raw, entropy=0.7,
+                 update_stats={"policy_loss": 0.1}, seq_kl=torch.tensor(2.5), kl_coef=0.05,
+                 rewards=rewards)
+    with_critic = ppo.step_statistics(**given, kl=kl, values=values, returns=returns, group_size=G,
+                                      counters={"lr": 1e-3}, parts={}, sampling={})
     assert list(with_critic) == ["step", "reward", "reward_std", "advantage", "entropy",
                                  "policy_loss",
                                  "response_length", "eos_fraction", "lr", "kl", "kl_coef",
@@ -441,8 +444,8 @@ def test_step_statistics_in_the_order_logged(gen):
     assert with_critic["response_length"].item() == 2.25
     groups = scores.view(-1, G)
     assert with_critic["reward_std_in_group"].item() == pytest.approx(groups.std(1).mean().item())
-    plain = ppo.step_statistics(*args, None, rewards, None, None, 1, {}, {"a": scores},
-                                {"sampling_rounds": 2})
+    plain = ppo.step_statistics(**given, kl=None, values=None, returns=None, group_size=1,
+                                counters={}, parts={"a": scores}, sampling={"sampling_rounds": 2})
     assert "non_score_reward" not in plain
     assert "value" not in plain
     assert "reward_std_in_group" not in plain

@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-import ppo
 from machinery import models
-from machinery import preflight
+from machinery import rewards
+from conftest import check_settings, load_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "bench"))
@@ -28,8 +28,8 @@ def test_a_family_task_loads_as_a_users_would_and_its_reward_spreads(tmp_path, m
     prompts = [json.loads(line)["prompt"] for line in open(os.path.join(out, "prompts.jsonl"))]
     assert len(prompts) == family.TRAIN_PROMPTS and all(4 <= len(p.split()) <= 12 for p in prompts)
     assert tok.decode(tok(prompts[0])["input_ids"]) == prompts[0]  # words round-trip: no <unk>
-    preflight.load_model_config("ACTOR_MODEL", os.path.join(out, "policy"))
-    scorer = models.RewardModel(os.path.join(out, "reward"), torch.device("cpu"), torch.float32)
+    models.load_model_config("ACTOR_MODEL", os.path.join(out, "policy"))
+    scorer = rewards.RewardModel(os.path.join(out, "reward"), torch.device("cpu"), torch.float32)
     scores = scorer(prompts[:64], prompts[64:128])
     assert scores.std() > 0.5  # the reward separates responses
     assert family.build("tiny") == out  # cached: built once
@@ -40,9 +40,9 @@ def test_every_arm_of_ours_is_a_valid_run():
         if trainer != "ours":
             continue
         args = family.ours_command("aside", algorithm, 0, "/tmp/unused", extra)[2:]
-        cfg = preflight.load_config([a for a in args
+        cfg = load_config([a for a in args
                                      if not a.startswith(("--ACTOR_MODEL", "--CRITIC_MODEL",
                                                           "--REWARD_MODEL", "--DATASET"))])
-        ppo.check_settings(cfg)
+        check_settings(cfg)
         assert cfg.ALGORITHM == algorithm and cfg.MAX_STEPS == family.STEPS, arm
         assert cfg.BATCH_SIZE * cfg.GROUP_SIZE == 16, arm  # 16 responses per step, as TRL's runs

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import ppo
+from machinery.script import Refusal
 from machinery import models
-from machinery import preflight
+from machinery import checkpoints
 import reward_fns
-from conftest import ROOT, tiny_args
+from conftest import ROOT, load_config, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 TIMING = {"elapsed", "step_time", "time_generate", "time_reward", "time_forward", "time_update",
@@ -111,7 +112,7 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_whole(
         tiny, tmp_path, uninterrupted, where, survivor):
     killed = run_cli([where, *fault_args(tiny, tmp_path)], wrapper=KILL_WHILE_SAVING)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert [n for n in preflight.CHECKPOINTS if (tmp_path / n).is_dir()] == [survivor]
+    assert [n for n in checkpoints.CHECKPOINTS if (tmp_path / n).is_dir()] == [survivor]
     assert saved_step(os.path.join(tmp_path, survivor)) == 2  # the first checkpoint, whole
     reward_fns.reset_faults()
     assert ppo.main(fault_args(tiny, tmp_path, RESUME=True)) == 0
@@ -168,7 +169,7 @@ def test_non_finite_rewards_skip_updates_then_stop_after_saving(tiny, tmp_path, 
 
 def test_a_non_finite_gradient_skips_only_that_minibatch(tiny, tmp_path, monkeypatch):
     # 2 minibatches
-    trainer = ppo.PPOTrainer(preflight.load_config(tiny_args(tiny, tmp_path, PPO_EPOCHS=1)))
+    trainer = ppo.PPOTrainer(load_config(tiny_args(tiny, tmp_path, PPO_EPOCHS=1)))
     real, calls = ppo.policy_loss, []
 
     def nan_once(*args, **kwargs):
@@ -218,5 +219,5 @@ def test_one_output_dir_holds_one_run(tiny, tmp_path, capsys):
     assert ppo.main(tiny_args(tiny, empty, RESUME=True)) == 2
     assert "holds no checkpoint" in capsys.readouterr().err and not empty.exists()
     # DEBUG=True shows the traceback instead of the one-line message
-    with pytest.raises(preflight.ConfigError):
+    with pytest.raises(Refusal):
         ppo.main(tiny_args(tiny, empty, RESUME=True, DEBUG=True))

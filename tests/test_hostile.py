@@ -17,10 +17,13 @@ import pytest
 import torch
 
 import ppo
-from machinery import run
+from machinery.script import Refusal
 from machinery import models
-from machinery import preflight
-from conftest import ROOT, tiny_args
+from machinery import checkpoints
+from machinery import data
+from machinery import rewards
+from machinery import run_files, settings
+from conftest import ROOT, load_config, tiny_args
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
@@ -38,7 +41,7 @@ def snapshot(folder):
     which holds the process id of whoever last took it."""
     found = {}
     for root, _, files in os.walk(folder):
-        for name in set(files) - {preflight.RunLock.NAME}:
+        for name in set(files) - {run_files.RunLock.NAME}:
             path = os.path.join(root, name)
             with open(path, "rb") as f:
                 found[os.path.relpath(path, folder)] = hashlib.sha1(f.read()).hexdigest()
@@ -558,7 +561,7 @@ def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, cap
                       v in case.overrides.items()})
     before = {name: snapshot(path) for name, path in (("out", c.out), ("tiny", tiny["dir"]),
                                                       ("variants", variants["dir"]))}
-    lock_before = os.path.exists(c.out / preflight.RunLock.NAME)
+    lock_before = os.path.exists(c.out / run_files.RunLock.NAME)
     code = ppo.main(args_for(tiny, c.out, **overrides) + c.argv)
     output = "".join(capsys.readouterr())
     assert code == case.code, output[-3000:]
@@ -568,9 +571,9 @@ def test_hostile_input(case, tiny, tmp_path, finished, modules, monkeypatch, cap
         assert snapshot(c.out) == before["out"]
         assert "settings:" not in output, output[-3000:]
         # no lock file left behind either
-        assert os.path.exists(c.out / preflight.RunLock.NAME) == lock_before
+        assert os.path.exists(c.out / run_files.RunLock.NAME) == lock_before
     else:  # a fault in training: the run is saved, the step that failed rolled back
-        assert preflight.checkpoint_problem(str(c.out / "checkpoint"), ["policy", "critic"]) is None
+        assert checkpoints.checkpoint_problem(str(c.out / "checkpoint"), ppo.ALGORITHMS) is None
     assert snapshot(tiny["dir"]) == before["tiny"]
     assert snapshot(variants["dir"]) == before["variants"]
     assert c.after()
@@ -586,7 +589,7 @@ def test_the_table_covers_every_class_three_times():
 
 # ---- 3. one run per folder, with real processes --------------------------------------------------
 HOLD = (
-    "import sys, time; from machinery import preflight; lock = preflight.RunLock(sys.argv[1]); "
+    "import sys, time; from machinery import run_files; lock = run_files.RunLock(sys.argv[1]); "
     "print('locked', flush=True); time.sleep(300)")
 
 
@@ -632,7 +635,7 @@ def test_a_folder_whose_run_died_at_once_is_free(tiny, tmp_path):
     for name, text in (("run.lock", "12345 elsewhere\n"), ("config.json", "{}"),
                        ("metrics.jsonl", "")):
         (out / name).write_text(text)
-    assert preflight.check_output_dir(preflight.load_config(args_for(tiny, out))) is None
+    assert checkpoints.check_output_dir(load_config(args_for(tiny, out)), ppo.ALGORITHMS) is None
 
 
 # ---- 7. a full disk, a kill while saving the final folders ---------------------------------------
@@ -666,7 +669,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path, 
     assert_one_message(out.stdout + out.stderr, 1,
                        r"checkpoint \(.* MiB free on that disk: most likely full; .*\); the "
                        r"previous one is kept")
-    assert preflight.checkpoint_problem(str(copy / "checkpoint"), ["policy", "critic"]) is None
+    assert checkpoints.checkpoint_problem(str(copy / "checkpoint"), ppo.ALGORITHMS) is None
     assert not (copy / "checkpoint.tmp").exists()
 
 
@@ -718,7 +721,7 @@ def test_a_kill_while_writing_the_final_policy_leaves_the_previous_one_loadable(
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert snapshot(out / "policy") == before  # the previous policy/, whole
     models.load_causal_lm(str(out / "policy"), torch.device("cpu"), torch.float32)
-    assert preflight.weights_problem(str(out / "policy.tmp"))  # the half-written one stayed aside
+    assert models.weights_problem(str(out / "policy.tmp"))  # the half-written one stayed aside
 
 
 def test_no_space_for_the_final_policy_keeps_the_previous_one(
@@ -747,13 +750,13 @@ def test_no_space_for_the_final_policy_keeps_the_previous_one(
 SLOW_LOAD = """
 import sys, time
 import ppo
-from machinery import setup
-real = setup.load_causal_lm
+from machinery import models
+real = models.load_causal_lm
 def load_causal_lm(*a, **k):
     print("LOADING", flush=True)
     time.sleep(60)
     return real(*a, **k)
-setup.load_causal_lm = load_causal_lm
+models.load_causal_lm = load_causal_lm
 sys.exit(ppo.main(sys.argv[1:]))
 """
 
@@ -794,7 +797,7 @@ def test_a_second_sigterm_stops_at_once_keeping_the_last_checkpoint(tiny, tmp_pa
     assert proc.returncode == 128 + sig, output[-3000:]
     assert "Traceback" not in output
     assert f"stopped at once by a second {signal.Signals(sig).name}" in output
-    assert preflight.checkpoint_problem(str(out / "checkpoint"), ["policy", "critic"]) is None
+    assert checkpoints.checkpoint_problem(str(out / "checkpoint"), ppo.ALGORITHMS) is None
 
 
 # ---- 1. hub ids, beyond the table ----------------------------------------------------------------
@@ -845,12 +848,12 @@ def test_a_local_folder_named_like_a_hub_id_loads_as_a_folder(tiny, tmp_path, mo
     shutil.copytree(tiny["policy"], tmp_path / "org" / "name")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", UNREACHABLE)  # the hub is never asked
-    assert preflight.load_model_config("ACTOR_MODEL", "org/name").model_type == "qwen3"
+    assert models.load_model_config("ACTOR_MODEL", "org/name").model_type == "qwen3"
 
 
 # ---- 2. typed settings, beyond the table ---------------------------------------------------------
 def test_settings_are_read_by_their_type():
-    cfg = preflight.load_config(["--OVERWRITE=false", "--RESUME=FALSE", "--DEBUG=True",
+    cfg = load_config(["--OVERWRITE=false", "--RESUME=FALSE", "--DEBUG=True",
                                  "--KL_TARGET=none",
                            "--DYNAMIC_SAMPLING=None", "--CHAT_TEMPLATE=false",
                            "--CRITIC_LEARNING_RATE=0",
@@ -865,13 +868,13 @@ def test_settings_are_read_by_their_type():
     assert cfg.CHAT_TEMPLATE is False and cfg.CRITIC_LEARNING_RATE == 0.0
     assert cfg.LORA_TARGET_MODULES == ["q_proj", "v_proj"] and cfg.MAX_GRAD_NORM is None
     assert cfg.OUTPUT_DIR == "None"  # a folder name: OUTPUT_DIR takes no None
-    assert (preflight.load_config(["--LORA_TARGET_MODULES=['k_proj']"]).LORA_TARGET_MODULES
+    assert (load_config(["--LORA_TARGET_MODULES=['k_proj']"]).LORA_TARGET_MODULES
             == ["k_proj"])
 
 
 def test_a_critic_learning_rate_of_0_leaves_the_critic_as_it_was(tiny, tmp_path):
     trainer = ppo.PPOTrainer(
-        preflight.load_config(args_for(tiny, tmp_path / "run", CRITIC_LEARNING_RATE=0)),
+        load_config(args_for(tiny, tmp_path / "run", CRITIC_LEARNING_RATE=0)),
         log=lambda *a: None)
     before = [p.detach().clone() for p in trainer.critic.parameters()]
     trainer.step()
@@ -881,13 +884,14 @@ def test_a_critic_learning_rate_of_0_leaves_the_critic_as_it_was(tiny, tmp_path)
 def test_every_config_constant_has_a_kind_and_every_kind_a_constant():
     import config
     names = {k for k in vars(config) if k.isupper() and not k.startswith("_")}
-    assert names == set(preflight.SETTINGS)
+    assert names == set(settings.setting_kinds(ppo.TABLES))
+    kinds = settings.setting_kinds(ppo.TABLES)
     for name in names:  # and every default is valid
-        assert preflight.SETTINGS[name].problem(name, getattr(config, name)) is None, name
+        assert kinds[name].problem(name, getattr(config, name)) is None, name
 
 
 def test_debug_shows_the_traceback_of_a_refusal_even_while_parsing():
-    with pytest.raises(preflight.ConfigError, match="LEARNING_RATE must be"):
+    with pytest.raises(Refusal, match="LEARNING_RATE must be"):
         ppo.main(["--LEARNING_RATE=abc", "--DEBUG=True"])
 
 
@@ -903,7 +907,7 @@ def test_a_damaged_checkpoint_falls_back_to_a_whole_prev_in_a_moved_run(
     assert "trainer_state.pt is damaged" in output and "checkpoint.prev instead" in output
     with open(out / "metrics.jsonl") as f:
         assert [json.loads(line)["step"] for line in f] == [0, 1, 2]
-    assert preflight.checkpoint_problem(str(out / "checkpoint"), ["policy", "critic"]) is None
+    assert checkpoints.checkpoint_problem(str(out / "checkpoint"), ppo.ALGORITHMS) is None
     assert not (out / "checkpoint.prev").exists()
 
 
@@ -966,12 +970,12 @@ def test_a_refused_run_leaves_no_lock_file_in_an_existing_folder(tiny, tmp_path,
 # ---- 13. models that are what they claim, used as they claim -------------------------------------
 def test_reward_label_reads_the_named_output(tiny, variants):
     # any case
-    model = models.RewardModel(variants["sentiment"], "cpu", torch.float32, label="positive")
+    model = rewards.RewardModel(variants["sentiment"], "cpu", torch.float32, label="positive")
     batch = model.encode(["a film"], [" it was good"], padding=True, return_tensors="pt")
     logits = model.model(**batch).logits  # (1, 2)
     assert model.label == 1 and model(["a film"], [" it was good"]).item() == logits[0, 1].item()
     assert logits[0, 0].item() != logits[0, 1].item()  # so reading the other one would be seen
-    assert models.RewardModel(variants["sentiment"], "cpu", torch.float32, label=0).label == 0
+    assert rewards.RewardModel(variants["sentiment"], "cpu", torch.float32, label=0).label == 0
 
 
 def test_a_two_label_classifier_is_a_critic_start_with_a_fresh_value_head(
@@ -1056,12 +1060,12 @@ def test_a_bf16_reward_and_one_that_moves_the_working_directory_train(tiny, tmp_
 
 
 def test_sigterm_during_the_final_save_is_not_ignored(tiny, tmp_path, monkeypatch, capsys):
-    save = ppo.PPOTrainer.save
+    save = ppo.checkpoints.save_final
 
-    def save_then_signalled(self):
+    def save_then_signalled(*args):
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the run's StopOnSignal: the save goes on
-        save(self)
-    monkeypatch.setattr(ppo.PPOTrainer, "save", save_then_signalled)
+        save(*args)
+    monkeypatch.setattr(ppo.checkpoints, "save_final", save_then_signalled)
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, MAX_STEPS=1)) == 128 + signal.SIGTERM
     printed = capsys.readouterr().out
@@ -1151,7 +1155,7 @@ def test_logs_are_strict_json_and_the_samples_are_what_was_sampled(tiny, tmp_pat
     assert rows[0]["eval_reward"] is None
     assert rows[0]["skip_reason"]
     assert rows[-1]["eval_reward"] is None
-    line = run.json_line({"a": float("inf"), "b": -float("inf"), "c": 1.5})
+    line = run_files.json_line({"a": float("inf"), "b": -float("inf"), "c": 1.5})
     assert strict(line) == {"a": None, "b": None, "c": 1.5}
     out = tmp_path / "mutated"
     assert ppo.main(args_for(tiny, out, REWARD_MODEL="reward_fns:mutates_inputs", MAX_STEPS=1)) == 0
@@ -1166,7 +1170,7 @@ def test_logs_are_strict_json_and_the_samples_are_what_was_sampled(tiny, tmp_pat
 def test_a_tilde_in_a_path_from_a_config_file_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "home.py").write_text('OUTPUT_DIR = "~/runs/x"\nDATASET = "~/data.jsonl"\n')
-    cfg = preflight.load_config([str(tmp_path / "home.py")])
+    cfg = load_config([str(tmp_path / "home.py")])
     assert cfg.OUTPUT_DIR == str(tmp_path / "runs" / "x")
     assert cfg.DATASET == str(tmp_path / "data.jsonl")
 
@@ -1175,16 +1179,16 @@ def test_a_gzipped_dataset_is_read(tiny, tmp_path):
     import gzip
     with open(tiny["prompts"], "rb") as f, gzip.open(tmp_path / "p.jsonl.gz", "wb") as g:
         g.write(f.read())
-    cfg = preflight.load_config(args_for(tiny, tmp_path / "run",
+    cfg = load_config(args_for(tiny, tmp_path / "run",
                                          DATASET=str(tmp_path / "p.jsonl.gz")))
-    assert (preflight.load_prompts(cfg)
-            == preflight.load_prompts(preflight.load_config(args_for(tiny, tmp_path / "run"))))
+    assert (data.load_prompts(cfg)
+            == data.load_prompts(load_config(args_for(tiny, tmp_path / "run"))))
 
 
 def test_only_a_full_disk_is_told_to_free_space(tmp_path):
     """Whether a failed write was a full disk comes from the error (ENOSPC, EDQUOT) or the free
     space, never from words that happen to be in the path."""
-    from machinery.run import write_failure
+    from machinery.run_files import write_failure
     folder = tmp_path / "fullname's space"
     folder.mkdir()
     path = str(folder / "checkpoint")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import ppo
+from machinery import data
 from machinery import sampling
 from tasks import smollm2
 
@@ -39,7 +40,7 @@ def test_pad_is_eos_and_the_response_mask_keeps_the_first_eos_only(smol_tokenize
 
 def test_chat_prompts_are_framed_by_the_template(smol_tokenizer):
     tok = smol_tokenizer
-    ids, truncated = sampling.tokenize_prompts(tok, ["What is 25 + 99?"], "auto", 128)
+    ids, truncated = data.tokenize_prompts(tok, ["What is 25 + 99?"], "auto", 128)
     text = tok.decode(ids[0])
     assert text.startswith("<|im_start|>system\n") and truncated == [False]
     assert text.endswith("<|im_start|>user\nWhat is 25 + 99?<|im_end|>\n<|im_start|>assistant\n")
@@ -90,7 +91,7 @@ def test_a_critic_loads_from_a_llama_causal_lm(small_llama, smol_tokenizer):
         assert torch.equal(critic.backbone.state_dict()[name], weight), name
     assert critic.head.weight.shape == (1, 64) and critic.new_head and not critic.fresh_head
     assert not critic.head.weight.any() and (critic.head.bias is None or not critic.head.bias.any())
-    ids, _ = sampling.tokenize_prompts(smol_tokenizer, ["What is 2 + 3?", "Hi"], "auto", 128)
+    ids, _ = data.tokenize_prompts(smol_tokenizer, ["What is 2 + 3?", "Hi"], "auto", 128)
     input_ids, mask = sampling.left_pad(ids, smol_tokenizer.pad_token_id)
     values = critic(input_ids, mask, sampling.position_ids_from_mask(mask))
     assert values.shape == input_ids.shape and not values.any()

@@ -13,12 +13,15 @@ import pytest
 import torch
 
 import ppo
+from machinery.script import Refusal
 from machinery import sampling
 from machinery import models
-from machinery.models import prompt_text
-from machinery import preflight
+from machinery.data import prompt_text
+from machinery import data
+from machinery import rewards as scoring
+from machinery import settings
 from tasks import rewards
-from conftest import ROOT, tiny_args
+from conftest import ROOT, check_settings, load_config, tiny_args
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -82,20 +85,20 @@ def everything(prompts, responses, **columns):
 def test_a_reward_function_receives_the_columns_it_names_and_old_ones_keep_working():
     columns = {"answer": ["1", "2"], "level": [10, 20], "source": ["a", "b"]}
     p, r = ["x", "y"], ["1", "3"]
-    assert preflight.call_reward_function(two, p, r, columns).tolist() == [1.0, 1.0]
-    assert preflight.call_reward_function(named, p, r, columns).tolist() == [11.0, 22.0]
-    assert preflight.call_reward_function(everything, p, r, columns).tolist() == [3.0, 3.0]
-    assert preflight.reward_arguments(named)[2] == {"answer"}  # level has a default
-    assert preflight.call_reward_function(rewards.exact_match, p, r, columns).tolist() == [1.0, 0.0]
+    assert scoring.call_reward_function(two, p, r, columns).tolist() == [1.0, 1.0]
+    assert scoring.call_reward_function(named, p, r, columns).tolist() == [11.0, 22.0]
+    assert scoring.call_reward_function(everything, p, r, columns).tolist() == [3.0, 3.0]
+    assert scoring.reward_arguments(named)[2] == {"answer"}  # level has a default
+    assert scoring.call_reward_function(rewards.exact_match, p, r, columns).tolist() == [1.0, 0.0]
 
 
 def test_a_function_that_needs_a_column_the_dataset_lacks_is_refused_naming_both(tiny):
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match=r"requires 'answer', which DATASET has no column for \(its "
                                                     r"other columns: \['level'\]\)"):
-        preflight.check_scorer(f"{__name__}:named", ["a", "b"], {"level": [1, 2]})
-    with pytest.raises(preflight.ConfigError, match="which EVAL_DATASET has no column"):
-        preflight.check_scorer(f"{__name__}:named", ["a"], {"answer": ["1"]}, eval_columns={})
+        scoring.check_scorer(f"{__name__}:named", ["a", "b"], {"level": [1, 2]})
+    with pytest.raises(Refusal, match="which EVAL_DATASET has no column"):
+        scoring.check_scorer(f"{__name__}:named", ["a"], {"answer": ["1"]}, eval_columns={})
 
 
 @pytest.mark.parametrize("response,answer,score", [
@@ -115,7 +118,7 @@ def test_exact_match_ignores_surrounding_whitespace_only():
 
 # ---- several rewards with weights ----------------------------------------------------------------
 def test_several_scorers_sum_with_their_weights_and_keep_their_own_scores():
-    scorer = models.Scorer(["reward_fns:word_count", f"{__name__}:named", "reward_fns:word_count"],
+    scorer = scoring.Scorer(["reward_fns:word_count", f"{__name__}:named", "reward_fns:word_count"],
                            [1.0, -0.5, 2.0],
                         "cpu", torch.float32)
     assert scorer.names == ["word_count", "named", "word_count_2"]
@@ -125,17 +128,17 @@ def test_several_scorers_sum_with_their_weights_and_keep_their_own_scores():
 
 
 def test_reward_names_and_weights_are_read_from_the_command_line_and_checked():
-    cfg = preflight.load_config(["--REWARD_MODEL=a/b,mod:fn", "--REWARD_WEIGHTS=[1, 0.5]"])
+    cfg = load_config(["--REWARD_MODEL=a/b,mod:fn", "--REWARD_WEIGHTS=[1, 0.5]"])
     assert cfg.REWARD_MODEL == ["a/b", "mod:fn"] and cfg.REWARD_WEIGHTS == [1.0, 0.5]
     # one scorer: a name
-    assert preflight.load_config(["--REWARD_MODEL=['mod:fn']"]).REWARD_MODEL == "mod:fn"
-    with pytest.raises(preflight.ConfigError,
+    assert load_config(["--REWARD_MODEL=['mod:fn']"]).REWARD_MODEL == "mod:fn"
+    with pytest.raises(Refusal,
                        match=r"REWARD_WEIGHTS has 1 weight\(s\) for 2 scorer\(s\)"):
-        ppo.check_settings(
-            preflight.load_config(["--REWARD_MODEL=a/b,mod:fn", "--REWARD_WEIGHTS=2"]))
-    with pytest.raises(preflight.ConfigError, match="REWARD_WEIGHTS must be a list of numbers"):
-        preflight.load_config(["--REWARD_WEIGHTS=heavy"])
-    assert (preflight.reward_metric_names(["x/rm/", "org/rm", "m:std", "m:f"])
+        check_settings(
+            load_config(["--REWARD_MODEL=a/b,mod:fn", "--REWARD_WEIGHTS=2"]))
+    with pytest.raises(Refusal, match="REWARD_WEIGHTS must be a list of numbers"):
+        load_config(["--REWARD_WEIGHTS=heavy"])
+    assert (scoring.reward_metric_names(["x/rm/", "org/rm", "m:std", "m:f"])
             == ["rm", "rm_2", "std_score", "f"])
 
 
@@ -144,7 +147,7 @@ def test_conversations_and_the_system_prompt_go_through_the_chat_template(chat):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(chat["policy"])
     prompts = ["hello", [{"role": "system", "content": "own"}, {"role": "user", "content": "hi"}]]
-    ids, _ = sampling.tokenize_prompts(tok, prompts, "auto", 500, system_prompt="sys")
+    ids, _ = data.tokenize_prompts(tok, prompts, "auto", 500, system_prompt="sys")
     assert tok.decode(ids[0]) == "<|system|>sys\n<|user|>hello\n<|assistant|>"
     # its own system message stays
     assert tok.decode(ids[1]) == "<|system|>own\n<|user|>hi\n<|assistant|>"
@@ -153,12 +156,12 @@ def test_conversations_and_the_system_prompt_go_through_the_chat_template(chat):
 def test_without_a_chat_template_conversations_and_a_system_prompt_are_refused(tiny):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny["policy"])
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match="SYSTEM_PROMPT is set, but ACTOR_MODEL's tokenizer has no chat "
                        "template"):
-        sampling.tokenize_prompts(tok, ["a"], "auto", 64, system_prompt="be brief")
-    with pytest.raises(preflight.ConfigError, match="the prompts are conversations"):
-        sampling.tokenize_prompts(tok, [[{"role": "user", "content": "a"}]], "auto", 64)
+        data.tokenize_prompts(tok, ["a"], "auto", 64, system_prompt="be brief")
+    with pytest.raises(Refusal, match="the prompts are conversations"):
+        data.tokenize_prompts(tok, [[{"role": "user", "content": "a"}]], "auto", 64)
 
 
 @pytest.mark.parametrize("prompt,problem", [
@@ -169,13 +172,13 @@ def test_without_a_chat_template_conversations_and_a_system_prompt_are_refused(t
 def test_unusable_prompts_are_refused_with_the_row(tmp_path, prompt, problem):
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"prompt": "fine"}) + "\n" + json.dumps({"prompt": prompt}) + "\n")
-    cfg = preflight.load_config([f"--DATASET={path}"])
-    with pytest.raises(preflight.ConfigError, match=r"first at row 1: (.*)" + re.escape(problem)):
-        preflight.load_prompts(cfg)
+    cfg = load_config([f"--DATASET={path}"])
+    with pytest.raises(Refusal, match=r"first at row 1: (.*)" + re.escape(problem)):
+        data.load_prompts(cfg)
 
 
 def test_a_reward_model_with_a_chat_template_reads_the_whole_conversation(chat, tiny):
-    rm = models.RewardModel(chat["rm"], "cpu", torch.float32)
+    rm = scoring.RewardModel(chat["rm"], "cpu", torch.float32)
     conversation = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
                     {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
     ids = rm.encode([conversation], [" R"])["input_ids"][0]
@@ -186,7 +189,7 @@ def test_a_reward_model_with_a_chat_template_reads_the_whole_conversation(chat, 
     assert short[-1] == conversation[-1] and len(short) < len(conversation)
     assert len(rm.encode([short], [" R"])["input_ids"][0]) <= rm.max_length
     # DeBERTa: a text pair, no template
-    pair = models.RewardModel(tiny["reward"], "cpu", torch.float32)
+    pair = scoring.RewardModel(tiny["reward"], "cpu", torch.float32)
     assert prompt_text(conversation) == "U1\n\nA1\n\nU2"
     assert (pair.encode([conversation], [" R"])["input_ids"]
             == pair.encode(["U1\n\nA1\n\nU2"], [" R"])["input_ids"])
@@ -197,9 +200,9 @@ def test_a_config_file_applies_over_config_py_and_the_command_line_over_it(tmp_p
     path = tmp_path / "mine.py"
     path.write_text(
         "import math\nBATCH_SIZE = 64\nLEARNING_RATE = 1e-5 * math.sqrt(4)\n_helper = 3\n")
-    cfg = preflight.load_config([str(path), "--BATCH_SIZE=16"])
+    cfg = load_config([str(path), "--BATCH_SIZE=16"])
     assert cfg.BATCH_SIZE == 16 and cfg.LEARNING_RATE == pytest.approx(2e-5)
-    assert preflight.load_config([str(path)]).BATCH_SIZE == 64
+    assert load_config([str(path)]).BATCH_SIZE == 64
 
 
 @pytest.mark.parametrize("text,message", [
@@ -221,8 +224,8 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, capsys, text, message
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_shipped_config_parses_and_its_settings_hold_together(path):
-    cfg = preflight.load_config([path])
-    ppo.check_settings(cfg)
+    cfg = load_config([path])
+    check_settings(cfg)
     assert cfg.OUTPUT_DIR.startswith("runs/")
 
 
@@ -268,19 +271,19 @@ def test_the_seed_config_runs_with_local_stand_ins_for_its_hub_models(tiny, chat
 
 # ---- settings for evaluation and trackers --------------------------------------------------------
 def test_evaluation_and_tracker_settings_are_checked_before_any_work(monkeypatch):
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match="EVAL_EVERY=5 evaluates on held-out prompts, but EVAL_DATASET is "
                              "None"):
-        ppo.check_settings(preflight.load_config(["--EVAL_EVERY=5"]))
-    real = preflight.importlib.util.find_spec
-    monkeypatch.setattr(preflight.importlib.util, "find_spec",
+        check_settings(load_config(["--EVAL_EVERY=5"]))
+    real = settings.importlib.util.find_spec
+    monkeypatch.setattr(settings.importlib.util, "find_spec",
                         lambda name: None if name == "wandb" else real(name))
-    with pytest.raises(preflight.ConfigError,
+    with pytest.raises(Refusal,
                        match="REPORT_TO='wandb' needs the wandb package: pip install wandb"):
-        ppo.check_settings(preflight.load_config(["--REPORT_TO=wandb"]))
-    with pytest.raises(preflight.ConfigError,
+        check_settings(load_config(["--REPORT_TO=wandb"]))
+    with pytest.raises(Refusal,
                        match="REPORT_TO must be one of 'none', 'tensorboard', 'wandb', 'trackio'"):
-        preflight.load_config(["--REPORT_TO=mlflow"])
+        load_config(["--REPORT_TO=mlflow"])
 
 
 def test_evaluation_draws_fixed_numbers_per_row_whatever_the_batching(tiny):
@@ -288,15 +291,15 @@ def test_evaluation_draws_fixed_numbers_per_row_whatever_the_batching(tiny):
     ranges, gives the same responses and scores row for row: successive evaluations differ only by
     the policy."""
     import evaluate
-    cfg = preflight.load_config([f"--EVAL_DATASET={tiny['prompts']}", "--EVAL_MAX_PROMPTS=12",
+    cfg = load_config([f"--EVAL_DATASET={tiny['prompts']}", "--EVAL_MAX_PROMPTS=12",
                                  "--EVAL_SAMPLES=3",
                            "--MAX_NEW_TOKENS=6"])
-    prompts, columns = preflight.load_prompts(cfg, held_out=True)
+    prompts, columns = data.load_prompts(cfg, held_out=True)
     assert len(prompts) == 12
-    scorer = models.Scorer("reward_fns:word_count", None, "cpu", torch.float32)
+    scorer = scoring.Scorer("reward_fns:word_count", None, "cpu", torch.float32)
     tok = models.load_tokenizer(tiny["policy"], "policy")
     model = models.load_causal_lm(tiny["policy"], "cpu", torch.float32)
-    ids, _ = sampling.tokenize_prompts(tok, prompts, "auto", 64)
+    ids, _ = data.tokenize_prompts(tok, prompts, "auto", 64)
     args = (model, tok, sampling.eos_token_ids(tok, tiny["policy"]), ids, prompts, columns, scorer,
             cfg, "cpu", torch.float32)
     whole = evaluate.sample_and_score(*args, batch_size=64)
@@ -455,31 +458,6 @@ def test_real_trackers_offline(kind, tmp_path, monkeypatch):
                 "select step, metrics from metrics where run_name = 'offline-run'").fetchall()
         logged = {step: json.loads(m)["reward"] for step, m in rows if "reward" in json.loads(m)}
         assert logged == {0: 0.0, 1: 0.5, 2: 1.0}
-
-
-def test_a_checkpoint_saved_before_the_newer_settings_existed_still_resumes(tiny, tmp_path):
-    """settings.json of an older version lacks the settings added since (ADAM_EPSILON,
-    CRITIC_MAX_GRAD_NORM, the issue-13 ones): each is read as the value that reproduces the old
-    behaviour, so the run resumes with its own settings, and a setting that now means something else
-    (the critic's clip was MAX_GRAD_NORM) is named."""
-    checkpoint = tmp_path / "run" / "checkpoint"
-    shutil.copytree(tiny["policy"], checkpoint / "policy")
-    shutil.copytree(tiny["policy"], checkpoint / "critic")
-    torch.save({"counters": {}, "rng": {}, "optimizers": [], "schedulers": []},
-               checkpoint / "trainer_state.pt")
-    args = tiny_args(tiny, tmp_path / "run", RESUME=True, CRITIC_MAX_GRAD_NORM=1.0)
-    old = vars(preflight.load_config(tiny_args(tiny, tmp_path / "run", CRITIC_MAX_GRAD_NORM=1.0)))
-    for name in ("ADAM_EPSILON", "CRITIC_MAX_GRAD_NORM", "REWARD_WEIGHTS", "SYSTEM_PROMPT",
-                 "ENABLE_THINKING", "DATASET_CONFIG", "EVAL_DATASET", "REPORT_TO"):
-        del old[name]
-    (checkpoint / "settings.json").write_text(json.dumps(old))
-    assert preflight.check_output_dir(preflight.load_config(args)) == str(checkpoint)
-    # resumed without them, the run keeps its own (the critic's clip was MAX_GRAD_NORM's)
-    resumed = preflight.load_config(tiny_args(tiny, tmp_path / "run", RESUME=True))
-    assert (resumed.CRITIC_MAX_GRAD_NORM, resumed.ADAM_EPSILON) == (1.0, 1e-5)
-    with pytest.raises(preflight.ConfigError, match=r"CRITIC_MAX_GRAD_NORM 1.0 -> None"):
-        preflight.check_output_dir(preflight.load_config(
-            tiny_args(tiny, tmp_path / "run", RESUME=True, CRITIC_MAX_GRAD_NORM=None)))
 
 
 @pytest.mark.parametrize("overrides,message", [

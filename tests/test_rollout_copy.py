@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import ppo
-from machinery import preflight
-from conftest import tiny_args
+from conftest import load_config, tiny_args
 
 
 def brute_force_correction(logp, rollout_logp, mask, mode, cap):
@@ -66,13 +65,13 @@ def test_a_bfloat16_run_samples_from_a_refreshed_copy_and_corrects_for_it(tiny, 
     """DTYPE=bfloat16 on the CPU: the sampler runs a bfloat16 copy of the float32 policy, refreshed
     after each update; the log-prob difference and the share of capped weights are logged; GRPO's
     single pass is off (the weights need the policy's log-probs before the update)."""
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "bf16", DTYPE="bfloat16",
+    cfg = load_config(tiny_args(tiny, tmp_path / "bf16", DTYPE="bfloat16",
                                           ALGORITHM="grpo", GROUP_SIZE=2, BATCH_SIZE=4,
                                           ROLLOUT_CORRECTION="token-cap",
                                           ROLLOUT_CORRECTION_CAP=1.0))
     trainer = ppo.PPOTrainer(cfg)
     assert trainer.rollout_copy and trainer.rollout_policy is not trainer.policy
-    assert not trainer.single_pass(8)
+    assert not trainer.single_pass
     assert {p.dtype for p in trainer.rollout_policy.parameters()} == {torch.bfloat16}
     copy = trainer.rollout_policy  # tied weights stay tied (the tiny Qwen3 ties its output layer)
     assert copy.lm_head.weight is copy.model.embed_tokens.weight
@@ -89,7 +88,7 @@ def test_a_bfloat16_run_samples_from_a_refreshed_copy_and_corrects_for_it(tiny, 
 
 
 def test_float32_samples_from_the_policy_itself_with_no_correction(tiny, tmp_path):
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "f32", MAX_STEPS=1))
+    cfg = load_config(tiny_args(tiny, tmp_path / "f32", MAX_STEPS=1))
     trainer = ppo.PPOTrainer(cfg)
     assert not trainer.rollout_copy and trainer.rollout_policy is trainer.policy
     row, _ = trainer.step()

@@ -1,12 +1,13 @@
-"""Silent defects an audit found, each with a test that fails where the defect is present."""
+"""What the update must get exactly right, each a defect an audit once found, with a test that fails
+where it is present: dropout off, zero advantages, weight decay, masked positions, baselines, long
+prompts, and a KL of exactly 0 at step 0."""
 import pytest
 import torch
 
 from tasks import sentiment
 import ppo
-from machinery import models
-from machinery import preflight
-from conftest import tiny_args
+from machinery import rewards
+from conftest import load_config, tiny_args
 
 
 # ---- 1. dropout: every nn.Dropout off, whatever the config calls it ------------------------------
@@ -29,7 +30,7 @@ def make_gpt2(path, sequence_classifier=False):
 def test_a_gpt2_in_training_mode_has_ratio_exactly_1_on_its_first_minibatch(
         tiny, tmp_path, monkeypatch):
     gpt2 = make_gpt2(tmp_path / "gpt2")
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "run", ACTOR_MODEL=gpt2,
+    cfg = load_config(tiny_args(tiny, tmp_path / "run", ACTOR_MODEL=gpt2,
                                           CRITIC_MODEL=gpt2,
                                     REWARD_MODEL="reward_fns:word_count",
                                     GRADIENT_CHECKPOINTING=True))
@@ -51,7 +52,7 @@ def test_zero_advantages_leave_the_weights_bit_identical(tiny, tmp_path):
     """GRPO with the same reward for every response: every advantage is 0, and at the reference the
     k3 KL has zero gradient too, so nothing should move. torch's AdamW default (weight_decay=0.01)
     moved every weight."""
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "run", ALGORITHM="grpo", GROUP_SIZE=2,
+    cfg = load_config(tiny_args(tiny, tmp_path / "run", ALGORITHM="grpo", GROUP_SIZE=2,
                                           BATCH_SIZE=4,
                                     REWARD_MODEL="reward_fns:constant"))
     trainer = ppo.PPOTrainer(cfg, log=lambda *a: None)
@@ -103,7 +104,7 @@ def test_a_long_prompt_loses_its_start_not_the_response(tiny):
     """The tiny DeBERTa has 128 positions; a 1024-token limit let longer text through (an index
     error in its position embeddings), and right-side truncation cut the response, the part being
     scored."""
-    rm = models.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
+    rm = rewards.RewardModel(tiny["reward"], torch.device("cpu"), torch.float32)
     assert rm.max_length == 128
     prompt, response = "the movie was long and " * 40, " great and i loved it."
     scores = rm([prompt, "the food"], [response, " awful."])
@@ -127,7 +128,7 @@ def test_a_long_prompt_loses_its_start_not_the_response(tiny):
 def test_step_0_kl_is_exactly_0(tiny, tmp_path, dtype, lora):
     """Before: a bf16 copy of the reference under CPU autocast gave -3.7e-4 nats per sequence at
     step 0. With LoRA the reference is the base under the adapters, which start at 0."""
-    cfg = preflight.load_config(tiny_args(tiny, tmp_path / "run", DTYPE=dtype, LORA_RANK=lora,
+    cfg = load_config(tiny_args(tiny, tmp_path / "run", DTYPE=dtype, LORA_RANK=lora,
                                     REWARD_MODEL="reward_fns:word_count"))
     metrics, _ = ppo.PPOTrainer(cfg, log=lambda *a: None).step()
     assert metrics["kl"] == 0.0 and metrics["non_score_reward"] == 0.0

@@ -1,7 +1,7 @@
-"""The speed and memory options: the threaded critic update, no gradient clipping,
-gradient checkpointing, LoRA with the reference as the adapter-free base, the Qwen3 reward model
-builder and the TRL benchmark settings. Nothing here is timed: bench/speed.py measures."""
-import math
+"""The speed and memory options: the threaded critic update, no gradient clipping, gradient
+checkpointing, LoRA with the reference as the adapter-free base, the Qwen3 reward model builder, and
+entropy as a statistic. Each must leave the arithmetic as it is; nothing here is timed:
+bench/speed.py measures."""
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -9,12 +9,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from bench import speed as bench
 from tasks import sentiment
 import ppo
+from machinery.script import Refusal
 from machinery import models
-from machinery import preflight
-from conftest import tiny_args
+from machinery import rewards
+from machinery import settings
+from conftest import check_settings, load_config, tiny_args
 
 
 class OneAfterTheOther:
@@ -32,7 +33,7 @@ def trained_weights(trainer):
 
 
 def run_steps(tiny, tmp_path, name, steps=2, patch=None, **overrides):
-    trainer = ppo.PPOTrainer(preflight.load_config(tiny_args(tiny, tmp_path / name, **overrides)),
+    trainer = ppo.PPOTrainer(load_config(tiny_args(tiny, tmp_path / name, **overrides)),
                              log=lambda *a: None)
     if patch:
         patch(trainer)
@@ -82,7 +83,7 @@ def test_each_model_is_clipped_by_its_own_setting(tiny, tmp_path):
 
 
 def test_adam_epsilon_reaches_both_optimizers(tiny, tmp_path):
-    trainer = ppo.PPOTrainer(preflight.load_config(tiny_args(tiny, tmp_path, ADAM_EPSILON=1e-8)),
+    trainer = ppo.PPOTrainer(load_config(tiny_args(tiny, tmp_path, ADAM_EPSILON=1e-8)),
                              log=lambda *a: None)
     assert [g["eps"] for opt in trainer.optimizers for g in opt.param_groups] == [1e-8] * sum(
         len(opt.param_groups) for opt in trainer.optimizers)
@@ -138,7 +139,7 @@ def test_a_lora_run_saves_merged_folders_and_resumes_exactly(tiny, tmp_path):
     # Resuming loads the adapters, the heads and the optimisers' moments exactly as an uninterrupted
     # run has them.
     resumed = ppo.PPOTrainer(
-        preflight.load_config(tiny_args(tiny, out, LORA_RANK=4, MAX_STEPS=2, RESUME=True)),
+        load_config(tiny_args(tiny, out, LORA_RANK=4, MAX_STEPS=2, RESUME=True)),
         log=lambda *a: None)
     straight, _ = run_steps(tiny, tmp_path, "straight", steps=2, LORA_RANK=4, MAX_STEPS=2)
     for a, b in zip(trained_weights(resumed), trained_weights(straight), strict=True):
@@ -151,7 +152,7 @@ def test_a_lora_run_saves_merged_folders_and_resumes_exactly(tiny, tmp_path):
     tokens = (torch.tensor([[5, 6, 7, 8, 9, 10]]), torch.ones(1, 6, dtype=torch.long))
     with torch.no_grad():  # the merged folder computes what the adapters did at the end of the run
         run_end = ppo.PPOTrainer(
-            preflight.load_config(tiny_args(tiny, tmp_path / "end", LORA_RANK=4, MAX_STEPS=2)),
+            load_config(tiny_args(tiny, tmp_path / "end", LORA_RANK=4, MAX_STEPS=2)),
             log=lambda *a: None)
         models.load_trained_weights(run_end.policy, str(out / "checkpoint" / "policy"))
         torch.testing.assert_close(response_logp(merged.eval(), tokens),
@@ -159,136 +160,25 @@ def test_a_lora_run_saves_merged_folders_and_resumes_exactly(tiny, tmp_path):
 
 
 def test_lora_without_peft_is_refused_before_loading(tiny, tmp_path, monkeypatch):
-    real = preflight.importlib.util.find_spec
-    monkeypatch.setattr(preflight.importlib.util, "find_spec",
+    real = settings.importlib.util.find_spec
+    monkeypatch.setattr(settings.importlib.util, "find_spec",
                         lambda name: None if name == "peft" else real(name))
-    with pytest.raises(preflight.ConfigError, match="pip install peft"):
-        ppo.check_settings(preflight.load_config(tiny_args(tiny, tmp_path, LORA_RANK=8)))
-    with pytest.raises(preflight.ConfigError, match="LORA_RANK"):
-        ppo.check_settings(preflight.load_config(tiny_args(tiny, tmp_path, LORA_RANK=-1)))
+    with pytest.raises(Refusal, match="pip install peft"):
+        check_settings(load_config(tiny_args(tiny, tmp_path, LORA_RANK=8)))
+    with pytest.raises(Refusal, match="LORA_RANK"):
+        check_settings(load_config(tiny_args(tiny, tmp_path, LORA_RANK=-1)))
 
 
 def test_the_qwen3_reward_model_scores_sentiment(tiny, tmp_path):
     path = sentiment.build_reward_model(tiny["policy"], str(tmp_path / "rm"), steps=150,
                                         log=lambda *a: None)
-    scorer = models.RewardModel(path, torch.device("cpu"), torch.float32)
+    scorer = rewards.RewardModel(path, torch.device("cpu"), torch.float32)
     pos = [" was great and i loved it.", " was wonderful and everyone smiled.",
            " is lovely and it made me happy."]
     neg = [" was terrible and i hated it.", " was awful and nobody smiled.",
            " is horrible and it made me angry."]
     prompts = ["the movie", "the food", "my day"]
     assert scorer(prompts, pos).min() > scorer(prompts, neg).max()
-
-
-def test_the_trl_benchmark_settings_are_valid_and_match_the_runner():
-    cfg = preflight.load_config(bench.TRL_PPO_ARGS)
-    ppo.check_settings(cfg)
-    assert ((cfg.BATCH_SIZE, cfg.MINI_BATCH_SIZE, cfg.PPO_EPOCHS, cfg.MAX_NEW_TOKENS)
-            == (32, 8, 4, 16))
-    # TRL's PPO loop never clips
-    assert cfg.MAX_GRAD_NORM is None and cfg.CRITIC_MAX_GRAD_NORM is None
-    assert cfg.CRITIC_LEARNING_RATE == cfg.LEARNING_RATE  # TRL: one optimizer, one learning rate
-    with open(os.path.join(ppo.__file__.rsplit(os.sep, 1)[0], "bench", "trl_runner.py")) as f:
-        runner = f.read()
-    # main_ppo's defaults are the tiny comparison's settings (bench/speed.py --shapes --trl passes
-    # others)
-    import ast
-    main_ppo = next(f for f in ast.walk(ast.parse(runner)) if isinstance(f, ast.FunctionDef)
-                    and f.name == "main_ppo")
-    names = [a.arg for a in main_ppo.args.args][-len(main_ppo.args.defaults):]
-    defaults = dict(zip(names, (ast.literal_eval(d) for d in main_ppo.args.defaults)))
-    assert defaults == {"prompts": None, "batch": 32, "response_len": 16, "epochs": 4,
-                        "learning_rate": 3e-4}
-    for theirs in ("per_device_train_batch_size=batch", "num_mini_batches=batch // min(batch, 8)",
-                   "num_ppo_epochs=epochs", "response_length=response_len",
-                   "learning_rate=learning_rate",
-                   "kl_coef=0.05", 'kl_estimator="k1"', "cliprange=0.2", "cliprange_value=0.2",
-                   "gamma=1.0", "lam=0.95", "adam_epsilon=1e-5"):
-        assert theirs in runner, theirs
-
-
-def test_the_memory_estimates_parameter_counts_match_real_models(monkeypatch):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=2,
-                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
-    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
-    n_policy, _, _, n_lora = bench.parameter_counts(lora_rank=4)
-    model = Qwen3ForCausalLM(Qwen3Config(**small))
-    assert n_policy == sum(p.numel() for p in model.parameters())
-    cfg = preflight.load_config(["--LORA_RANK=4"])
-    lora_model = models.add_lora(model, cfg, "CAUSAL_LM")
-    assert n_lora == sum(p.numel() for n, p in lora_model.named_parameters() if "lora_" in n)
-    monkeypatch.undo()  # the estimate itself, for Qwen3-0.6B
-    full, lora = bench.memory_estimate(), bench.memory_estimate(lora_rank=16)
-    assert lora["reference"] == 0 and full["reference"] > 0 and lora["policy"] < full["policy"] / 5
-    key = "activations (critic update)"
-    assert bench.memory_estimate(checkpointing=True)[key] < full[key]
-
-
-def test_the_memory_plan_divides_what_fsdp_shards_and_adds_what_it_gathers():
-    (n, root, block), (n_critic, _, _), _, _ = bench.model_parts(0, "0.6B")
-    cfg = bench.QWEN3["0.6B"]
-    # tied embedding and final norm
-    assert root == cfg["vocab_size"] * cfg["hidden_size"] + cfg["hidden_size"]
-    assert root + cfg["num_hidden_layers"] * block == n
-    one, two = bench.memory_estimate(), bench.memory_estimate(gpus=2, sharded=True)
-    for key in ("policy", "reference", "critic", "reward model"):
-        assert two[key] == pytest.approx(one[key] / 2)
-    # FSDP's whole copies
-    assert two["activations (policy update)"] > one["activations (policy update)"]
-    assert bench.per_gpu_peak(two, "fsdp") < bench.per_gpu_peak(one, "one")
-    assert bench.per_gpu_peak(bench.memory_estimate(size="8B", gpus=8, sharded=True,
-                                                    checkpointing=True),
-                              "fsdp") < 76 < bench.per_gpu_peak(
-                                  bench.memory_estimate(size="8B"), "one")
-
-
-def test_the_sharded_memory_measurement_runs_its_path_on_a_cpu(monkeypatch):
-    """bench/speed.py --memory --sharded (measured on a GPU when lent) on tiny shapes in a
-    one-process group: builds with parameters on the meta device, shards, gives storage, runs two
-    updates; a CPU has no peak to report."""
-    import torch.distributed as dist
-    small = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=2,
-                 num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
-    monkeypatch.setitem(bench.QWEN3, "0.6B", small)
-    monkeypatch.setattr(bench, "DEBERTA_V3_LARGE",
-                        dict(bench.DEBERTA_V3_LARGE, hidden_size=32, intermediate_size=64,
-                                                        num_hidden_layers=2, num_attention_heads=2,
-                                                        pooler_hidden_size=32, vocab_size=300))
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        for kw in ({}, {"lora_rank": 4, "checkpointing": True}):
-            assert math.isnan(bench.measure_sharded_memory(
-                micro_batch=2, prompt_len=8, response_len=4, device="cpu", **kw))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_the_forward_flop_count_matches_torchs_flop_counter():
-    """forward_flops against FlopCounterMode on real forwards (eager attention, whose matmuls it
-    counts) of Qwen3 shapes with grouped-query attention, several batch sizes, lengths and kept
-    logits."""
-    from torch.utils.flop_counter import FlopCounterMode
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-    for hidden, layers, heads, kv, n, length, kept in ((32, 2, 2, 1, 2, 10, 4),
-                                                       (48, 3, 4, 2, 3, 7, 7),
-                                                       (64, 1, 4, 4, 1, 12, 1)):
-        cfg = dict(vocab_size=211, hidden_size=hidden, intermediate_size=2 * hidden + 8,
-                   num_hidden_layers=layers,
-                   num_attention_heads=heads, num_key_value_heads=kv, head_dim=16,
-                   tie_word_embeddings=True)
-        model = Qwen3ForCausalLM(Qwen3Config(**cfg, attn_implementation="eager")).eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(input_ids=torch.randint(0, 211, (n, length)), logits_to_keep=kept)
-        assert bench.forward_flops(cfg, n, length, kept) == counter.get_total_flops()
-
-
-def test_the_machine_limits_are_measured_not_assumed():
-    peak, bandwidth = bench.matmul_peak(
-        n=256, seconds=0.05), bench.memory_bandwidth(mib=8, seconds=0.05)
-    assert math.isfinite(peak) and peak > 0 and math.isfinite(bandwidth) and bandwidth > 0
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
