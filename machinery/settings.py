@@ -463,10 +463,11 @@ CRITIC_SETTINGS = ("CRITIC_MODEL", "CRITIC_MAX_GRAD_NORM", "VALUE_CLIP_RANGE", "
 def settings_without_effect(cfg, algorithm, chat_template, rollout_copy, prompts, eval_prompts):
     """One line for each setting that does nothing in this run's combination, said at start-up:
     REWARD_LABEL without a reward model of several outputs, ENABLE_THINKING=True where the chat
-    template has no such switch (or none is used), ROLLOUT_COPY=True where the copy would be the
-    policy in its own dtype (`rollout_copy`: whether one is made), held-out prompts that are all
-    training prompts, and the critic's settings set away from config.py's for an algorithm without
-    a critic. `chat_template`: the policy's template text where prompts go through one."""
+    template has no such switch (or none is used), KL_TARGET with KL_COEF=0, ROLLOUT_COPY=True
+    where the copy would be the policy in its own dtype (`rollout_copy`: whether one is made),
+    held-out prompts that are all training prompts, and the critic's settings set away from
+    config.py's for an algorithm without a critic. `chat_template`: the policy's template text
+    where prompts go through one."""
     lines = []
     if cfg.REWARD_LABEL is not None:
         models = [n for n in reward_names(cfg.REWARD_MODEL) if not is_reward_function(n)]
@@ -481,6 +482,10 @@ def settings_without_effect(cfg, algorithm, chat_template, rollout_copy, prompts
             "ENABLE_THINKING=True has no effect: " + (
                 "ACTOR_MODEL's chat template has no enable_thinking switch (Qwen3's has)"
                 if chat_template else "the prompts go through no chat template"))
+    if cfg.KL_TARGET is not None and cfg.KL_COEF == 0:
+        lines.append(
+            f"KL_TARGET={cfg.KL_TARGET!r} has no effect with KL_COEF=0: the adaptive controller "
+            "(Ziegler et al.) scales KL_COEF, which stays 0; give KL_COEF its starting value")
     if cfg.ROLLOUT_COPY is True and not rollout_copy:
         lines.append(
             "ROLLOUT_COPY=True has no effect: the models compute in float32, so the copy would "

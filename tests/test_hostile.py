@@ -1348,14 +1348,16 @@ def test_settings_without_effect_are_said_at_start_up(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert ppo.main(args_for(tiny, out, MAX_STEPS=1, REWARD_LABEL="POSITIVE",
                              REWARD_MODEL="reward_fns:word_count", ENABLE_THINKING=True,
-                             ROLLOUT_COPY=True, EVAL_DATASET=tiny["prompts"], EVAL_SAMPLES=1)) == 0
+                             ROLLOUT_COPY=True, EVAL_DATASET=tiny["prompts"], EVAL_SAMPLES=1,
+                             KL_COEF=0.0, KL_TARGET=6.0)) == 0
     notices = [line for line in capsys.readouterr().out.splitlines()
                if line.startswith("notice:")]
-    assert len(notices) == 4, notices
+    assert len(notices) == 5, notices
     for expected in ("REWARD_LABEL='POSITIVE' has no effect: it picks the output of a reward model "
                      "with several, and REWARD_MODEL has reward functions only",
                      "ENABLE_THINKING=True has no effect: the prompts go through no chat template",
                      "ROLLOUT_COPY=True has no effect: the models compute in float32",
+                     "KL_TARGET=6.0 has no effect with KL_COEF=0: the adaptive controller",
                      "holds only training prompts (DATASET's)"):
         assert any(expected in line for line in notices), (expected, notices)
 
