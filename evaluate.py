@@ -92,12 +92,12 @@ def main(argv):
             "error: no policy folder given; usage: python evaluate.py POLICY_DIR [POLICY_DIR ...] "
             "[CONFIG.py] [--NAME=value ...]", file=sys.stderr)
         return 2
-    quiet_progress_bars()
     try:
         settings = [a for a in argv if a not in paths]
         notice = unread_settings(settings)
         # a config file's RESUME is ppo.py's: evaluation reads no checkpoint
         cfg = load_config(settings + ["--RESUME=False"], TABLES)
+        quiet_progress_bars()
         if notice:
             print(notice)
         for path in paths:

@@ -144,7 +144,6 @@ class Startup:
     into is removed."""
 
     def __init__(self, argv):
-        quiet_progress_bars()
         self.ranks = Ranks()
         self.log = print if self.ranks.writes else (lambda *args, **kwargs: None)
         self.debug, self.code, self.held = debug_requested(argv), None, None
@@ -161,6 +160,7 @@ class Startup:
         self.ranks.start(always=sharding_on(cfg.SHARDING, self.ranks.world))  # FSDP2: a group
         check_output_path(cfg, algorithm.critic, config_files)
         self.held = lock_output_dir(cfg.OUTPUT_DIR, self.ranks)
+        quiet_progress_bars()  # imports transformers and datasets: after the settings' refusals
 
     def __exit__(self, kind, error, tb):
         for sig, handler in self.handlers.items():

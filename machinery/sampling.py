@@ -3,7 +3,8 @@ as token ids, the endless prompt stream, rollouts as padded batches, and evaluat
 scoring."""
 import numpy as np
 import torch
-import transformers
+from importlib.metadata import version
+
 from packaging.version import Version
 
 from .distributed import no_grad_for
@@ -13,8 +14,8 @@ from .models import autocast
 
 # The KV cache's keyword, in a forward's arguments and in its output: transformers 5.24 renamed
 # `past_key_values` to `cache` (5.16-5.23 take `cache=` into **kwargs and ignore it). One name,
-# read from the installed version.
-RENAMED = Version(transformers.__version__) >= Version("5.24.0.dev0")
+# read from the installed version (without importing transformers, a second at start-up).
+RENAMED = Version(version("transformers")) >= Version("5.24.0.dev0")
 CACHE = "cache" if RENAMED else "past_key_values"
 
 

@@ -72,13 +72,15 @@ def tiny(tmp_path_factory):
 
 
 def tiny_args(tiny, out_dir, **overrides):
-    """Command-line overrides for a fast run on the tiny models."""
+    """Command-line overrides for a fast run on the tiny models. The charts are drawn at the end
+    only (PLOT_EVERY=100): drawing them is most of a tiny run's time (a second or two each), and
+    the tests that need them mid-run ask for them."""
     settings = dict(ACTOR_MODEL=tiny["policy"], CRITIC_MODEL=tiny["policy"],
                     REWARD_MODEL=tiny["reward"],
                     DATASET=tiny["prompts"], OUTPUT_DIR=str(out_dir), BATCH_SIZE=8,
                     MINI_BATCH_SIZE=4,
                     MICRO_BATCH_SIZE=4, PPO_EPOCHS=2, MAX_NEW_TOKENS=8, MAX_STEPS=3, SAMPLE_EVERY=1,
-                    PLOT_EVERY=2)
+                    PLOT_EVERY=100)
     settings.update(overrides)
     return [f"--{k}={v}" for k, v in settings.items()]
 

@@ -2,9 +2,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
+# slow (80 s): each algorithm trains in test_algorithms; compare.py's refusals are in test_hostile
+@pytest.mark.slow
 def test_compare_runs_every_algorithm_and_writes_the_picture_and_table(tmp_path):
     """A one-step comparison of the four algorithms on the embedded default task (the full one is
     100 steps)."""

@@ -301,6 +301,8 @@ def test_two_processes_train_like_one(tiny, tmp_path, one_process, sharding):
         assert_same_run(one_process, tmp_path, tol=1e-3)
 
 
+# slow (30 s): sharding is covered by test_two_processes_train_like_one[fsdp], LoRA by test_options
+@pytest.mark.slow
 def test_grpo_with_lora_sharded_trains_like_one_process(tiny, tmp_path):
     """GRPO with LoRA adapters (the reference: adapters off) and the DeBERTa reward model, all
     sharded; the final policy/ has the adapters merged in, on rank 0 from the gathered weights."""

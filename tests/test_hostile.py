@@ -710,6 +710,8 @@ sys.exit(ppo.main(sys.argv[1:]))
 """
 
 
+# slow (14 s): a failed final save keeping the previous folder runs in the next test
+@pytest.mark.slow
 def test_a_kill_while_writing_the_final_policy_leaves_the_previous_one_loadable(
         tiny, tmp_path, finished):
     out = tmp_path / "run"
