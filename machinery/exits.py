@@ -13,7 +13,6 @@ import sys
 import traceback
 
 from . import health
-
 from .distributed import Ranks, check_sharding, sharding_on
 from .models import check_distributed
 from .rewards import RewardError
@@ -71,7 +70,12 @@ class Stops:
         return self
 
     def __exit__(self, kind, error, tb):
-        self.signals.__exit__(kind, error, tb)
+        try:  # the run's signal handlers stay while the stop is handled (and saved)
+            return self.handle(kind, error, tb)
+        finally:
+            self.signals.__exit__(kind, error, tb)
+
+    def handle(self, kind, error, tb):
         if error is None:
             return False
         if isinstance(error, Stop):
